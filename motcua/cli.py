@@ -1,0 +1,257 @@
+"""``motcua``: the operators' and developers' command line.
+
+    motcua run SERVICE            one service (nameko, with that service's config)
+    motcua up [SERVICE ...]       every built service, each its own process; Ctrl-C stops them all
+    motcua migrate [SERVICE ...]  apply every service's migrations
+    motcua due-date --received 2026-02-13T10:00 --limit "3 working days"
+    motcua catalog check FILE     validate a catalogue file; names file, entry, field and reason
+    motcua catalog load [FILE]    publish a catalogue file (new versions of what changed)
+
+Bad input: a clear message on stderr and exit code 2.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from importlib import import_module
+from pathlib import Path
+
+import yaml
+
+SERVICES_DIR = Path(__file__).resolve().parent.parent / "services"
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    port: int
+
+    @property
+    def module(self) -> str:
+        return f"services.{self.name}.service"
+
+    @property
+    def directory(self) -> Path:
+        return SERVICES_DIR / self.name
+
+    @property
+    def config_file(self) -> Path:
+        return self.directory / "config.yml"
+
+
+# The built services, in start-up order. Ports: catalog 8001, intake 8002, routing 8003,
+# fees 8004, notify 8005; the gRPC gateway 50051.
+SERVICES = {spec.name: spec for spec in (ServiceSpec("catalog", 8001),)}
+DEFAULT_CATALOGUE = SERVICES_DIR / "catalog" / "data" / "catalogue.yml"
+
+
+class UsageError(Exception):
+    """Bad input from the user: printed on stderr, exit code 2."""
+
+
+def _service(name: str) -> ServiceSpec:
+    if name not in SERVICES:
+        raise UsageError(f"unknown service {name!r}; built services: {', '.join(SERVICES)}")
+    return SERVICES[name]
+
+
+def _config(spec: ServiceSpec) -> dict:
+    from motcua.config import ConfigError, load_config
+    try:
+        return load_config(spec.config_file)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+
+
+# --- run / up / migrate ----------------------------------------------------------------------
+
+def cmd_run(args) -> int:
+    import eventlet
+    eventlet.monkey_patch()  # before anything opens a socket
+    from nameko.cli.run import run
+
+    from motcua.logs import configure_logging
+
+    spec = _service(args.service)
+    config = _config(spec)
+    configure_logging(spec.name)
+    service_cls = next(cls for cls in vars(import_module(spec.module)).values()
+                       if isinstance(cls, type) and getattr(cls, "name", None) == spec.name)
+    run([service_cls], config)
+    return 0
+
+
+def cmd_up(args) -> int:
+    names = args.services or list(SERVICES)
+    for name in names:
+        _service(name)
+    processes = {name: subprocess.Popen([sys.executable, "-m", "motcua.cli", "run", name]) for name in names}
+    print(f"motcua up: started {', '.join(f'{n} (pid {p.pid})' for n, p in processes.items())}; "
+          "Ctrl-C stops them all", file=sys.stderr)
+
+    def stop_all(*_):
+        for process in processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, lambda *_: (stop_all(), sys.exit(0)))
+    try:
+        while all(process.poll() is None for process in processes.values()):
+            time.sleep(0.5)
+        failed = [name for name, process in processes.items() if process.poll() is not None]
+        print(f"motcua up: {', '.join(failed)} stopped; stopping the others", file=sys.stderr)
+        return_code = 1
+    except KeyboardInterrupt:
+        return_code = 0
+    stop_all()
+    deadline = time.monotonic() + 20
+    for process in processes.values():
+        try:
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+    return return_code
+
+
+def cmd_migrate(args) -> int:
+    from motcua.db import database_url
+    from motcua.migrations import upgrade
+
+    for name in args.services or list(SERVICES):
+        spec = _service(name)
+        url = database_url(_config(spec))
+        upgrade(spec.directory / "migrations", url)
+        print(f"{name}: migrated to head", file=sys.stderr)
+    return 0
+
+
+# --- due-date --------------------------------------------------------------------------------
+
+def cmd_due_date(args) -> int:
+    from motcua.calendar import TZ, ClockStop, WorkingCalendar, due_date, load_overrides, parse_time_limit
+
+    def instant(value: str, option: str) -> datetime:
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            raise UsageError(f"{option}: {value!r} is not an ISO date-time such as 2026-02-13T10:00") from None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=TZ)
+
+    received = instant(args.received, "--received")
+    try:
+        limit = parse_time_limit(args.limit)
+    except ValueError as exc:
+        raise UsageError(f"--limit: {exc}") from None
+    stops = []
+    for text in args.stop:
+        start, _, end = text.partition("/")
+        stops.append(ClockStop(instant(start, "--stop"), instant(end, "--stop") if end else None))
+    try:
+        calendar = WorkingCalendar(load_overrides(args.overrides))
+        due = due_date(received, limit, calendar, stops)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    print(due.isoformat() if due else "clock stopped: no due date until the citizen returns")
+    return 0
+
+
+# --- catalog ---------------------------------------------------------------------------------
+
+def _read_catalogue(path: str):
+    from services.catalog.domain import CatalogueInvalid, parse_catalogue
+
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise UsageError(f"{path}: not valid YAML: {exc}") from None
+    try:
+        return parse_catalogue(data)
+    except CatalogueInvalid as invalid:
+        lines = [f"{path}: {issue}" for issue in invalid.issues]
+        raise UsageError("\n".join(lines + [f"{path}: {len(lines)} error(s); nothing loaded"])) from None
+
+
+def cmd_catalog_check(args) -> int:
+    catalogue = _read_catalogue(args.file)
+    print(f"{args.file}: valid: {len(catalogue.units)} units, {len(catalogue.procedures)} procedure versions")
+    return 0
+
+
+def cmd_catalog_load(args) -> int:
+    from motcua.db import database_url, make_engine
+    from services.catalog import store
+
+    path = args.file or _config(SERVICES["catalog"]).get("CATALOGUE_FILE") or str(DEFAULT_CATALOGUE)
+    catalogue = _read_catalogue(path)
+    engine = make_engine(database_url(_config(SERVICES["catalog"])), pool_size=1,
+                         application_name="motcua-catalog-load")
+    from sqlalchemy.orm import Session
+    with Session(engine) as session, session.begin():
+        report = store.load(session, catalogue)
+    engine.dispose()
+    print(f"{path}: {report.units_written} units written, {len(report.published)} procedure versions "
+          f"published, {report.unchanged} unchanged")
+    return 0
+
+
+# --- the parser ------------------------------------------------------------------------------
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="motcua", description="Một Cửa: one-stop administrative procedures.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = commands.add_parser("run", help="run one service")
+    run.add_argument("service", help=", ".join(SERVICES))
+    run.set_defaults(handler=cmd_run)
+
+    up = commands.add_parser("up", help="run every built service, each as its own process")
+    up.add_argument("services", nargs="*")
+    up.set_defaults(handler=cmd_up)
+
+    migrate = commands.add_parser("migrate", help="apply every service's migrations")
+    migrate.add_argument("services", nargs="*")
+    migrate.set_defaults(handler=cmd_migrate)
+
+    due = commands.add_parser("due-date", help="the appointment date of a dossier")
+    due.add_argument("--received", required=True, help="ISO date-time of receipt, local time (Asia/Ho_Chi_Minh)")
+    due.add_argument("--limit", required=True, help='"3 working days", "15 days" or "same day"')
+    due.add_argument("--stop", action="append", default=[], metavar="START/END",
+                     help="a clock stop (waiting for the citizen), END may be empty; repeatable")
+    due.add_argument("--overrides", help="calendar overrides file (default: MOTCUA_CALENDAR_OVERRIDES or the shipped one)")
+    due.set_defaults(handler=cmd_due_date)
+
+    catalog = commands.add_parser("catalog", help="the procedures catalogue")
+    catalog_commands = catalog.add_subparsers(dest="catalog_command", required=True, parser_class=_Parser)
+    check = catalog_commands.add_parser("check", help="validate a catalogue file")
+    check.add_argument("file")
+    check.set_defaults(handler=cmd_catalog_check)
+    load = catalog_commands.add_parser("load", help="publish a catalogue file")
+    load.add_argument("file", nargs="?")
+    load.set_defaults(handler=cmd_catalog_load)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return args.handler(args)
+    except UsageError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

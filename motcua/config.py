@@ -1,0 +1,60 @@
+"""Service configuration: one YAML file per service with ``${VAR:default}`` substitution.
+
+The syntax is nameko's own (``${AMQP_URI:amqp://guest:guest@localhost}``), so a nameko
+config file reads the same here and in ``nameko run``. A value that is entirely one
+placeholder is re-read as YAML, so ``${PORT:8001}`` gives an int and ``${X:null}`` None.
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+_PLACEHOLDER = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::(?P<default>[^}]*))?\}")
+
+
+class ConfigError(ValueError):
+    """A configuration file that cannot be used; the message names the file and the key."""
+
+
+def substitute(text: str, environ: Mapping[str, str], source: str = "<config>") -> Any:
+    """Replace every ``${VAR:default}`` in one scalar."""
+
+    def value_of(match: re.Match) -> str:
+        name, default = match.group("name"), match.group("default")
+        if name in environ:
+            return environ[name]
+        if default is None:
+            raise ConfigError(f"{source}: environment variable {name} is not set and has no default")
+        return default
+
+    whole = _PLACEHOLDER.fullmatch(text)
+    replaced = _PLACEHOLDER.sub(value_of, text)
+    if whole:
+        return yaml.safe_load(replaced) if replaced != "" else ""
+    return replaced
+
+
+def _walk(node: Any, environ: Mapping[str, str], source: str) -> Any:
+    if isinstance(node, str):
+        return substitute(node, environ, source)
+    if isinstance(node, list):
+        return [_walk(item, environ, source) for item in node]
+    if isinstance(node, dict):
+        return {key: _walk(value, environ, source) for key, value in node.items()}
+    return node
+
+
+def load_config(path: str | os.PathLike, environ: Mapping[str, str] | None = None) -> dict:
+    """Read a service's YAML config, substituting environment variables."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: must be a mapping of settings")
+    return _walk(raw, os.environ if environ is None else environ, str(path))

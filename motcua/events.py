@@ -1,0 +1,203 @@
+"""The event contract: one envelope for every event, and the payload schema of each type.
+
+Every event crosses the broker as this envelope (JSON):
+``{id, type, version, occurred_at, unit, correlation_id, payload}``.
+Producers validate before writing to their outbox; consumers validate again on receipt,
+so a malformed event is caught on both sides and never reaches domain code.
+The vocabulary is one list, ``SCHEMAS``: add a type (or a new version of one) here.
+"""
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from typing import Any, Callable, Mapping
+
+EVENTS_EXCHANGE = "motcua.events"
+DEAD_LETTER_EXCHANGE = "motcua.dead-letter"
+DEAD_LETTER_QUEUE = "motcua.dead-letter"
+
+_TYPE = re.compile(r"^[a-z]+(\.[a-z_]+)+$")
+_UNIT = re.compile(r"^\d{3}\.\d{2}\.\d{2}\.H\d{2}$")
+
+
+class EventInvalid(ValueError):
+    """An event that breaks the contract; ``field`` names the offending part."""
+
+    def __init__(self, field: str, reason: str):
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+# --- payload schemas -------------------------------------------------------------------
+
+def _is_date(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        return False
+    return len(value) == 10
+
+
+def _is_instant(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return False
+    return parsed.tzinfo is not None
+
+
+# Each kind: (check, what a valid value is, for the error message).
+KINDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "str": (lambda v: isinstance(v, str) and v.strip() != "", "a non-empty string"),
+    "int": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    "vnd": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+            "a whole, non-negative amount of VND"),
+    "bool": (lambda v: isinstance(v, bool), "true or false"),
+    "date": (_is_date, "an ISO date YYYY-MM-DD"),
+    "instant": (_is_instant, "an ISO date-time with a time zone"),
+    "unit": (lambda v: isinstance(v, str) and bool(_UNIT.match(v)), "a unit code like 000.00.20.H29"),
+    "list": (lambda v: isinstance(v, list), "a list"),
+    "object": (lambda v: isinstance(v, dict), "an object"),
+}
+
+
+@dataclass(frozen=True)
+class Field:
+    kind: str
+    required: bool = True
+
+
+@dataclass(frozen=True)
+class Schema:
+    fields: Mapping[str, Field]
+    description: str = ""
+
+    def validate(self, payload: Any) -> None:
+        if not isinstance(payload, dict):
+            raise EventInvalid("payload", "must be an object")
+        unknown = sorted(set(payload) - set(self.fields))
+        if unknown:
+            raise EventInvalid(f"payload.{unknown[0]}", "is not part of this event's schema")
+        for name, spec in self.fields.items():
+            if name not in payload or payload[name] is None:
+                if spec.required:
+                    raise EventInvalid(f"payload.{name}", "is required")
+                continue
+            check, expected = KINDS[spec.kind]
+            if not check(payload[name]):
+                raise EventInvalid(f"payload.{name}", f"must be {expected}, got {payload[name]!r}")
+
+
+def schema(description: str, **fields: str) -> Schema:
+    """``schema("...", code="str", note="str?")``: a trailing ``?`` marks an optional field."""
+    return Schema(
+        {name: Field(kind.rstrip("?"), required=not kind.endswith("?")) for name, kind in fields.items()},
+        description,
+    )
+
+
+# (type, version) -> payload schema. The single list of events of the platform.
+SCHEMAS: dict[tuple[str, int], Schema] = {
+    ("catalog.procedure_published", 1): schema(
+        "A new version of a procedure was published in the catalogue.",
+        code="str", version="int", effective_from="date", name="str", field="str", level="str",
+        time_limit="str",
+    ),
+}
+
+
+# --- the envelope ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Envelope:
+    type: str
+    payload: dict
+    unit: str
+    version: int = 1
+    id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    occurred_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    correlation_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "type": self.type,
+            "version": self.version,
+            "occurred_at": self.occurred_at.astimezone(timezone.utc).isoformat(),
+            "unit": self.unit,
+            "correlation_id": self.correlation_id,
+            "payload": self.payload,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False, sort_keys=True)
+
+
+_ENVELOPE_KEYS = {"id", "type", "version", "occurred_at", "unit", "correlation_id", "payload"}
+
+
+def validate(envelope: Envelope) -> Envelope:
+    """Check an envelope against the contract; return it unchanged or raise EventInvalid."""
+    try:
+        uuid.UUID(envelope.id)
+    except (ValueError, TypeError, AttributeError):
+        raise EventInvalid("id", f"must be a UUID, got {envelope.id!r}") from None
+    if not isinstance(envelope.type, str) or not _TYPE.match(envelope.type):
+        raise EventInvalid("type", f"must look like owner.fact, got {envelope.type!r}")
+    if not isinstance(envelope.version, int) or isinstance(envelope.version, bool) or envelope.version < 1:
+        raise EventInvalid("version", f"must be a positive integer, got {envelope.version!r}")
+    if not isinstance(envelope.occurred_at, datetime) or envelope.occurred_at.tzinfo is None:
+        raise EventInvalid("occurred_at", "must be a date-time with a time zone")
+    if not isinstance(envelope.unit, str) or not _UNIT.match(envelope.unit):
+        raise EventInvalid("unit", f"must be a unit code like 000.00.20.H29, got {envelope.unit!r}")
+    if not isinstance(envelope.correlation_id, str) or not envelope.correlation_id.strip():
+        raise EventInvalid("correlation_id", "must be a non-empty string")
+    known = SCHEMAS.get((envelope.type, envelope.version))
+    if known is None:
+        raise EventInvalid("type", f"unknown event {envelope.type} version {envelope.version}")
+    known.validate(envelope.payload)
+    return envelope
+
+
+def parse(raw: bytes | str | Mapping) -> Envelope:
+    """Read an envelope from JSON text or a decoded mapping, validating everything."""
+    if isinstance(raw, (bytes, str)):
+        try:
+            raw = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise EventInvalid("body", f"is not valid JSON: {exc}") from None
+    if not isinstance(raw, Mapping):
+        raise EventInvalid("body", "must be a JSON object")
+    missing = sorted(_ENVELOPE_KEYS - set(raw))
+    if missing:
+        raise EventInvalid(missing[0], "is required")
+    unknown = sorted(set(raw) - _ENVELOPE_KEYS)
+    if unknown:
+        raise EventInvalid(unknown[0], "is not part of the envelope")
+    occurred_at = raw["occurred_at"]
+    if not _is_instant(occurred_at):
+        raise EventInvalid("occurred_at", f"must be an ISO date-time with a time zone, got {occurred_at!r}")
+    return validate(Envelope(
+        id=raw["id"], type=raw["type"], version=raw["version"],
+        occurred_at=datetime.fromisoformat(occurred_at), unit=raw["unit"],
+        correlation_id=raw["correlation_id"], payload=raw["payload"],
+    ))
+
+
+def new_event(type: str, payload: dict, unit: str, *, correlation_id: str | None = None,
+              occurred_at: datetime | None = None, version: int = 1) -> Envelope:
+    """Build and validate an event, ready for the outbox."""
+    extra = {}
+    if correlation_id:
+        extra["correlation_id"] = correlation_id
+    if occurred_at is not None:
+        extra["occurred_at"] = occurred_at
+    return validate(Envelope(type=type, payload=payload, unit=unit, version=version, **extra))

@@ -1,0 +1,161 @@
+"""Consuming events: validated, idempotent, and never stuck on a bad message.
+
+``@event_consumer("dossier.received")`` declares a durable queue ``<service>.<method>`` bound
+to the events exchange. The method receives a validated ``Envelope``. What cannot be
+handled goes to the dead-letter queue with the reason and is acknowledged, so the consumer
+keeps going:
+
+- a body that is not JSON, or breaks the envelope or the payload schema, or an unknown type;
+- a handler that raises an error that is not transient.
+
+A transient error (database or broker unreachable) puts the message back after a pause.
+Handlers call ``first_time(session, inbox, envelope)`` inside the transaction of their effect:
+the event id is stored with the effect, so a redelivered event changes nothing.
+"""
+from __future__ import annotations
+
+import uuid
+from functools import partial
+
+import eventlet
+import structlog
+from kombu import Producer, Queue
+from nameko.exceptions import ContainerBeingKilled
+from nameko.messaging import Consumer, QueueConsumer
+from prometheus_client import Counter
+from sqlalchemy import Column, DateTime, MetaData, Table, Text, func
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects.postgresql import UUID, insert
+from sqlalchemy.orm import Session
+
+from motcua import broker
+from motcua.events import Envelope, EventInvalid, parse
+from motcua.logs import mask_text
+from motcua.observability import CORRELATION_KEY
+
+log = structlog.get_logger("motcua.inbox")
+
+CONSUMED = Counter("motcua_events_consumed_total", "Events handed to a handler, by outcome.",
+                   ["service", "type", "outcome"])
+DUPLICATES = Counter("motcua_events_duplicate_total",
+                     "Redelivered events recognised by their id and not applied again.", ["service", "type"])
+DEAD_LETTERS = Counter("motcua_dead_letters_total", "Messages sent to the dead-letter queue, by reason.",
+                       ["service", "reason"])
+
+TRANSIENT_ERRORS = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError,
+                    ConnectionError, OSError)
+REQUEUE_PAUSE_SECONDS = 1.0
+
+
+def inbox_table(metadata: MetaData) -> Table:
+    return Table(
+        "processed_events", metadata,
+        Column("event_id", UUID(as_uuid=True), primary_key=True),
+        Column("type", Text, nullable=False),
+        Column("processed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    )
+
+
+def first_time(session: Session, table: Table, envelope: Envelope) -> bool:
+    """Record the event as processed in this transaction; False if it already was.
+
+    A concurrent duplicate blocks on the first one's row until it commits, then sees it.
+    """
+    inserted = session.execute(
+        insert(table).values(event_id=uuid.UUID(envelope.id), type=envelope.type)
+        .on_conflict_do_nothing(index_elements=["event_id"]).returning(table.c.event_id)
+    ).first()
+    if inserted is None:
+        DUPLICATES.labels(table.schema or "", envelope.type).inc()
+        return False
+    return True
+
+
+def dead_letter(amqp_uri: str, body: bytes | str, *, service: str, queue: str, reason: str,
+                category: str, headers: dict | None = None) -> None:
+    """Publish a message that could not be handled to the dead-letter queue, with the reason."""
+    reason = mask_text(reason)[:1000]
+    with broker.confirmed_connection(amqp_uri) as connection:
+        channel = connection.default_channel
+        broker.declare_topology(channel)
+        Producer(channel, exchange=broker.dead_letter_exchange).publish(
+            body.encode("utf-8") if isinstance(body, str) else bytes(body),
+            routing_key=f"{service}.{category}",
+            delivery_mode=2,
+            content_type="application/octet-stream", content_encoding="binary",
+            headers={**(headers or {}), "x-dead-letter-reason": reason,
+                     "x-dead-letter-category": category, "x-dead-letter-service": service,
+                     "x-dead-letter-queue": queue},
+            retry=True, retry_policy={"max_retries": 3},
+        )
+    DEAD_LETTERS.labels(service, category).inc()
+    log.warning("message dead-lettered", queue=queue, category=category, reason=reason)
+
+
+class DeadLetteringQueueConsumer(QueueConsumer):
+    """nameko's queue consumer, but a body kombu cannot decode is dead-lettered, not dropped."""
+
+    def on_decode_error(self, message, exc):
+        queue = (message.delivery_info or {}).get("routing_key", "?")
+        dead_letter(self.amqp_uri, message.body, service=self.container.service_name, queue=queue,
+                    reason=f"undecodable body ({message.content_type}): {exc}", category="undecodable")
+        message.ack()
+
+
+class EventConsumer(Consumer):
+    """Entrypoint: a validated event of one type, delivered to one worker per service."""
+
+    queue_consumer = DeadLetteringQueueConsumer()
+
+    def __init__(self, event_type: str, **kwargs):
+        self.event_type = event_type
+        super().__init__(queue=None, requeue_on_error=False, **kwargs)
+
+    def setup(self) -> None:
+        service = self.container.service_name
+        self.queue_name = f"{service}.{self.method_name}"
+        self.queue = Queue(self.queue_name, exchange=broker.events_exchange, routing_key=self.event_type,
+                           durable=True)
+        self.amqp_uri = broker.amqp_uri(self.container.config)
+        super().setup()
+
+    def _dead_letter(self, message, reason: str, category: str) -> None:
+        body = message.body
+        dead_letter(self.amqp_uri, body, service=self.container.service_name, queue=self.queue_name,
+                    reason=reason, category=category)
+
+    def handle_message(self, body, message):
+        try:
+            envelope = parse(body)
+            if envelope.type != self.event_type:
+                raise EventInvalid("type", f"this queue takes {self.event_type}, got {envelope.type}")
+        except EventInvalid as invalid:
+            CONSUMED.labels(self.container.service_name, self.event_type, "invalid").inc()
+            self._dead_letter(message, str(invalid), "invalid")
+            self.queue_consumer.ack_message(message)
+            return
+        context_data = {CORRELATION_KEY: envelope.correlation_id}
+        try:
+            self.container.spawn_worker(self, (envelope,), {}, context_data=context_data,
+                                        handle_result=partial(self.handle_result, message))
+        except ContainerBeingKilled:
+            self.queue_consumer.requeue_message(message)
+
+    def handle_message_processed(self, message, result=None, exc_info=None):
+        service = self.container.service_name
+        if exc_info is None:
+            CONSUMED.labels(service, self.event_type, "handled").inc()
+            self.queue_consumer.ack_message(message)
+            return
+        error = exc_info[1]
+        if isinstance(error, TRANSIENT_ERRORS):
+            CONSUMED.labels(service, self.event_type, "retried").inc()
+            eventlet.sleep(REQUEUE_PAUSE_SECONDS)
+            self.queue_consumer.requeue_message(message)
+            return
+        CONSUMED.labels(service, self.event_type, "failed").inc()
+        self._dead_letter(message, f"handler failed: {type(error).__name__}: {error}", "handler_error")
+        self.queue_consumer.ack_message(message)
+
+
+event_consumer = EventConsumer.decorator

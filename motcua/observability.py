@@ -1,0 +1,143 @@
+"""Metrics, correlation ids and the platform's HTTP endpoints, for every service.
+
+``Observability`` is one nameko dependency that, for every worker: carries the correlation
+id (from nameko's context data, an ``X-Correlation-ID`` header, or a new one), binds it
+into every log line, times the entry point and counts its outcome. ``PlatformService``
+gives each service ``/metrics`` and ``/health`` on its HTTP port.
+"""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+import structlog
+from kombu import Connection
+from nameko.dependency_providers import Config
+from nameko.extensions import DependencyProvider
+from nameko.web.handlers import http
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
+from werkzeug.wrappers import Response
+
+from motcua.db import Database
+
+CORRELATION_KEY = "correlation_id"
+CORRELATION_HEADER = "X-Correlation-ID"
+
+# Entry points answer in milliseconds to seconds; dossiers live for days (see the
+# processing-time histograms of the services for those).
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+ENTRYPOINT_SECONDS = Histogram(
+    "motcua_entrypoint_duration_seconds", "Time a service entry point took to answer.",
+    ["service", "entrypoint", "kind"], buckets=LATENCY_BUCKETS,
+)
+ENTRYPOINT_CALLS = Counter(
+    "motcua_entrypoint_calls_total", "Calls of a service entry point by outcome (ok or error).",
+    ["service", "entrypoint", "kind", "outcome"],
+)
+ENTRYPOINTS_IN_FLIGHT = Gauge(
+    "motcua_entrypoints_in_flight", "Workers running now.", ["service"],
+)
+
+UNTIMED = frozenset({"metrics", "health"})
+
+
+def entrypoint_kind(entrypoint: Any) -> str:
+    name = type(entrypoint).__name__
+    return {"HttpRequestHandler": "http", "Rpc": "rpc", "EventConsumer": "event",
+            "Timer": "timer"}.get(name, name.lower())
+
+
+class Observability(DependencyProvider):
+    """Times, counts and correlates every worker of the service."""
+
+    def worker_setup(self, worker_ctx) -> None:
+        correlation_id = worker_ctx.data.get(CORRELATION_KEY)
+        if not correlation_id and worker_ctx.args:
+            request = worker_ctx.args[0]
+            headers = getattr(request, "headers", None)
+            if headers is not None:
+                correlation_id = headers.get(CORRELATION_HEADER)
+        correlation_id = (correlation_id or str(uuid.uuid4()))[:100]
+        # Outgoing RPC calls and events of this worker carry it on.
+        worker_ctx.data[CORRELATION_KEY] = correlation_id
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(
+            service=worker_ctx.service_name,
+            entrypoint=worker_ctx.entrypoint.method_name,
+            correlation_id=correlation_id,
+        )
+        worker_ctx.data["_started"] = time.perf_counter()
+        ENTRYPOINTS_IN_FLIGHT.labels(worker_ctx.service_name).inc()
+
+    def worker_result(self, worker_ctx, result=None, exc_info=None) -> None:
+        ENTRYPOINTS_IN_FLIGHT.labels(worker_ctx.service_name).dec()
+        method = worker_ctx.entrypoint.method_name
+        if method in UNTIMED:
+            return
+        kind = entrypoint_kind(worker_ctx.entrypoint)
+        elapsed = time.perf_counter() - worker_ctx.data.pop("_started", time.perf_counter())
+        failed = exc_info is not None or (
+            isinstance(result, Response) and result.status_code >= 500)
+        ENTRYPOINT_SECONDS.labels(worker_ctx.service_name, method, kind).observe(elapsed)
+        ENTRYPOINT_CALLS.labels(worker_ctx.service_name, method, kind, "error" if failed else "ok").inc()
+        if exc_info is not None:
+            structlog.get_logger("motcua.worker").error(
+                "entrypoint failed", kind=kind, duration_s=round(elapsed, 4), exc_info=exc_info)
+
+    def worker_teardown(self, worker_ctx) -> None:
+        structlog.contextvars.clear_contextvars()
+
+    def get_dependency(self, worker_ctx) -> str:
+        """The worker's correlation id, for events it writes to the outbox."""
+        return worker_ctx.data.get(CORRELATION_KEY, "")
+
+
+# --- HTTP helpers --------------------------------------------------------------------------
+
+def json_response(data: Any, status: int = 200, headers: dict | None = None) -> Response:
+    return Response(json.dumps(data, ensure_ascii=False, default=str), status=status,
+                    headers=headers, mimetype="application/json")
+
+
+def error_response(status: int, message: str, field: str | None = None) -> Response:
+    body: dict = {"error": message}
+    if field:
+        body["field"] = field
+    return json_response(body, status=status)
+
+
+def broker_reachable(amqp_uri: str, timeout: float = 2.0) -> None:
+    with Connection(amqp_uri, connect_timeout=timeout) as connection:
+        connection.ensure_connection(max_retries=1, timeout=timeout)
+
+
+class PlatformService:
+    """Base of every service: a database, observability, /metrics and /health."""
+
+    db = Database()
+    config = Config()
+    correlation_id = Observability()
+
+    @http("GET", "/metrics")
+    def metrics(self, request):
+        return Response(generate_latest(REGISTRY), mimetype=CONTENT_TYPE_LATEST)
+
+    @http("GET", "/health")
+    def health(self, request):
+        checks = {}
+        try:
+            self.db.ping()
+            checks["database"] = "ok"
+        except Exception as exc:  # any failure means unhealthy; say which
+            checks["database"] = f"error: {type(exc).__name__}"
+        try:
+            broker_reachable(self.config["AMQP_URI"])
+            checks["broker"] = "ok"
+        except Exception as exc:
+            checks["broker"] = f"error: {type(exc).__name__}"
+        healthy = all(value == "ok" for value in checks.values())
+        return json_response({"status": "ok" if healthy else "unhealthy", "service": self.name, **checks},
+                             status=200 if healthy else 503)

@@ -1,0 +1,54 @@
+"""A small service built only from the platform's parts, to test them against real
+PostgreSQL and RabbitMQ without any domain in the way. Its tables live in the
+``platform_test`` schema."""
+from nameko.rpc import rpc
+from sqlalchemy import Column, Integer, Table, Text, func, select
+
+from motcua import inbox
+from motcua.codes import code_counter_table
+from motcua.db import service_metadata
+from motcua.events import SCHEMAS, new_event, schema
+from motcua.inbox import event_consumer, first_time
+from motcua.observability import PlatformService
+from motcua.outbox import OutboxRelay, outbox_table
+
+metadata = service_metadata("platform_test")
+effects = Table("effects", metadata, Column("id", Integer, primary_key=True), Column("note", Text))
+outbox = outbox_table(metadata)
+processed = inbox.inbox_table(metadata)
+counters = code_counter_table(metadata)
+
+# A test-only event type, registered for the duration of the tests.
+SCHEMAS[("test.noted", 1)] = schema("A test note.", note="str")
+SCHEMAS[("test.explode", 1)] = schema("A handler that fails.", note="str")
+UNIT = "000.01.20.H29"
+
+
+class PlatformTestService(PlatformService):
+    name = "platform_test"
+    outbox = OutboxRelay(outbox)
+
+    @rpc
+    def note(self, text: str, fail: bool = False) -> None:
+        """Record an effect and its event in one transaction; ``fail`` rolls both back."""
+        with self.db.transaction() as session:
+            session.execute(effects.insert().values(note=text))
+            self.outbox(session, new_event("test.noted", {"note": text}, UNIT, correlation_id=self.correlation_id))
+            if fail:
+                raise RuntimeError("rolled back on purpose")
+
+    @event_consumer("test.noted")
+    def on_noted(self, event):
+        with self.db.transaction() as session:
+            if not first_time(session, processed, event):
+                return
+            session.execute(effects.insert().values(note="handled:" + event.payload["note"]))
+
+    @event_consumer("test.explode")
+    def on_explode(self, event):
+        raise KeyError("a bug in the handler")
+
+    @rpc
+    def count(self, note: str) -> int:
+        with self.db.transaction() as session:
+            return session.execute(select(func.count()).select_from(effects).where(effects.c.note == note)).scalar_one()
