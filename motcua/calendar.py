@@ -97,6 +97,14 @@ class TimeLimit:
         unit = "working day" if self.kind is TimeLimitKind.WORKING_DAYS else "day"
         return f"{self.days} {unit}{'' if self.days == 1 else 's'}"
 
+    def vietnamese(self) -> str:
+        """As printed on the forms and the public page: "3 ngày làm việc", "15 ngày", "Trong ngày"."""
+        if self.kind is TimeLimitKind.SAME_DAY:
+            return "Trong ngày (nhận sau 15 giờ thì trả trong ngày làm việc tiếp theo)"
+        if self.kind is TimeLimitKind.WORKING_DAYS:
+            return f"{self.days} ngày làm việc"
+        return f"{self.days} ngày"
+
 
 _ACCEPTED_FORMS = (
     "'N working days', 'N days', 'same day', 'N ngày làm việc', 'N ngày', 'trong ngày' "
