@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import unicodedata
 from datetime import date, datetime
 from pathlib import Path
 
@@ -215,8 +216,6 @@ def test_effective_from_accepts_a_yaml_date():
 
 
 def test_text_is_trimmed_and_nfc_normalised():
-    import unicodedata
-
     data = base()
     data["procedures"][1]["name"] = "  " + unicodedata.normalize("NFD", "Đăng ký khai sinh") + " "
     assert parse_catalogue(data).procedures[1].name == "Đăng ký khai sinh"
