@@ -100,7 +100,10 @@ def cmd_up(args) -> int:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
 
-    signal.signal(signal.SIGTERM, lambda *_: (stop_all(), sys.exit(0)))
+    def interrupted(*_):
+        raise KeyboardInterrupt  # SIGTERM (docker stop) stops as Ctrl-C does: children first
+
+    signal.signal(signal.SIGTERM, interrupted)
     try:
         while all(process.poll() is None for process in processes.values()):
             time.sleep(0.5)

@@ -1,9 +1,10 @@
-"""``motcua up`` runs every built service as its own process and Ctrl-C stops them all."""
+"""``motcua up`` runs every built service as its own process; Ctrl-C or SIGTERM stops them all."""
 import os
 import signal
 import subprocess
 import sys
 
+import pytest
 import requests
 from nameko.testing.utils import find_free_port
 
@@ -17,7 +18,8 @@ def children_of(pid: int) -> list[int]:
     return [int(line) for line in out.split()]
 
 
-def test_up_starts_every_service_and_ctrl_c_stops_them_all(process_env):
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_up_starts_every_service_and_a_stop_stops_them_all(process_env, stop_signal):
     run_cli(["migrate"], process_env)
     port = find_free_port()
     env = {**process_env, "CATALOG_HTTP_ADDRESS": f"127.0.0.1:{port}"}
@@ -27,7 +29,7 @@ def test_up_starts_every_service_and_ctrl_c_stops_them_all(process_env):
         wait_healthy(f"http://127.0.0.1:{port}", up)
         children = children_of(up.pid)
         assert len(children) == len(SERVICES)
-        up.send_signal(signal.SIGINT)
+        up.send_signal(stop_signal)
         assert up.wait(timeout=30) == 0
     finally:
         if up.poll() is None:
@@ -38,7 +40,7 @@ def test_up_starts_every_service_and_ctrl_c_stops_them_all(process_env):
             alive = True
         except ProcessLookupError:
             alive = False
-        assert not alive, f"service process {child} survived Ctrl-C"
+        assert not alive, f"service process {child} survived {stop_signal.name}"
     try:
         requests.get(f"http://127.0.0.1:{port}/health", timeout=2)
         answered = True
