@@ -65,13 +65,21 @@ def code_counter_table(metadata: MetaData) -> Table:
     )
 
 
+def increment(session: Session, table: Table, keys: dict, column: str) -> int:
+    """The next number of a gapless sequence kept as one row per key, in the caller's transaction.
+
+    The upsert takes the row's lock: concurrent callers queue, a rollback gives the number back.
+    """
+    statement = insert(table).values(**keys, **{column: 1})
+    statement = statement.on_conflict_do_update(
+        index_elements=[table.c[name] for name in keys], set_={column: table.c[column] + 1},
+    ).returning(table.c[column])
+    return session.execute(statement).scalar_one()
+
+
 def next_dossier_code(session: Session, table: Table, unit: str, day: date) -> str:
     """The next code of ``unit`` on ``day``, allocated in the caller's transaction."""
-    statement = insert(table).values(unit=unit, day=day, last_seq=1)
-    statement = statement.on_conflict_do_update(
-        index_elements=[table.c.unit, table.c.day], set_={"last_seq": table.c.last_seq + 1},
-    ).returning(table.c.last_seq)
-    seq = session.execute(statement).scalar_one()
+    seq = increment(session, table, {"unit": unit, "day": day}, "last_seq")
     if seq > MAX_PER_DAY:
         raise CodeError(f"unit {unit} has received {MAX_PER_DAY} dossiers on {day}: no code left")
     return format_dossier_code(unit, day, seq)

@@ -96,20 +96,90 @@ class Schema:
                 raise EventInvalid(f"payload.{name}", f"must be {expected}, got {payload[name]!r}")
 
 
-def schema(description: str, **fields: str) -> Schema:
+def schema(doc: str, /, **fields: str) -> Schema:
     """``schema("...", code="str", note="str?")``: a trailing ``?`` marks an optional field."""
     return Schema(
         {name: Field(kind.rstrip("?"), required=not kind.endswith("?")) for name, kind in fields.items()},
-        description,
+        doc,
     )
 
 
 # (type, version) -> payload schema. The single list of events of the platform.
+# Every dossier event carries the dossier code; the envelope's ``unit`` is the receiving desk.
 SCHEMAS: dict[tuple[str, int], Schema] = {
+    # --- catalog ---
     ("catalog.procedure_published", 1): schema(
         "A new version of a procedure was published in the catalogue.",
         code="str", version="int", effective_from="date", name="str", field="str", level="str",
         time_limit="str",
+    ),
+    # --- intake (the desk) ---
+    ("dossier.submitted_online", 1): schema(
+        "A citizen submitted a dossier online (status 1); a desk officer has to accept or refuse it.",
+        code="str", procedure_code="str", procedure_version="int", submitted_at="instant",
+    ),
+    ("dossier.received", 1): schema(
+        "The desk received a complete dossier (status 2): the clock runs from here. ``applicant`` holds "
+        "only the name and the contacts notify needs; ``quantities`` the pages and copies fees needs.",
+        code="str", procedure_code="str", procedure_version="int", channel="str", received_at="instant",
+        appointment_date="date", time_limit="str", handling_agency="unit", applicant="object",
+        quantities="object", secret="str",
+    ),
+    ("dossier.refused", 1): schema(
+        "The desk refused the dossier (status 3, Mẫu 03).",
+        code="str", reason="str", official="str", refused_at="instant",
+    ),
+    ("dossier.supplement_requested", 1): schema(
+        "The dossier's one supplement request was made (status 5, Mẫu 02); its clock stops.",
+        code="str", requested_by="str", documents="list", reason="str", requested_at="instant",
+        number="str",
+    ),
+    ("dossier.supplement_rejected", 1): schema(
+        "An agency's supplement request was not made: the dossier's one request is already used.",
+        code="str", agency="unit", reason="str", rejected_at="instant",
+    ),
+    ("dossier.supplement_received", 1): schema(
+        "The citizen brought the supplement: the clock runs again and the appointment moves.",
+        code="str", received_at="instant", previous_appointment_date="date", appointment_date="date",
+    ),
+    ("dossier.withdrawn", 1): schema(
+        "The applicant withdrew the dossier (status 7).",
+        code="str", reason="str", withdrawn_at="instant",
+    ),
+    ("dossier.returned", 1): schema(
+        "The result was handed to the citizen (status 10), early, on time or late.",
+        code="str", returned_at="instant", appointment_date="date", result_class="str",
+    ),
+    # --- routing (the handling agencies) ---
+    ("dossier.step_started", 1): schema(
+        "An agency accepted the hand-over of a step: the dossier is being processed (status 4).",
+        code="str", agency="unit", step="int", started_at="instant", due_date="date?",
+    ),
+    ("dossier.supplement_needed", 1): schema(
+        "A handling agency needs a supplement; intake makes the request if the one allowed is unused.",
+        code="str", agency="unit", documents="list", reason="str", official="str", asked_at="instant",
+    ),
+    ("dossier.obligation_requested", 1): schema(
+        "A handling agency asked for a financial obligation (status 6).",
+        code="str", agency="unit", description="str", requested_at="instant",
+    ),
+    ("dossier.processed", 1): schema(
+        "Processing ended and the dossier is back at the desk: result ``done`` (status 9) or "
+        "``stopped`` (status 8).",
+        code="str", agency="unit", result="str", processed_at="instant", note="str?",
+    ),
+    # --- fees ---
+    ("fees.charged", 1): schema(
+        "Charges were added to a dossier (on receipt, or a later obligation).",
+        code="str", amount="vnd", charged_at="instant", items="list?",
+    ),
+    ("fees.paid", 1): schema(
+        "A payment was recorded against a dossier.",
+        code="str", amount="vnd", method="str", paid_at="instant", receipt_number="str?",
+    ),
+    ("fees.settled", 1): schema(
+        "A dossier's balance reached zero: nothing is outstanding.",
+        code="str", settled_at="instant",
     ),
 }
 

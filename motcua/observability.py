@@ -18,6 +18,7 @@ from nameko.dependency_providers import Config
 from nameko.extensions import DependencyProvider
 from nameko.web.handlers import http
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
 from werkzeug.wrappers import Response
 
 from motcua.db import Database
@@ -93,6 +94,43 @@ class Observability(DependencyProvider):
     def get_dependency(self, worker_ctx) -> str:
         """The worker's correlation id, for events it writes to the outbox."""
         return worker_ctx.data.get(CORRELATION_KEY, "")
+
+
+class DatabaseGauge(DependencyProvider):
+    """A gauge read from the database at each scrape, so that it is right whatever the number
+    of replicas (each one reports the same figure: aggregate with ``max``, never ``sum``).
+
+    ``query(session)`` returns rows of label values followed by the value.
+    """
+
+    def __init__(self, name: str, documentation: str, labels: list[str], query):
+        self.name, self.documentation, self.labels, self.query = name, documentation, labels, query
+
+    def start(self) -> None:
+        database = next(d for d in self.container.dependencies if isinstance(d, Database))
+        self.sessions = database.sessions
+        try:
+            REGISTRY.register(self)
+        except ValueError:  # a twin container in the same process (tests) already reports it
+            pass
+
+    def stop(self) -> None:
+        try:
+            REGISTRY.unregister(self)
+        except KeyError:
+            pass
+
+    kill = stop
+
+    def describe(self):
+        return [GaugeMetricFamily(self.name, self.documentation, labels=self.labels)]
+
+    def collect(self):
+        family = GaugeMetricFamily(self.name, self.documentation, labels=self.labels)
+        with self.sessions() as session:
+            for *labels, value in self.query(session):
+                family.add_metric([str(label) for label in labels], float(value))
+        yield family
 
 
 # --- HTTP helpers --------------------------------------------------------------------------

@@ -139,6 +139,10 @@ class OutboxRelay(DependencyProvider):
     def start(self) -> None:
         database = next(d for d in self.container.dependencies if isinstance(d, Database))
         self.engine = database.engine
+        if not self.container.config.get("OUTBOX_RELAY", True):
+            # Writing only: another process relays (or, in a test, nobody until a restart).
+            log.warning("outbox relay disabled by OUTBOX_RELAY=false")
+            return
         self.relay = Relay(self.engine, self.table, broker.amqp_uri(self.container.config),
                            self.container.service_name)
         self.running = True
@@ -148,12 +152,12 @@ class OutboxRelay(DependencyProvider):
         self.running = False
         self.wake()
 
+    def wake(self) -> None:
+        if self.running and not self.wakeup.ready():
+            self.wakeup.send(True)
+
     def kill(self) -> None:
         self.stop()
-
-    def wake(self) -> None:
-        if not self.wakeup.ready():
-            self.wakeup.send(True)
 
     def _run(self) -> None:
         backoff = self.poll_seconds

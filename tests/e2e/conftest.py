@@ -40,23 +40,60 @@ def process_env(database_url):
             "AMQP_URI": "amqp://guest:guest@127.0.0.1:5672//"}
 
 
+class ServiceProcess:
+    """``motcua run NAME`` as a real process on a free port, its log in a file."""
+
+    def __init__(self, name: str, env: dict, log_dir, port: int | None = None):
+        self.name, self.port = name, port or find_free_port()
+        self.env = {**env, f"{name.upper()}_HTTP_ADDRESS": f"127.0.0.1:{self.port}"}
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_dir / f"{name}.log"
+        self.process = None
+
+    def start(self, **extra_env) -> "ServiceProcess":
+        with open(self.log_path, "a") as log:
+            self.process = subprocess.Popen([sys.executable, "-m", "motcua.cli", "run", self.name],
+                                            env={**self.env, **extra_env}, cwd=ROOT, stdout=log,
+                                            stderr=subprocess.STDOUT)
+        wait_healthy(self.url, self.process)
+        return self
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+    def crash(self) -> None:
+        """SIGKILL: no shutdown, no flush, as a power cut would."""
+        self.process.kill()
+        self.process.wait(timeout=10)
+
+
 @pytest.fixture(scope="module")
 def catalog_process(process_env, engine, tmp_path_factory):
-    """``motcua catalog load`` then ``motcua run catalog`` on a free port; yields its base URL."""
+    """``motcua catalog load`` then ``motcua run catalog`` on a free port; yields its URL and log."""
     from sqlalchemy import text
     with engine.begin() as connection:
         connection.execute(text("TRUNCATE catalog.units, catalog.procedure_versions, catalog.outbox"))
     run_cli(["catalog", "load"], process_env)
-    port = find_free_port()
-    env = {**process_env, "CATALOG_HTTP_ADDRESS": f"127.0.0.1:{port}"}
-    log_path = tmp_path_factory.mktemp("catalog") / "catalog.log"
-    with open(log_path, "w") as log:
-        process = subprocess.Popen([sys.executable, "-m", "motcua.cli", "run", "catalog"], env=env, cwd=ROOT,
-                                   stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    service = ServiceProcess("catalog", process_env, tmp_path_factory.mktemp("catalog")).start()
     try:
-        wait_healthy(url, process)
-        yield url, log_path
+        yield service.url, service.log_path
     finally:
-        process.terminate()
-        process.wait(timeout=20)
+        service.stop()
+
+
+@pytest.fixture(scope="module")
+def clock(tmp_path_factory):
+    """The services' clock (``CLOCK_FILE``): ``clock("2026-02-23T09:00:00+07:00")`` moves time."""
+    path = tmp_path_factory.mktemp("clock") / "now"
+
+    def set_now(instant: str):
+        path.write_text(instant)
+
+    set_now("2026-02-13T10:00:00+07:00")   # the Friday before Tết 2026
+    set_now.path = path
+    return set_now

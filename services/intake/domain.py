@@ -1,0 +1,324 @@
+"""The desk's rules, free of I/O: what a dossier must contain, which action is allowed in
+which status, the one supplement request, appointment dates and result classes."""
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import date, datetime
+from enum import IntEnum
+from typing import Any, Iterable, Mapping, Sequence
+
+from motcua.calendar import ClockStop, WorkingCalendar, classify, due_date, parse_time_limit
+from motcua.text import fold
+
+
+class Status(IntEnum):
+    """The national status codes (domain §3)."""
+    SUBMITTED_ONLINE = 1
+    RECEIVED = 2
+    REFUSED = 3
+    PROCESSING = 4
+    SUPPLEMENT_REQUESTED = 5
+    OBLIGATION_REQUESTED = 6
+    WITHDRAWN = 7
+    STOPPED = 8
+    PROCESSED = 9
+    RETURNED = 10
+
+
+STATUS_VI = {
+    Status.SUBMITTED_ONLINE: "Mới nộp trực tuyến, chờ tiếp nhận",
+    Status.RECEIVED: "Đã tiếp nhận",
+    Status.REFUSED: "Từ chối tiếp nhận",
+    Status.PROCESSING: "Đang giải quyết",
+    Status.SUPPLEMENT_REQUESTED: "Yêu cầu bổ sung hồ sơ",
+    Status.OBLIGATION_REQUESTED: "Chờ thực hiện nghĩa vụ tài chính",
+    Status.WITHDRAWN: "Công dân rút hồ sơ",
+    Status.STOPPED: "Dừng xử lý",
+    Status.PROCESSED: "Đã giải quyết xong, chờ trả kết quả",
+    Status.RETURNED: "Đã trả kết quả",
+}
+
+CHANNELS = {"in_person": 1, "online": 2, "post": 3}
+CHANNEL_VI = {"in_person": "Trực tiếp", "online": "Trực tuyến", "post": "Bưu chính công ích"}
+FORMS = ("original", "certified_copy", "copy")
+FORM_VI = {"original": "Bản chính", "certified_copy": "Bản sao có chứng thực", "copy": "Bản sao"}
+# A stronger form satisfies a requirement for a weaker one: an original serves as a copy.
+FORM_STRENGTH = {"original": 3, "certified_copy": 2, "copy": 1}
+RESULT_VI = {"early": "Trước hạn", "on_time": "Đúng hạn", "late": "Quá hạn"}
+
+
+class DeskError(Exception):
+    """An answer the desk gives instead of doing something; nothing was changed."""
+    status = 400
+
+    def __init__(self, field: str, reason: str):
+        super().__init__(f"{field}: {reason}")
+        self.field, self.reason = field, reason
+
+
+class Invalid(DeskError):
+    status = 400
+
+
+class NotFound(DeskError):
+    status = 404
+
+
+class Forbidden(DeskError):
+    status = 403
+
+
+class Conflict(DeskError):
+    status = 409
+
+
+# --- input ---------------------------------------------------------------------------------
+
+CCCD = re.compile(r"^\d{12}$")
+PHONE = re.compile(r"^(?:\+84|0)\d{9}$")
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+@dataclass(frozen=True)
+class Applicant:
+    name: str
+    id_number: str
+    address: str
+    phone: str
+    email: str | None = None
+
+
+@dataclass(frozen=True)
+class Presented:
+    name: str
+    form: str
+    count: int
+
+
+def _text(data: Mapping, key: str, field: str, *, required: bool = True, max_length: int = 500) -> str | None:
+    value = data.get(key)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if required:
+            raise Invalid(field, "is required")
+        return None
+    if not isinstance(value, str):
+        raise Invalid(field, f"must be text, got {type(value).__name__}")
+    value = " ".join(value.split())
+    if len(value) > max_length:
+        raise Invalid(field, f"is longer than {max_length} characters")
+    return value
+
+
+def _mapping(data: Any, field: str) -> Mapping:
+    if not isinstance(data, Mapping):
+        raise Invalid(field, "must be an object")
+    return data
+
+
+def _count(value: Any, field: str, *, minimum: int = 1, maximum: int = 1000) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise Invalid(field, f"must be a whole number, got {value!r}")
+    if not minimum <= value <= maximum:
+        raise Invalid(field, f"must be from {minimum} to {maximum}, got {value}")
+    return value
+
+
+def parse_applicant(data: Any) -> Applicant:
+    data = _mapping(data, "applicant")
+    id_number = _text(data, "id_number", "applicant.id_number")
+    if not CCCD.match(id_number):
+        raise Invalid("applicant.id_number", "must be a citizen ID (CCCD) of exactly 12 digits")
+    phone = re.sub(r"[ .-]", "", _text(data, "phone", "applicant.phone"))
+    if not PHONE.match(phone):
+        raise Invalid("applicant.phone", "must be a Vietnamese phone number: 0 or +84 then 9 digits")
+    email = _text(data, "email", "applicant.email", required=False, max_length=254)
+    if email is not None and not EMAIL.match(email):
+        raise Invalid("applicant.email", "is not an e-mail address")
+    return Applicant(name=_text(data, "name", "applicant.name", max_length=200),
+                     id_number=id_number, address=_text(data, "address", "applicant.address"),
+                     phone=phone, email=email)
+
+
+def parse_documents(data: Any, field: str = "documents") -> list[Presented]:
+    if not isinstance(data, list):
+        raise Invalid(field, "must be a list of documents")
+    documents = []
+    for index, item in enumerate(data):
+        where = f"{field}[{index}]"
+        item = _mapping(item, where)
+        form = item.get("form")
+        if form not in FORMS:
+            raise Invalid(f"{where}.form", f"must be one of {', '.join(FORMS)}, got {form!r}")
+        documents.append(Presented(name=_text(item, "name", f"{where}.name"), form=form,
+                                   count=_count(item.get("count", 1), f"{where}.count")))
+    return documents
+
+
+def parse_channel(value: Any) -> str:
+    if value not in CHANNELS:
+        raise Invalid("channel", f"must be one of {', '.join(CHANNELS)}, got {value!r}")
+    return value
+
+
+def parse_quantities(data: Any) -> dict:
+    """Pages and copies, for the fees of per-page and per-copy items (both default 1)."""
+    data = _mapping(data if data is not None else {}, "quantities")
+    unknown = sorted(set(data) - {"pages", "copies"})
+    if unknown:
+        raise Invalid(f"quantities.{unknown[0]}", "is not a quantity the desk records (pages, copies)")
+    return {key: _count(data.get(key, 1), f"quantities.{key}", maximum=10000) for key in ("pages", "copies")}
+
+
+# --- checking a dossier against its procedure ----------------------------------------------
+
+@dataclass(frozen=True)
+class Missing:
+    name: str
+    form: str
+    required: int
+    presented: int
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "form": self.form, "required": self.required, "presented": self.presented}
+
+    def guidance(self) -> str:
+        """One line of the guidance slip, in Vietnamese."""
+        lacking = self.required - self.presented
+        return f"{self.name} ({FORM_VI[self.form].lower()}): còn thiếu {lacking} bản"
+
+
+def missing_documents(required: Sequence[Mapping], presented: Iterable[Presented]) -> list[Missing]:
+    """Every required document not presented in the right form and number.
+
+    Names match without regard to case and diacritics; a stronger form counts for a weaker one.
+    """
+    available: dict[str, list[Presented]] = {}
+    for document in presented:
+        available.setdefault(fold(document.name), []).append(document)
+    missing = []
+    for requirement in required:
+        matching = available.get(fold(requirement["name"]), [])
+        good = sum(d.count for d in matching if FORM_STRENGTH[d.form] >= FORM_STRENGTH[requirement["form"]])
+        if good < requirement["count"]:
+            missing.append(Missing(requirement["name"], requirement["form"], requirement["count"], good))
+    return missing
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    missing: tuple[Missing, ...]
+    sets_required: int
+    sets_presented: int
+
+    @property
+    def complete(self) -> bool:
+        return not self.missing and self.sets_presented >= self.sets_required
+
+    def guidance(self) -> list[str]:
+        lines = [m.guidance() for m in self.missing]
+        if self.sets_presented < self.sets_required:
+            lines.append(f"Số bộ hồ sơ: cần {self.sets_required} bộ, mới có {self.sets_presented} bộ")
+        return lines
+
+    def as_dict(self) -> dict:
+        return {"complete": self.complete, "missing": [m.as_dict() for m in self.missing],
+                "sets_required": self.sets_required, "sets_presented": self.sets_presented,
+                "guidance": self.guidance()}
+
+
+def check(procedure: Mapping, documents: Sequence[Presented], sets: int) -> CheckResult:
+    return CheckResult(tuple(missing_documents(procedure["documents"], documents)),
+                       procedure.get("sets", 1), sets)
+
+
+def accepted_at(procedure: Mapping, unit: Mapping) -> None:
+    """A procedure is received by the desks of its level only."""
+    if not unit.get("desk"):
+        raise Invalid("unit", f"{unit['short_name']} has no reception desk")
+    if procedure["level"] != unit["kind"]:
+        where = {"ward": "UBND phường", "district": "UBND quận"}.get(procedure["level"], procedure["level"])
+        raise Invalid("procedure_code", f"{procedure['code']} is received at the desk of the {procedure['level']} "
+                                        f"({where}), not at {unit['short_name']}")
+
+
+def handling_agency(procedure: Mapping, unit_code: str) -> str:
+    return unit_code if procedure["handling_agency"] == "self" else procedure["handling_agency"]
+
+
+# --- the life cycle ------------------------------------------------------------------------
+
+# action -> (statuses it is allowed in, the status it leads to; None: depends on the event)
+TRANSITIONS: dict[str, tuple[frozenset[Status], Status | None]] = {
+    "accept": (frozenset({Status.SUBMITTED_ONLINE}), Status.RECEIVED),
+    "refuse": (frozenset({Status.SUBMITTED_ONLINE, Status.RECEIVED}), Status.REFUSED),
+    "request_supplement": (frozenset({Status.RECEIVED, Status.PROCESSING, Status.OBLIGATION_REQUESTED}),
+                           Status.SUPPLEMENT_REQUESTED),
+    "receive_supplement": (frozenset({Status.SUPPLEMENT_REQUESTED}), None),
+    "withdraw": (frozenset({Status.SUBMITTED_ONLINE, Status.RECEIVED, Status.PROCESSING,
+                            Status.SUPPLEMENT_REQUESTED, Status.OBLIGATION_REQUESTED}), Status.WITHDRAWN),
+    "start_step": (frozenset({Status.RECEIVED, Status.PROCESSING}), Status.PROCESSING),
+    "request_obligation": (frozenset({Status.RECEIVED, Status.PROCESSING}), Status.OBLIGATION_REQUESTED),
+    "settle_obligation": (frozenset({Status.OBLIGATION_REQUESTED}), Status.PROCESSING),
+    "processed": (frozenset({Status.RECEIVED, Status.PROCESSING, Status.OBLIGATION_REQUESTED}), None),
+    "return": (frozenset({Status.PROCESSED}), Status.RETURNED),
+}
+ACTION_VI = {
+    "accept": "tiếp nhận", "refuse": "từ chối", "request_supplement": "yêu cầu bổ sung",
+    "receive_supplement": "nhận hồ sơ bổ sung", "withdraw": "rút hồ sơ", "start_step": "chuyển xử lý",
+    "request_obligation": "yêu cầu nghĩa vụ tài chính", "settle_obligation": "hoàn thành nghĩa vụ tài chính",
+    "processed": "ghi nhận kết quả giải quyết", "return": "trả kết quả",
+}
+
+
+def require(action: str, status: int) -> Status | None:
+    """The status ``action`` leads to from ``status``; Conflict if it is not allowed there."""
+    allowed, target = TRANSITIONS[action]
+    current = Status(status)
+    if current not in allowed:
+        raise Conflict("status", f"cannot {action.replace('_', ' ')} ({ACTION_VI[action]}) a dossier in status "
+                                 f"{current.value} ({STATUS_VI[current]})")
+    return target
+
+
+def require_supplement_unused(requested_at: datetime | None) -> None:
+    """A supplement may be requested at most once in the whole processing of a dossier."""
+    if requested_at is not None:
+        raise Conflict("supplement", "a supplement was already requested for this dossier on "
+                                     f"{requested_at:%Y-%m-%d}; the law allows one request only")
+
+
+def processed_status(result: str) -> Status:
+    if result == "done":
+        return Status.PROCESSED
+    if result == "stopped":
+        return Status.STOPPED
+    raise Invalid("payload.result", f"must be done or stopped, got {result!r}")
+
+
+def appointment(received_at: datetime, time_limit: str, calendar: WorkingCalendar,
+                stops: Sequence[Mapping] = ()) -> date | None:
+    """The appointment date: the time limit counted from receipt, clock stops left out."""
+    clock_stops = [ClockStop(datetime.fromisoformat(s["start"]),
+                             datetime.fromisoformat(s["end"]) if s.get("end") else None) for s in stops]
+    return due_date(received_at, parse_time_limit(time_limit), calendar, clock_stops)
+
+
+def result_class(returned_at: datetime, appointment_date: date) -> str:
+    return classify(returned_at, appointment_date)
+
+
+# --- what citizens see ---------------------------------------------------------------------
+
+SECRET_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"   # no 0/O, 1/I: read aloud at the desk
+
+
+def new_secret() -> str:
+    chars = "".join(secrets.choice(SECRET_ALPHABET) for _ in range(8))
+    return f"{chars[:4]}-{chars[4:]}"
+
+
+def initials(name: str) -> str:
+    """"Nguyễn Thị Lan" -> "N. T. L.": enough to recognise one's dossier, nothing more."""
+    return " ".join(f"{word[0].upper()}." for word in name.split())

@@ -1,0 +1,89 @@
+"""Every query of the intake service."""
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from motcua.codes import increment, next_dossier_code
+from motcua.text import fold
+from services.intake import models
+
+d = models.dossiers
+
+
+def new_code(session: Session, unit: str, day: date) -> str:
+    return next_dossier_code(session, models.code_counters, unit, day)
+
+
+def next_book_line(session: Session, unit: str, year: int) -> int:
+    return increment(session, models.book_counters, {"unit": unit, "year": year}, "last_line")
+
+
+def insert(session: Session, values: dict) -> None:
+    session.execute(d.insert().values(**values))
+
+
+def get(session: Session, code: str, *, for_update: bool = False):
+    statement = select(d).where(d.c.code == code)
+    if for_update:
+        statement = statement.with_for_update()
+    return session.execute(statement).first()
+
+
+def change(session: Session, code: str, **values) -> None:
+    session.execute(update(d).where(d.c.code == code).values(**values, updated_at=func.now()))
+
+
+def record(session: Session, code: str, *, at: datetime, actor: str, actor_unit: str | None, action: str,
+           status_from: int | None, status_to: int, note: dict | None = None) -> None:
+    session.execute(models.history.insert().values(
+        code=code, at=at, actor=actor, actor_unit=actor_unit, action=action, status_from=status_from,
+        status_to=status_to, note=note or {}))
+
+
+def history(session: Session, code: str) -> list:
+    h = models.history
+    return session.execute(select(h).where(h.c.code == code).order_by(h.c.id)).all()
+
+
+def tracking_book(session: Session, unit: str, start: datetime, end: datetime) -> list:
+    """Lines of the book received in [start, end), in book order."""
+    return session.execute(
+        select(d).where(d.c.unit == unit, d.c.received_at >= start, d.c.received_at < end,
+                        d.c.book_line.is_not(None))
+        .order_by(d.c.book_year, d.c.book_line)).all()
+
+
+OPEN_STATUSES = (2, 4, 5, 6)
+
+
+def due(session: Session, unit: str, today: date) -> tuple[list, list]:
+    """Open dossiers of a unit due today, and those already overdue."""
+    base = select(d).where(d.c.unit == unit, d.c.status.in_(OPEN_STATUSES), d.c.appointment_date.is_not(None))
+    due_today = session.execute(base.where(d.c.appointment_date == today).order_by(d.c.code)).all()
+    overdue = session.execute(base.where(d.c.appointment_date < today)
+                              .order_by(d.c.appointment_date, d.c.code)).all()
+    return due_today, overdue
+
+
+def search(session: Session, unit: str, query: str, limit: int = 100) -> list:
+    """By dossier code (or its start), by citizen ID number, or by words of the applicant's name."""
+    query = query.strip()
+    statement = select(d).where(d.c.unit == unit)
+    if query.isdigit() and len(query) == 12:
+        statement = statement.where(d.c.applicant_id_number == query)
+    else:
+        words = fold(query).split()
+        statement = statement.where(or_(
+            d.c.code.startswith(query, autoescape=True),
+            and_(*[d.c.applicant_key.contains(word, autoescape=True) for word in words]) if words else False,
+        ))
+    return session.execute(statement.order_by(d.c.submitted_at.desc()).limit(limit)).all()
+
+
+def open_counts(session: Session) -> list:
+    """(unit, status, count) of every dossier not yet finished, for the gauges."""
+    return session.execute(select(d.c.unit, d.c.status, func.count()).where(d.c.status.in_((1, *OPEN_STATUSES, 8, 9)))
+                           .group_by(d.c.unit, d.c.status)).all()

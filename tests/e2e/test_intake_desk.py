@@ -1,0 +1,250 @@
+"""The reception desk end to end: catalog and intake as real processes, driven over HTTP;
+routing's and fees' events published by the test in the shared contract (issue 3, done when)."""
+import io
+import json
+import time
+from urllib.parse import quote
+
+import eventlet
+import pytest
+import requests
+from kombu import Connection, Producer
+from pypdf import PdfReader
+from sqlalchemy import text
+
+from motcua import broker
+from motcua.events import new_event
+from tests.conftest import EventTap
+from tests.e2e.conftest import ServiceProcess, run_cli
+
+WARD_5 = "000.05.20.H29"
+WARD_7 = "000.07.20.H29"
+DESK_5 = {"X-Official": quote("Trần Văn Bình"), "X-Unit": WARD_5}   # names percent-encoded (UTF-8)
+DESK_7 = {"X-Official": quote("Lê Thị Hoa"), "X-Unit": WARD_7}
+MARITAL_STATUS = "1.004873"   # 3 working days, a flat fee, received at the wards
+APPLICANT = {"name": "Nguyễn Thị Lan", "id_number": "079203001234", "address": "12 Lê Đức Thọ, Phường 5",
+             "phone": "0903123456", "email": "lan@example.vn"}
+DOCUMENTS = [{"name": "Tờ khai cấp Giấy xác nhận tình trạng hôn nhân (theo mẫu)", "form": "original", "count": 1},
+             {"name": "Giấy tờ tùy thân của người yêu cầu (xuất trình)", "form": "original", "count": 1}]
+
+
+@pytest.fixture(scope="module")
+def intake(process_env, catalog_process, engine, clock, tmp_path_factory):
+    with engine.begin() as connection:
+        connection.execute(text("TRUNCATE intake.dossiers, intake.dossier_history, intake.tracking_book_counters, "
+                                "intake.dossier_code_counters, intake.outbox, intake.processed_events CASCADE"))
+    service = ServiceProcess("intake", {**process_env, "CLOCK_FILE": str(clock.path)},
+                             tmp_path_factory.mktemp("intake"))
+    service.start()
+    yield service
+    service.stop()
+
+
+def publish(event):
+    with broker.confirmed_connection("amqp://guest:guest@127.0.0.1:5672//") as connection:
+        channel = connection.default_channel
+        broker.declare_topology(channel)
+        Producer(channel, exchange=broker.events_exchange).publish(
+            event.to_json(), routing_key=event.type, content_type="application/json", content_encoding="utf-8",
+            delivery_mode=2)
+
+
+def wait_for(predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError("condition not met in time")
+
+
+def receive(intake, headers=DESK_5, **overrides):
+    body = {"procedure_code": MARITAL_STATUS, "applicant": APPLICANT, "channel": "in_person",
+            "documents": DOCUMENTS, "sets": 1, **overrides}
+    return requests.post(intake.url + "/api/v1/dossiers", json=body, headers=headers, timeout=10)
+
+
+def dossier(intake, code, headers=DESK_5):
+    return requests.get(f"{intake.url}/api/v1/dossiers/{code}", headers=headers, timeout=10).json()
+
+
+def test_a_dossier_lives_from_receipt_to_return(intake, clock):
+    tap = EventTap("amqp://guest:guest@127.0.0.1:5672//", "dossier.*")
+    try:
+        answer = receive(intake)
+        assert answer.status_code == 201, answer.text
+        received = answer.json()
+        code = received["code"]
+        assert code == f"{WARD_5}-260213-0001"
+        assert received["appointment_date"] == "2026-02-25"          # 3 working days across Tết
+        assert received["status"] == 2 and received["tracking_book"] == {"year": 2026, "volume": 1, "line": 1}
+        events = [e for e in tap.drain(expect=1) if e["type"] == "dossier.received"]
+        assert len(events) == 1 and events[0]["payload"]["code"] == code
+        assert events[0]["payload"]["appointment_date"] == "2026-02-25"
+        assert events[0]["payload"]["handling_agency"] == WARD_5
+    finally:
+        tap.close()
+
+    # The receipt (Mẫu 01) as PDF carries the code and the appointment date.
+    pdf = requests.get(f"{intake.url}/api/v1/dossiers/{code}/receipt.pdf", headers=DESK_5, timeout=20)
+    assert pdf.status_code == 200 and pdf.headers["Content-Type"] == "application/pdf"
+    receipt_text = "".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf.content)).pages)
+    assert code in receipt_text and "25/02/2026" in receipt_text and "Nguyễn Thị Lan" in receipt_text
+
+    # Routing starts the step; the agency asks for a supplement: the one request is made, the clock stops.
+    publish(new_event("dossier.step_started", {"code": code, "agency": WARD_5, "step": 1,
+                                               "started_at": "2026-02-13T10:30:00+07:00"}, WARD_5))
+    wait_for(lambda: dossier(intake, code)["status"] == 4)
+    clock("2026-02-23T09:00:00+07:00")
+    publish(new_event("dossier.supplement_needed", {
+        "code": code, "agency": WARD_5, "reason": "Tờ khai thiếu chữ ký", "official": "Phạm Văn Cường",
+        "asked_at": "2026-02-23T09:00:00+07:00",
+        "documents": [{"name": "Tờ khai có chữ ký", "form": "original", "count": 1}]}, WARD_5))
+    stopped = wait_for(lambda: (d := dossier(intake, code))["status"] == 5 and d)
+    assert stopped["clock_stopped"] and stopped["supplement"]["requested_by"] == WARD_5
+
+    # A second request, from the desk this time, is refused and changes nothing.
+    second = requests.post(f"{intake.url}/api/v1/dossiers/{code}/supplement-request", headers=DESK_5, timeout=10,
+                           json={"reason": "Thiếu ảnh", "documents": [{"name": "Ảnh 4x6", "form": "original"}]})
+    assert second.status_code == 409 and second.json()["field"] == "status"
+    assert dossier(intake, code)["history"] == stopped["history"]
+
+    # The citizen brings it two working days later: the appointment moves by two working days.
+    clock("2026-02-25T14:00:00+07:00")
+    back = requests.post(f"{intake.url}/api/v1/dossiers/{code}/supplement", headers=DESK_5, timeout=10,
+                         json={"documents": [{"name": "Tờ khai có chữ ký", "form": "original", "count": 1}]})
+    assert back.status_code == 200, back.text
+    moved = back.json()
+    assert moved["status"] == 4 and not moved["clock_stopped"]
+    assert moved["appointment_date"] == "2026-02-27"
+    assert moved["appointment_history"][0]["date"] == "2026-02-25"
+    # After the supplement, another request is rejected: once in the whole processing.
+    again = requests.post(f"{intake.url}/api/v1/dossiers/{code}/supplement-request", headers=DESK_5, timeout=10,
+                          json={"reason": "Thiếu ảnh", "documents": [{"name": "Ảnh 4x6", "form": "original"}]})
+    assert again.status_code == 409 and again.json()["field"] == "supplement"
+
+    # Return is refused until routing reports it processed and fees report it settled.
+    clock("2026-02-26T10:00:00+07:00")
+    early = requests.post(f"{intake.url}/api/v1/dossiers/{code}/return", headers=DESK_5, timeout=10,
+                          json={"collected_by": "Nguyễn Thị Lan"})
+    assert early.status_code == 409 and early.json()["field"] == "status"
+    publish(new_event("fees.charged", {"code": code, "amount": 10000, "charged_at": "2026-02-13T10:01:00+07:00"},
+                      WARD_5))
+    publish(new_event("dossier.processed", {"code": code, "agency": WARD_5, "result": "done",
+                                            "processed_at": "2026-02-26T09:30:00+07:00"}, WARD_5))
+    wait_for(lambda: dossier(intake, code)["status"] == 9)
+    wait_for(lambda: dossier(intake, code)["fees"]["outstanding"] == 10000)
+    unpaid = requests.post(f"{intake.url}/api/v1/dossiers/{code}/return", headers=DESK_5, timeout=10,
+                           json={"collected_by": "Nguyễn Thị Lan"})
+    assert unpaid.status_code == 409 and unpaid.json()["field"] == "fees"
+    publish(new_event("fees.settled", {"code": code, "settled_at": "2026-02-26T09:40:00+07:00"}, WARD_5))
+    wait_for(lambda: dossier(intake, code)["fees"]["settled"])
+    returned = requests.post(f"{intake.url}/api/v1/dossiers/{code}/return", headers=DESK_5, timeout=10,
+                             json={"collected_by": "Nguyễn Thị Lan"})
+    assert returned.status_code == 200, returned.text
+    assert returned.json()["status"] == 10 and returned.json()["result_class"] == "early"
+
+    # The citizen's view: code and secret, initials only.
+    secret = returned.json()["secret"]
+    public = requests.get(f"{intake.url}/api/v1/status/{code}", params={"secret": secret}, timeout=10).json()
+    assert public["applicant"] == "N. T. L." and public["status_text"] == "Đã trả kết quả"
+    assert "079203001234" not in json.dumps(public) and "0903123456" not in json.dumps(public)
+    wrong = requests.get(f"{intake.url}/api/v1/status/{code}", params={"secret": "AAAA-BBBB"}, timeout=10)
+    assert wrong.status_code == 404
+
+
+def test_another_unit_cannot_see_or_act(intake):
+    code = receive(intake).json()["code"]
+    assert requests.get(f"{intake.url}/api/v1/dossiers/{code}", headers=DESK_7, timeout=10).status_code == 403
+    refused = requests.post(f"{intake.url}/api/v1/dossiers/{code}/withdrawal", headers=DESK_7, timeout=10,
+                            json={"reason": "x"})
+    assert refused.status_code == 403
+    assert dossier(intake, code)["status"] == 2
+    other_unit = receive(intake, headers=DESK_7, unit=WARD_5)
+    assert other_unit.status_code == 403 and other_unit.json()["field"] == "unit"
+    no_header = requests.get(f"{intake.url}/api/v1/dossiers/{code}", timeout=10)
+    assert no_header.status_code == 401 and no_header.json()["field"] == "X-Official"
+
+
+@pytest.mark.parametrize("change, status, field", [
+    ({"applicant": {**APPLICANT, "id_number": "07920300123"}}, 400, "applicant.id_number"),
+    ({"applicant": {**APPLICANT, "phone": "12345"}}, 400, "applicant.phone"),
+    ({"applicant": {k: v for k, v in APPLICANT.items() if k != "name"}}, 400, "applicant.name"),
+    ({"procedure_code": "9.999999"}, 404, "procedure_code"),
+    ({"procedure_code": "2.000528"}, 400, "procedure_code"),        # a district procedure at a ward desk
+    ({"channel": "fax"}, 400, "channel"),
+    ({"documents": DOCUMENTS[:1]}, 400, "documents"),               # incomplete: guidance slip, not received
+    ({"sets": 0}, 400, "sets"),
+])
+def test_bad_input_is_named_and_stores_nothing(intake, engine, change, status, field):
+    with engine.connect() as connection:
+        before = connection.execute(text("SELECT count(*) FROM intake.dossiers")).scalar_one()
+    answer = receive(intake, **change)
+    assert answer.status_code == status, answer.text
+    assert answer.json()["field"] == field
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM intake.dossiers")).scalar_one() == before
+
+
+def test_incomplete_dossier_gets_a_guidance_slip(intake):
+    check = requests.post(intake.url + "/api/v1/dossiers/check", headers=DESK_5, timeout=10, json={
+        "procedure_code": MARITAL_STATUS, "applicant": APPLICANT, "documents": DOCUMENTS[1:], "sets": 1})
+    assert check.status_code == 200
+    body = check.json()
+    assert body["complete"] is False
+    assert [m["name"] for m in body["missing"]] == [DOCUMENTS[0]["name"]]
+    assert "còn thiếu 1 bản" in body["guidance"][0]
+
+
+def test_fifty_parallel_receipts_get_consecutive_codes_and_book_lines(intake, engine):
+    with engine.connect() as connection:
+        before = connection.execute(text(
+            "SELECT coalesce(max(book_line), 0) FROM intake.dossiers WHERE unit = :u"), {"u": WARD_7}).scalar_one()
+        last_code = connection.execute(text(
+            "SELECT coalesce(max(last_seq), 0) FROM intake.dossier_code_counters WHERE unit = :u"),
+            {"u": WARD_7}).scalar_one()
+    pool = eventlet.GreenPool(50)
+    answers = list(pool.imap(lambda _: receive(intake, headers=DESK_7), range(50)))
+    assert [a.status_code for a in answers] == [201] * 50
+    codes = sorted(int(a.json()["code"][-4:]) for a in answers)
+    lines = sorted(a.json()["tracking_book"]["line"] for a in answers)
+    assert codes == list(range(last_code + 1, last_code + 51))
+    assert lines == list(range(before + 1, before + 51))
+
+
+def test_an_event_about_an_unknown_dossier_is_dead_lettered(intake):
+    from tests.conftest import dead_letters
+    with Connection("amqp://guest:guest@127.0.0.1:5672//") as connection:
+        broker.declare_topology(connection.default_channel)
+        broker.dead_letter_queue(connection.default_channel).purge()
+    publish(new_event("dossier.processed", {"code": f"{WARD_5}-260101-9999", "agency": WARD_5, "result": "done",
+                                            "processed_at": "2026-02-26T09:30:00+07:00"}, WARD_5))
+    (dead,) = dead_letters("amqp://guest:guest@127.0.0.1:5672//")
+    assert "no dossier with code" in dead.headers["x-dead-letter-reason"]
+
+
+def test_online_submission_waits_for_the_desk(intake):
+    submitted = requests.post(intake.url + "/api/v1/online-submissions", timeout=10, json={
+        "unit": WARD_5, "procedure_code": MARITAL_STATUS, "applicant": APPLICANT, "documents": DOCUMENTS})
+    assert submitted.status_code == 201, submitted.text
+    code = submitted.json()["code"]
+    assert submitted.json()["status"] == 1
+    assert dossier(intake, code)["tracking_book"] is None
+    accepted = requests.post(f"{intake.url}/api/v1/dossiers/{code}/acceptance", headers=DESK_5, timeout=10)
+    assert accepted.status_code == 200 and accepted.json()["status"] == 2
+    assert accepted.json()["appointment_date"]
+    again = requests.post(f"{intake.url}/api/v1/dossiers/{code}/acceptance", headers=DESK_5, timeout=10)
+    assert again.status_code == 409
+
+
+def test_refusal_of_an_online_submission_prints_mau_03(intake):
+    code = requests.post(intake.url + "/api/v1/online-submissions", timeout=10, json={
+        "unit": WARD_5, "procedure_code": MARITAL_STATUS, "applicant": APPLICANT,
+        "documents": DOCUMENTS}).json()["code"]
+    refused = requests.post(f"{intake.url}/api/v1/dossiers/{code}/refusal", headers=DESK_5, timeout=10,
+                            json={"reason": "Người yêu cầu không cư trú tại Phường 5"})
+    assert refused.status_code == 200 and refused.json()["status"] == 3
+    pdf = requests.get(f"{intake.url}/api/v1/dossiers/{code}/refusal.pdf", headers=DESK_5, timeout=20)
+    text_ = "".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf.content)).pages)
+    assert "không cư trú tại Phường 5" in text_ and code in text_
