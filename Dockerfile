@@ -38,6 +38,11 @@ RUN pip install --no-cache-dir -c constraints.txt . \
 # --- runtime: the virtualenv only, run as an unprivileged user --------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
 
+# DejaVu fonts: the official forms are PDFs with Vietnamese diacritics (MOTCUA_FONT_DIR).
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends fonts-dejavu-core \
+ && rm -rf /var/lib/apt/lists/*
+
 RUN groupadd --system --gid 10001 motcua \
  && useradd --system --uid 10001 --gid motcua --home-dir /home/motcua --create-home \
         --shell /usr/sbin/nologin motcua

@@ -18,14 +18,17 @@ CCCD = re.compile(r"(?<!\d)\d{12}(?!\d)")
 # Vietnamese phone numbers: 0 or +84/84, then 9 digits, possibly separated by spaces, dots or dashes.
 PHONE = re.compile(r"(?<![\d+])(?:\+84|84|0)(?:[ .-]?\d){9}(?!\d)")
 EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
+# The status-lookup secret in a URL (access logs of the public status page).
+SECRET_PARAM = re.compile(r"(secret=)[^&\s\"']+")
 SENSITIVE_KEYS = frozenset({"id_number", "cccd", "phone", "phone_number", "email", "e_mail", "secret"})
 MASK = "***"
 
 
 def mask_text(text: str) -> str:
-    """Hide ID numbers, phone numbers and e-mail addresses in a free text."""
+    """Hide ID numbers, phone numbers, e-mail addresses and status secrets in a free text."""
     text = CCCD.sub("[CCCD " + MASK + "]", text)
     text = PHONE.sub("[phone " + MASK + "]", text)
+    text = SECRET_PARAM.sub(r"\1" + MASK, text)
     return EMAIL.sub("[e-mail " + MASK + "]", text)
 
 

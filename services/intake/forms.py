@@ -822,9 +822,9 @@ def _draw_03(context: dict) -> bytes:
 _BOOK_COLUMNS = (
     ("Số TT", 9, "CENTER"),
     ("Mã hồ sơ", 42, "LEFT"),      # a dossier code at 7.5 pt is 38.6 mm: never wrapped
-    ("Tên thủ tục", 40, "LEFT"),
+    ("Tên thủ tục", 38, "LEFT"),
     ("Số lượng hồ sơ (bộ)", 11, "CENTER"),
-    ("Tên cá nhân, tổ chức", 28, "LEFT"),
+    ("Tên cá nhân, tổ chức", 27, "LEFT"),
     ("Cơ quan chủ trì giải quyết", 24, "LEFT"),
     ("Ngày nhận hồ sơ", 18, "CENTER"),
     ("Ngày hẹn trả", 18, "CENTER"),
@@ -832,7 +832,7 @@ _BOOK_COLUMNS = (
     ("Ngày có kết quả", 18, "CENTER"),
     ("Ngày, giờ", 18, "CENTER"),   # under "Trả kết quả"
     ("Ký nhận", 13, "CENTER"),     # under "Trả kết quả"
-    ("Ghi chú", 16, "LEFT"),
+    ("Ghi chú", 19, "LEFT"),
 )
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from nameko.rpc import RpcProxy, rpc
 from nameko.web.handlers import http
+import structlog
 from prometheus_client import Counter
 from werkzeug.wrappers import Response
 
@@ -37,6 +38,7 @@ RETURNED = Counter("motcua_dossiers_returned_total", "Results returned, by class
 INCOMPLETE = Counter("motcua_dossiers_incomplete_total", "Checks that found a dossier incomplete (guidance slip).",
                      ["unit"])
 
+log = structlog.get_logger("motcua.intake")
 PAGES = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
                     autoescape=select_autoescape(["html"]))
 _calendar: WorkingCalendar | None = None
@@ -117,6 +119,9 @@ class IntakeService(PlatformService):
             return error_response(status_code, str(error), error.field)
         if isinstance(result, Response):   # a printed form
             return result
+        if request.method == "POST":
+            log.info("desk action done", action=use_case.__name__, code=result.get("code"),
+                     unit=result.get("unit"), status=result.get("status"))
         return json_response(result, status=status)
 
     # --- the desk's HTTP API -------------------------------------------------------------
@@ -273,7 +278,9 @@ class IntakeService(PlatformService):
     # --- citizens --------------------------------------------------------------------------
 
     def _limited(self, request) -> Response | None:
-        client = request.headers.get("X-Forwarded-For", "").split(",")[0].strip() or request.remote_addr or "?"
+        client = request.remote_addr or "?"
+        if self.config.get("TRUST_FORWARDED_FOR"):   # only behind a proxy that sets it
+            client = request.headers.get("X-Forwarded-For", "").split(",")[0].strip() or client
         allowed, wait = self.status_limiter.allow(client)
         if allowed:
             return None

@@ -248,3 +248,70 @@ def test_refusal_of_an_online_submission_prints_mau_03(intake):
     pdf = requests.get(f"{intake.url}/api/v1/dossiers/{code}/refusal.pdf", headers=DESK_5, timeout=20)
     text_ = "".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf.content)).pages)
     assert "không cư trú tại Phường 5" in text_ and code in text_
+
+
+def test_officials_lists_tracking_book_due_and_search(intake, clock):
+    clock("2026-03-02T09:00:00+07:00")
+    first = receive(intake).json()
+    second = receive(intake, applicant={**APPLICANT, "name": "Võ Minh Tuấn", "id_number": "079203009999"}).json()
+    book = requests.get(intake.url + "/api/v1/tracking-book", headers=DESK_5, timeout=10,
+                        params={"from": "2026-03-02", "to": "2026-03-02"}).json()
+    assert [line["code"] for line in book["lines"]] == [first["code"], second["code"]]
+    assert book["lines"][1]["line"] == book["lines"][0]["line"] + 1
+    pdf = requests.get(intake.url + "/api/v1/tracking-book", headers=DESK_5, timeout=20,
+                       params={"from": "2026-03-02", "to": "2026-03-02", "format": "pdf"})
+    book_text = "".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf.content)).pages)
+    assert first["code"] in book_text and "Võ Minh Tuấn" in book_text
+    bad = requests.get(intake.url + "/api/v1/tracking-book", headers=DESK_5, timeout=10,
+                       params={"from": "2026-03-31", "to": "2026-03-01"})
+    assert bad.status_code == 400 and bad.json()["field"] == "to"
+    other = requests.get(intake.url + "/api/v1/tracking-book", headers=DESK_5, timeout=10,
+                         params={"unit": WARD_7, "from": "2026-03-02", "to": "2026-03-02"})
+    assert other.status_code == 403
+
+    # 3 working days from Mon 2 March: due Thu 5 March; on 6 March they are overdue.
+    clock("2026-03-05T08:00:00+07:00")
+    due = requests.get(intake.url + "/api/v1/due", headers=DESK_5, timeout=10).json()
+    assert {first["code"], second["code"]} <= {d["code"] for d in due["due_today"]}
+    clock("2026-03-06T08:00:00+07:00")
+    due = requests.get(intake.url + "/api/v1/due", headers=DESK_5, timeout=10).json()
+    assert {first["code"], second["code"]} <= {d["code"] for d in due["overdue"]}
+
+    for query in ("vo minh tuan", "Tuấn", second["code"], "079203009999"):
+        found = requests.get(intake.url + "/api/v1/dossiers", params={"q": query}, headers=DESK_5, timeout=10)
+        assert second["code"] in [d["code"] for d in found.json()["dossiers"]], query
+    hidden = requests.get(intake.url + "/api/v1/dossiers", params={"q": "Tuấn"}, headers=DESK_7, timeout=10)
+    assert second["code"] not in [d["code"] for d in hidden.json()["dossiers"]]
+
+
+def test_receipt_html_and_the_status_page(intake):
+    received = receive(intake).json()
+    html = requests.get(f"{intake.url}/api/v1/dossiers/{received['code']}/receipt.html", headers=DESK_5,
+                        timeout=10).text
+    assert received["code"] in html and "<svg" in html
+    page = requests.get(f"{intake.url}/tra-cuu", params={"code": received["code"], "secret": received["secret"]},
+                        timeout=10)
+    assert page.status_code == 200 and "Đã tiếp nhận" in page.text and "N. T. L." in page.text
+    assert APPLICANT["id_number"] not in page.text and APPLICANT["phone"] not in page.text
+
+
+def test_metrics_and_logs_without_personal_data(intake):
+    metrics = requests.get(intake.url + "/metrics", timeout=10).text
+    assert f'motcua_dossiers_received_total{{channel="in_person",unit="{WARD_5}"}}' in metrics
+    assert f'motcua_dossiers_open{{status="2",unit="{WARD_5}"}}' in metrics
+    assert 'motcua_dossiers_returned_total{result="early",unit="000.05.20.H29"} 1.0' in metrics
+    assert 'motcua_entrypoint_duration_seconds_count{entrypoint="http_receive",kind="http",service="intake"}' in metrics
+    log = intake.log_path.read_text()
+    received = [json.loads(line) for line in log.splitlines() if '"desk action done"' in line]
+    assert received and all(line["correlation_id"] and line["service"] == "intake" for line in received)
+    assert "secret=***" in log
+    for secret in (APPLICANT["id_number"], APPLICANT["phone"], APPLICANT["email"], "079203009999"):
+        assert secret not in log
+        assert secret not in metrics
+
+
+def test_status_lookup_is_rate_limited(intake):
+    received = receive(intake).json()
+    answers = [requests.get(f"{intake.url}/api/v1/status/{received['code']}",
+                            params={"secret": received["secret"]}, timeout=10).status_code for _ in range(15)]
+    assert answers[0] == 200 and 429 in answers

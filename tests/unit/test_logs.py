@@ -11,6 +11,7 @@ def test_mask_text_hides_ids_phones_and_emails():
     masked = mask_text(text)
     for secret in ("079203001234", "0903 123 456", "+84903123456", "an.nguyen@example.vn"):
         assert secret not in masked
+    assert mask_text('"GET /api/v1/status/X?secret=K7P4-9QX2&x=1 HTTP/1.1"') == '"GET /api/v1/status/X?secret=***&x=1 HTTP/1.1"'
     # Dossier codes, dates and amounts stay readable.
     assert "000.01.20.H29-260213-0001" in masked
 
