@@ -1,7 +1,7 @@
 """The data of each official form, taken from a dossier (the layout lives in ``forms``)."""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 from motcua.calendar import TZ
 from services.intake.desk import time_limit_vi
@@ -65,7 +65,8 @@ def tracking_book(rows, unit: dict, parent: dict | None, first, last, agency_nam
 def _note(row) -> str:
     notes = []
     if row.appointment_history:
-        notes.append("Hẹn lại: " + ", ".join(h["date"] for h in row.appointment_history))
+        notes.append("Hẹn lại: " + ", ".join(date.fromisoformat(h["date"]).strftime("%d/%m/%Y")
+                                             for h in row.appointment_history))
     if row.result_class:
         notes.append({"early": "Trước hạn", "on_time": "Đúng hạn", "late": "Quá hạn"}[row.result_class])
     return "; ".join(notes)

@@ -1,0 +1,101 @@
+"""Routing's tables, in the ``routing`` schema."""
+from sqlalchemy import (BigInteger, Boolean, Column, Date, DateTime, ForeignKey, Identity, Index, Integer, Table,
+                        Text, func)
+from sqlalchemy.dialects.postgresql import JSONB
+
+from motcua.db import service_metadata
+from motcua.inbox import inbox_table
+from motcua.outbox import outbox_table
+
+metadata = service_metadata("routing")
+
+# One workflow per received dossier: the copy of the dossier routing needs, and its deadline.
+workflows = Table(
+    "workflows", metadata,
+    Column("code", Text, primary_key=True),
+    Column("unit", Text, nullable=False),                  # the receiving desk
+    Column("procedure_code", Text, nullable=False),
+    Column("procedure_version", Integer, nullable=False),
+    Column("procedure_name", Text, nullable=False),
+    Column("field", Text, nullable=False),                 # lĩnh vực, for report II.06a
+    Column("channel", Text, nullable=False),
+    Column("time_limit", Text, nullable=False),
+    Column("applicant_name", Text, nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("received_by", Text),
+    Column("original_due_date", Date, nullable=False),
+    Column("due_date", Date),                              # None while the clock is stopped
+    Column("stage", Integer, nullable=False, server_default="0"),
+    Column("state", Text, nullable=False),                 # running, processed, stopped, withdrawn
+    Column("clock_stops", JSONB, nullable=False, server_default="[]"),
+    Column("resolved_at", DateTime(timezone=True)),
+    Column("result_class", Text),
+    Column("overdue_at", DateTime(timezone=True)),         # when the breach was detected (once)
+    Column("overdue_agency", Text),
+    Column("apology", JSONB),                              # Mẫu 04, when given
+    Column("apology_missing_at", DateTime(timezone=True)),  # flagged: overdue a working day, no apology
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+Index("ix_workflows_unit_received", workflows.c.unit, workflows.c.received_at)
+Index("ix_workflows_unit_resolved", workflows.c.unit, workflows.c.resolved_at)
+Index("ix_workflows_running_due", workflows.c.due_date, postgresql_where=workflows.c.state == "running")
+
+steps = Table(
+    "steps", metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("code", Text, ForeignKey("routing.workflows.code"), nullable=False),
+    Column("stage", Integer, nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("parallel", Boolean, nullable=False),
+    Column("agency", Text, nullable=False),
+    Column("days", Integer, nullable=False),
+    Column("state", Text, nullable=False),
+    Column("handed_over_at", DateTime(timezone=True)),
+    Column("handed_over_by", Text),
+    Column("accepted_at", DateTime(timezone=True)),
+    Column("accepted_by", Text),
+    Column("completed_at", DateTime(timezone=True)),
+    Column("completed_by", Text),
+    Column("result", Text),
+    Column("note", Text),
+    Column("due_date", Date),
+    Column("result_class", Text),
+    Column("overdue_at", DateTime(timezone=True)),
+    Column("at_risk_at", DateTime(timezone=True)),
+)
+Index("ix_steps_code", steps.c.code, steps.c.stage, steps.c.position, unique=True)
+Index("ix_steps_open_due", steps.c.due_date, postgresql_where=steps.c.state.in_(["handed_over", "held"]))
+Index("ix_steps_agency_state", steps.c.agency, steps.c.state)
+
+# The process-control slip (Mẫu 05): one row per hand-over.
+handovers = Table(
+    "handovers", metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("code", Text, ForeignKey("routing.workflows.code"), nullable=False),
+    Column("from_agency", Text, nullable=False),
+    Column("to_agency", Text, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("giver", Text, nullable=False),
+    Column("receiver", Text),                              # filled when the receiving agency accepts
+    Column("step_id", BigInteger),                         # the step handed over (None: back to the desk)
+    Column("result_class", Text, nullable=False),          # of the giver, against its own deadline
+    Column("note", Text),
+)
+Index("ix_handovers_code", handovers.c.code, handovers.c.id)
+
+# Every action with its actor, time and note.
+actions = Table(
+    "actions", metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("code", Text, ForeignKey("routing.workflows.code"), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("actor", Text, nullable=False),
+    Column("agency", Text),
+    Column("action", Text, nullable=False),
+    Column("step_id", BigInteger),
+    Column("note", JSONB, nullable=False, server_default="{}"),
+)
+Index("ix_actions_code", actions.c.code, actions.c.id)
+
+outbox = outbox_table(metadata)
+processed_events = inbox_table(metadata)
