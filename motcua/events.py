@@ -163,6 +163,35 @@ SCHEMAS: dict[tuple[str, int], Schema] = {
         "A handling agency asked for a financial obligation (status 6).",
         code="str", agency="unit", description="str", requested_at="instant",
     ),
+    ("dossier.transferred", 1): schema(
+        "The dossier was handed over to the next agency (or agencies, in parallel).",
+        code="str", from_agency="str", to_agencies="list", transferred_at="instant",
+    ),
+    ("dossier.step_completed", 1): schema(
+        "An agency finished its step: result done, refuse or stop; early, on time or late.",
+        code="str", agency="unit", step="int", result="str", completed_at="instant", result_class="str",
+    ),
+    ("dossier.at_risk", 1): schema(
+        "A step is close to its deadline (a working day by default): a warning to the agency.",
+        code="str", agency="unit", step="int", due_date="date", detected_at="instant",
+    ),
+    ("dossier.step_overdue", 1): schema(
+        "A step passed its own deadline while the agency held it.",
+        code="str", agency="unit", step="int", due_date="date", detected_at="instant",
+    ),
+    ("dossier.overdue", 1): schema(
+        "The dossier passed its legal deadline: once per breach, naming the agency at fault.",
+        code="str", agency="unit", due_date="date", detected_at="instant",
+    ),
+    ("dossier.apology_issued", 1): schema(
+        "The agency at fault apologised and set a new return date (Mẫu 04); notify sends it to the citizen.",
+        code="str", agency="unit", reason="str", original_due_date="date", new_date="date", issued_at="instant",
+        official="str",
+    ),
+    ("dossier.apology_missing", 1): schema(
+        "A dossier overdue for a working day still has no apology: flagged to the officials.",
+        code="str", agency="unit", overdue_since="instant", detected_at="instant",
+    ),
     ("dossier.processed", 1): schema(
         "Processing ended and the dossier is back at the desk: result ``done`` (status 9) or "
         "``stopped`` (status 8).",

@@ -9,7 +9,7 @@ from datetime import date, datetime
 from enum import IntEnum
 from typing import Any, Iterable, Mapping, Sequence
 
-from motcua.calendar import ClockStop, WorkingCalendar, classify, due_date, parse_time_limit
+from motcua.calendar import ClockStop, WorkingCalendar, classify, due_date, local_date, parse_time_limit
 from motcua.text import fold
 
 
@@ -76,8 +76,8 @@ class Conflict(DeskError):
 
 # --- input ---------------------------------------------------------------------------------
 
-CCCD = re.compile(r"^\d{12}$")
-PHONE = re.compile(r"^(?:\+84|0)\d{9}$")
+CCCD = re.compile(r"^[0-9]{12}$")           # ASCII digits only: \d would take any script's digits
+PHONE = re.compile(r"^(?:\+84|0)[0-9]{9}$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
@@ -133,6 +133,7 @@ def parse_applicant(data: Any) -> Applicant:
     phone = re.sub(r"[ .-]", "", _text(data, "phone", "applicant.phone"))
     if not PHONE.match(phone):
         raise Invalid("applicant.phone", "must be a Vietnamese phone number: 0 or +84 then 9 digits")
+    phone = "0" + phone[3:] if phone.startswith("+84") else phone   # one form: the national one
     email = _text(data, "email", "applicant.email", required=False, max_length=254)
     if email is not None and not EMAIL.match(email):
         raise Invalid("applicant.email", "is not an e-mail address")
@@ -157,7 +158,7 @@ def parse_documents(data: Any, field: str = "documents") -> list[Presented]:
 
 
 def parse_channel(value: Any) -> str:
-    if value not in CHANNELS:
+    if not isinstance(value, str) or value not in CHANNELS:
         raise Invalid("channel", f"must be one of {', '.join(CHANNELS)}, got {value!r}")
     return value
 
@@ -193,17 +194,29 @@ def missing_documents(required: Sequence[Mapping], presented: Iterable[Presented
     """Every required document not presented in the right form and number.
 
     Names match without regard to case and diacritics; a stronger form counts for a weaker one.
+    Each sheet counts once: requirements for the strongest forms take sheets first, and each
+    takes the weakest sheets that satisfy it, so that one original never serves twice.
     """
-    available: dict[str, list[Presented]] = {}
+    available: dict[str, dict[str, int]] = {}
     for document in presented:
-        available.setdefault(fold(document.name), []).append(document)
-    missing = []
-    for requirement in required:
-        matching = available.get(fold(requirement["name"]), [])
-        good = sum(d.count for d in matching if FORM_STRENGTH[d.form] >= FORM_STRENGTH[requirement["form"]])
-        if good < requirement["count"]:
-            missing.append(Missing(requirement["name"], requirement["form"], requirement["count"], good))
-    return missing
+        sheets = available.setdefault(fold(document.name), {})
+        sheets[document.form] = sheets.get(document.form, 0) + document.count
+    shortfalls: dict[int, Missing] = {}
+    order = sorted(range(len(required)), key=lambda i: -FORM_STRENGTH[required[i]["form"]])
+    for index in order:
+        requirement = required[index]
+        sheets = available.get(fold(requirement["name"]), {})
+        needed = requirement["count"]
+        taken = 0
+        for form in sorted(sheets, key=FORM_STRENGTH.get):
+            if FORM_STRENGTH[form] < FORM_STRENGTH[requirement["form"]] or taken == needed:
+                continue
+            take = min(sheets[form], needed - taken)
+            sheets[form] -= take
+            taken += take
+        if taken < needed:
+            shortfalls[index] = Missing(requirement["name"], requirement["form"], needed, taken)
+    return [shortfalls[i] for i in sorted(shortfalls)]
 
 
 @dataclass(frozen=True)
@@ -286,7 +299,7 @@ def require_supplement_unused(requested_at: datetime | None) -> None:
     """A supplement may be requested at most once in the whole processing of a dossier."""
     if requested_at is not None:
         raise Conflict("supplement", "a supplement was already requested for this dossier on "
-                                     f"{requested_at:%Y-%m-%d}; the law allows one request only")
+                                     f"{local_date(requested_at):%Y-%m-%d}; the law allows one request only")
 
 
 def processed_status(result: str) -> Status:
