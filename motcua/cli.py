@@ -6,6 +6,7 @@
     motcua due-date --received 2026-02-13T10:00 --limit "3 working days"
     motcua catalog check FILE     validate a catalogue file; names file, entry, field and reason
     motcua catalog load [FILE]    publish a catalogue file (new versions of what changed)
+    motcua report ii06a --unit CODE --from DATE --to DATE [--format csv]
 
 Bad input: a clear message on stderr and exit code 2.
 """
@@ -47,7 +48,8 @@ class ServiceSpec:
 
 # The built services, in start-up order. Ports: catalog 8001, intake 8002, routing 8003,
 # fees 8004, notify 8005; the gRPC gateway 50051.
-SERVICES = {spec.name: spec for spec in (ServiceSpec("catalog", 8001), ServiceSpec("intake", 8002))}
+SERVICES = {spec.name: spec for spec in (ServiceSpec("catalog", 8001), ServiceSpec("intake", 8002),
+                                                 ServiceSpec("routing", 8003))}
 DEFAULT_CATALOGUE = SERVICES_DIR / "catalog" / "data" / "catalogue.yml"
 
 
@@ -205,6 +207,31 @@ def cmd_catalog_load(args) -> int:
     return 0
 
 
+# --- reports ---------------------------------------------------------------------------------
+
+def cmd_report_ii06a(args) -> int:
+    from sqlalchemy.orm import Session
+
+    from motcua.db import database_url, make_engine
+    from services.routing import reports
+    from services.routing.domain import RoutingError
+
+    try:
+        first, last, begin, finish = reports.parse_period(getattr(args, "from"), args.to)
+    except RoutingError as error:
+        raise UsageError(f"--{error.field}: {error.reason}") from None
+    engine = make_engine(database_url(_config(SERVICES["routing"])), pool_size=1, application_name="motcua-report")
+    with Session(engine) as session:
+        report = reports.ii06a(session, args.unit, first, last, begin, finish)
+    engine.dispose()
+    if args.format == "csv":
+        sys.stdout.write(reports.as_csv(report))
+    else:
+        import json
+        print(json.dumps(report, ensure_ascii=False, indent=2))
+    return 0
+
+
 # --- the parser ------------------------------------------------------------------------------
 
 class _Parser(argparse.ArgumentParser):
@@ -244,6 +271,15 @@ def build_parser() -> argparse.ArgumentParser:
     load = catalog_commands.add_parser("load", help="publish a catalogue file")
     load.add_argument("file", nargs="?")
     load.set_defaults(handler=cmd_catalog_load)
+
+    report = commands.add_parser("report", help="reports")
+    report_commands = report.add_subparsers(dest="report_command", required=True, parser_class=_Parser)
+    ii06a = report_commands.add_parser("ii06a", help="form II.06a: received, resolved, pending per unit and field")
+    ii06a.add_argument("--unit", help="unit code (default: every unit)")
+    ii06a.add_argument("--from", required=True, help="first day, ISO date")
+    ii06a.add_argument("--to", required=True, help="last day, ISO date")
+    ii06a.add_argument("--format", choices=("json", "csv"), default="json")
+    ii06a.set_defaults(handler=cmd_report_ii06a)
     return parser
 
 

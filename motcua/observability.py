@@ -21,6 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, His
 from prometheus_client.core import GaugeMetricFamily
 from werkzeug.wrappers import Response
 
+from motcua.clock import clock_from_config
 from motcua.db import Database
 
 CORRELATION_KEY = "correlation_id"
@@ -100,7 +101,8 @@ class DatabaseGauge(DependencyProvider):
     """A gauge read from the database at each scrape, so that it is right whatever the number
     of replicas (each one reports the same figure: aggregate with ``max``, never ``sum``).
 
-    ``query(session)`` returns rows of label values followed by the value.
+    ``query(session, now)`` returns rows of label values followed by the value; ``now`` is the
+    service's clock (``motcua.clock``), so that a gauge like "overdue" follows a moved clock.
     """
 
     def __init__(self, name: str, documentation: str, labels: list[str], query):
@@ -109,6 +111,7 @@ class DatabaseGauge(DependencyProvider):
     def start(self) -> None:
         database = next(d for d in self.container.dependencies if isinstance(d, Database))
         self.sessions = database.sessions
+        self.now = clock_from_config(self.container.config)
         try:
             REGISTRY.register(self)
         except ValueError:  # a twin container in the same process (tests) already reports it
@@ -128,7 +131,7 @@ class DatabaseGauge(DependencyProvider):
     def collect(self):
         family = GaugeMetricFamily(self.name, self.documentation, labels=self.labels)
         with self.sessions() as session:
-            for *labels, value in self.query(session):
+            for *labels, value in self.query(session, self.now()):
                 family.add_metric([str(label) for label in labels], float(value))
         yield family
 

@@ -51,7 +51,7 @@ def calendar() -> WorkingCalendar:
     return _calendar
 
 
-def open_dossiers(session):
+def open_dossiers(session, now):
     return [(unit, status, count) for unit, status, count in store.open_counts(session)]
 
 

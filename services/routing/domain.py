@@ -137,6 +137,16 @@ def hand_over_class(at: datetime, due: date | None) -> str:
     return classify(at, due) if due is not None else "on_time"
 
 
+def limit_share(received_at: datetime, resolved_at: datetime, due: date, calendar: WorkingCalendar) -> float:
+    """The share of the legal limit used, so procedures of 1 and 30 days compare: 1.0 is the
+    deadline (resolved on the due date), below is early, above is late. Counted in working days,
+    from the receipt date, with one added on both sides so that same-day procedures work too."""
+    start, end = local_date(received_at), local_date(resolved_at)
+    allowed = calendar.working_days_between(start, due) if due > start else 0
+    used = calendar.working_days_between(start, end) if end > start else 0
+    return (used + 1) / (allowed + 1)
+
+
 def proposed_return_date(now: datetime, remaining_days: int, calendar: WorkingCalendar) -> date:
     """The new date an apology proposes: the work that remains, counted from today (at least
     the next working day: an apology never promises the past)."""

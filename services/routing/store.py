@@ -98,7 +98,7 @@ def claim_at_risk_steps(session: Session, before: date, now: datetime) -> list:
 
 
 def claim_missing_apologies(session: Session, overdue_before: datetime, now: datetime) -> list:
-    claimed = (update(w).where(w.c.overdue_at < overdue_before, w.c.apology.is_(None),
+    claimed = (update(w).where(w.c.overdue_at <= overdue_before, w.c.apology.is_(None),
                                w.c.apology_missing_at.is_(None), w.c.state.in_(["running", "processed"]))
                .values(apology_missing_at=now).returning(w.c.code, w.c.unit, w.c.overdue_agency, w.c.overdue_at))
     return session.execute(claimed).all()

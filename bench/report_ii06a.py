@@ -1,0 +1,364 @@
+"""Benchmark of report II.06a (services/routing/store.report_rows through reports.ii06a).
+
+Fills a scratch schema with a year of workflows for the 17 desks of Gò Vấp (the district,
+000.00.20.H29, and its wards 000.01 … 000.17, no 02) over ~20 fields, then runs the report for one
+unit and for the whole district over a month, a quarter and a year, several times each, and prints
+the figures: rows, fill time, min/p50/max query time per report, and the EXPLAIN (ANALYZE, BUFFERS)
+of the heaviest query and of the one-unit month query, saying which indexes the plans use.
+
+The table is a copy of ``routing.workflows`` with every index (``CREATE TABLE … (LIKE … INCLUDING
+ALL)``, or built from ``services/routing/models.py`` when the routing schema is not migrated) in a
+schema of its own, ``bench_ii06a_<pid>_<random>``; the report's queries reach it through SQLAlchemy's
+``schema_translate_map``. The scratch schema is dropped at the end (also on error or Ctrl-C), so the
+benchmark never reads or touches a row it did not insert.
+
+    .venv/bin/python bench/report_ii06a.py                      # 300,000 rows, the test database
+    .venv/bin/python bench/report_ii06a.py --rows 50000 --repeat 3
+    .venv/bin/python bench/report_ii06a.py --database-url postgresql+psycopg2://motcua@127.0.0.1:5432/motcua
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import os
+import random
+import re
+import secrets
+import statistics
+import sys
+import time
+from datetime import date, datetime, time as clock_time, timedelta
+from bisect import bisect
+from functools import lru_cache
+from itertools import accumulate
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sqlalchemy import create_engine, event, text  # noqa: E402
+from sqlalchemy.orm import Session  # noqa: E402
+
+from motcua.calendar import TZ, WorkingCalendar, due_date, parse_time_limit  # noqa: E402
+from services.routing import models, reports  # noqa: E402
+
+DEFAULT_URL = os.environ.get("TEST_DATABASE_URL", "postgresql+psycopg2://motcua@127.0.0.1:5432/motcua_test")
+DISTRICT = "000.00.20.H29"
+WARDS = [f"000.{n:02d}.20.H29" for n in range(1, 18) if n != 2]
+UNITS = [DISTRICT, *WARDS]
+
+# (field, weight, [(time limit, weight)], share received online): what a desk of that level receives.
+DISTRICT_FIELDS = [
+    ("Đăng ký kinh doanh", 22, [("3 working days", 1)], 0.65),
+    ("Đất đai", 18, [("30 days", 2), ("10 days", 3), ("15 days", 2)], 0.25),
+    ("Xây dựng", 14, [("15 days", 1)], 0.35),
+    ("Hộ tịch có yếu tố nước ngoài", 4, [("15 days", 1)], 0.3),
+    ("Chứng thực", 8, [("same day", 1)], 0.2),
+    ("Lao động – Thương binh và Xã hội", 7, [("10 working days", 1), ("5 working days", 1)], 0.3),
+    ("Văn hóa – Thông tin", 4, [("5 working days", 1)], 0.4),
+    ("Giáo dục – Đào tạo", 5, [("5 working days", 1), ("10 working days", 1)], 0.4),
+    ("Y tế", 4, [("10 working days", 1)], 0.45),
+    ("Tài nguyên nước – Môi trường", 3, [("10 working days", 1)], 0.3),
+    ("Quy hoạch – Kiến trúc", 3, [("15 working days", 1)], 0.3),
+    ("Giao thông vận tải", 3, [("5 working days", 1)], 0.4),
+    ("Nội vụ", 2, [("10 working days", 1)], 0.3),
+    ("Thi đua – Khen thưởng", 1, [("20 working days", 1)], 0.2),
+    ("Tôn giáo", 1, [("20 working days", 1)], 0.2),
+]
+WARD_FIELDS = [
+    ("Chứng thực", 40, [("same day", 4), ("2 working days", 1)], 0.15),
+    ("Hộ tịch", 30, [("same day", 3), ("3 working days", 2), ("5 working days", 1)], 0.55),
+    ("Bảo trợ xã hội", 7, [("10 working days", 1)], 0.3),
+    ("Người có công", 4, [("10 working days", 1)], 0.2),
+    ("Đất đai", 5, [("10 working days", 1)], 0.2),
+    ("Văn hóa – Thông tin", 3, [("5 working days", 1)], 0.3),
+    ("Hòa giải cơ sở", 2, [("5 working days", 1)], 0.1),
+    ("Nuôi con nuôi", 1, [("30 days", 1)], 0.2),
+    ("Xác nhận cư trú", 8, [("3 working days", 1)], 0.6),
+]
+# The district desk takes about a fifth of the dossiers; the wards differ in size.
+UNIT_WEIGHTS = [20] + [random.Random(n).uniform(3, 8) for n in range(16)]
+
+COLUMNS = ("code", "unit", "procedure_code", "procedure_version", "procedure_name", "field", "channel",
+           "time_limit", "applicant_name", "received_at", "received_by", "original_due_date", "due_date",
+           "stage", "state", "clock_stops", "resolved_at", "result_class")
+
+FAMILY = ["Nguyễn", "Trần", "Lê", "Phạm", "Hoàng", "Huỳnh", "Phan", "Vũ", "Võ", "Đặng", "Bùi", "Đỗ"]
+GIVEN = ["Văn An", "Thị Bình", "Minh Châu", "Quốc Dũng", "Thị Hoa", "Văn Hùng", "Ngọc Lan", "Thanh Tâm"]
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--database-url", default=DEFAULT_URL, help="default: the test database (%(default)s)")
+    parser.add_argument("--rows", type=int, default=300_000, help="workflows to insert (default %(default)s)")
+    parser.add_argument("--year", type=int, default=2026, help="the year of the data (default %(default)s)")
+    parser.add_argument("--repeat", type=int, default=7, help="runs of each report (default %(default)s)")
+    parser.add_argument("--seed", type=int, default=2245, help="random seed (default %(default)s)")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch schema (its name is printed)")
+    return parser.parse_args(argv)
+
+
+# --- data ---------------------------------------------------------------------------------------
+
+class Generator:
+    """Random workflows, fast enough for 300,000 rows in seconds: cumulative weights are computed
+    once, due dates are cached per (day, after 15:00, limit)."""
+
+    def __init__(self, year: int, seed: int):
+        self.rng = random.Random(seed)
+        self.calendar = WorkingCalendar()
+        # Receipts from 1 December of the year before (carried over into January) to 31 December.
+        first, last = date(year - 1, 12, 1), date(year, 12, 31)
+        self.days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
+        self.midnights = [datetime.combine(d, clock_time(0), tzinfo=TZ) for d in self.days]
+        self.working = [self.calendar.is_working_day(d) for d in self.days]
+        self.day_cum = list(accumulate(1.0 if w else 0.04 for w in self.working))
+        self.unit_cum = list(accumulate(UNIT_WEIGHTS))
+        self.fields = {level: (fields, list(accumulate(f[1] for f in fields)),
+                               [([l for l, _ in f[2]], list(accumulate(w for _, w in f[2]))) for f in fields])
+                       for level, fields in (("district", DISTRICT_FIELDS), ("ward", WARD_FIELDS))}
+        self.now = datetime(year + 1, 1, 1, 8, 0, tzinfo=TZ)      # the moment the data is "seen"
+        self.sequence: dict[tuple[str, int], int] = {}
+
+    @lru_cache(maxsize=None)
+    def _due(self, day: date, after_cutoff: bool, limit: str) -> date:
+        received = datetime.combine(day, clock_time(16 if after_cutoff else 9), tzinfo=TZ)
+        return due_date(received, parse_time_limit(limit), self.calendar)
+
+    @lru_cache(maxsize=None)
+    def _working_days_after(self, day: date, n: int) -> date:
+        return self.calendar.add_working_days(day, n)
+
+    @lru_cache(maxsize=None)
+    def _span(self, day: date, due: date) -> int:
+        return self.calendar.working_days_between(day, due)
+
+    def row(self) -> tuple:
+        r = self.rng.random
+        unit_index = bisect(self.unit_cum, r() * self.unit_cum[-1])
+        unit = UNITS[unit_index]
+        fields, field_cum, limit_tables = self.fields["district" if unit_index == 0 else "ward"]
+        f = bisect(field_cum, r() * field_cum[-1])
+        field, _, _, online_share = fields[f]
+        limits, limit_cum = limit_tables[f]
+        limit = limits[bisect(limit_cum, r() * limit_cum[-1])]
+        d = bisect(self.day_cum, r() * self.day_cum[-1])
+        day = self.days[d]
+        online = r() < online_share or not self.working[d]
+        seconds = int(r() * 86400) if online else 27000 + int(r() * 34200)     # in person: 7:30–17:00
+        received = self.midnights[d] + timedelta(seconds=seconds, microseconds=int(r() * 1_000_000))
+        channel = "online" if online else ("post" if r() < 0.06 else "in_person")
+        original_due = self._due(day, seconds > 54000, limit)
+        # About one dossier in twelve waited for a supplement or a payment: its due date moved.
+        stop_start = stop_end = None
+        due = original_due
+        if r() < 0.08:
+            waited = 1 + int(r() * 7)
+            stop_start = received + timedelta(hours=2 + int(r() * 46))
+            stop_end = stop_start + timedelta(days=waited)
+            due = self._working_days_after(original_due, waited)
+        # The result: mostly early, some on the due date, about one in twelve late; 2 % withdrawn.
+        roll = r()
+        if roll < 0.62:
+            span = self._span(day, due)
+            done_day = self._working_days_after(day, int(r() * span)) if span > 1 else day
+            if done_day >= due:
+                done_day = day
+        elif roll < 0.92:
+            done_day = due
+        else:
+            done_day = self._working_days_after(due, (1, 1, 2, 3, 5, 10, 20)[int(r() * 7)])
+        resolved = datetime.combine(done_day, clock_time(8 + int(r() * 9), int(r() * 60)), tzinfo=TZ)
+        if resolved < received:
+            resolved = received + timedelta(hours=1)
+        state = "withdrawn" if r() < 0.02 else "processed"
+        if resolved >= self.now:
+            resolved, state = None, "running"
+        if resolved is None:
+            result_class = None
+        else:
+            done = resolved.date()        # local: every instant here is in TZ
+            result_class = "early" if done < due else ("on_time" if done == due else "late")
+        if state == "running" and stop_start is not None and r() < 0.3:
+            stop_end, due = None, None                  # still waiting for the citizen: no due date
+        stops = "[]" if stop_start is None else (
+            '[{"start": "%s", "end": %s, "reason": "supplement"}]'
+            % (stop_start.isoformat(), f'"{stop_end.isoformat()}"' if stop_end else "null"))
+        key = (unit, d)
+        number = self.sequence[key] = self.sequence.get(key, 0) + 1
+        return (f"{unit}-{day:%y%m%d}-{number:04d}", unit, f"2.00{1000 + int(r() * 8999)}", 1,
+                f"Thủ tục {field.lower()}", field, channel, limit,
+                f"{FAMILY[int(r() * len(FAMILY))]} {GIVEN[int(r() * len(GIVEN))]}", received.isoformat(),
+                "Cán bộ một cửa", original_due.isoformat(), due.isoformat() if due else None, 0, state, stops,
+                resolved.isoformat() if resolved else None, result_class)
+
+
+def fill(engine, schema: str, rows: int, generator: Generator, chunk: int = 50_000) -> tuple[float, float]:
+    """COPY ``rows`` generated workflows into the scratch table; returns (generation s, copy s)."""
+    generating = copying = 0.0
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        done = 0
+        while done < rows:
+            n = min(chunk, rows - done)
+            t0 = time.perf_counter()
+            buffer = io.StringIO()
+            writer = csv.writer(buffer)
+            for _ in range(n):
+                writer.writerow(["" if v is None else v for v in generator.row()])
+            buffer.seek(0)
+            t1 = time.perf_counter()
+            cursor.copy_expert(f'COPY "{schema}".workflows ({", ".join(COLUMNS)}) FROM STDIN WITH (FORMAT csv)',
+                               buffer)
+            raw.commit()
+            t2 = time.perf_counter()
+            generating += t1 - t0
+            copying += t2 - t1
+            done += n
+            print(f"  {done:>9,} / {rows:,} rows   generate {generating:6.1f} s   copy {copying:6.1f} s", flush=True)
+        cursor.execute(f'ANALYZE "{schema}".workflows')
+        raw.commit()
+    finally:
+        raw.close()
+    return generating, copying
+
+
+# --- the scratch schema -------------------------------------------------------------------------
+
+def create_scratch(engine, schema: str) -> str:
+    with engine.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+        if connection.execute(text("SELECT to_regclass('routing.workflows')")).scalar():
+            connection.execute(text(f'CREATE TABLE "{schema}".workflows (LIKE routing.workflows INCLUDING ALL)'))
+            return "a copy of routing.workflows (LIKE … INCLUDING ALL: same columns, defaults and indexes)"
+        models.workflows.create(connection.execution_options(schema_translate_map={"routing": schema}))
+        return "built from services/routing/models.py (routing schema not migrated in this database)"
+
+
+def drop_scratch(engine, schema: str) -> None:
+    with engine.begin() as connection:
+        connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+
+
+# --- the reports ----------------------------------------------------------------------------------
+
+def run_reports(engine, schema: str, year: int, repeat: int, unit: str) -> list[dict]:
+    scoped = engine.execution_options(schema_translate_map={"routing": schema})
+    captured: list = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):
+        if "count(*) FILTER" in statement:
+            captured.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", capture)
+    results = []
+    periods = [("month", f"{year}-06-01", f"{year}-06-30"), ("month", f"{year}-12-01", f"{year}-12-31"),
+               ("quarter", f"{year}-10-01", f"{year}-12-31"), ("year", f"{year}-01-01", f"{year}-12-31")]
+    try:
+        for scope, who in ((f"unit {unit}", unit), ("whole district", None)):
+            for kind, first_text, last_text in periods:
+                period = reports.parse_period(first_text, last_text)
+                timings, report = [], None
+                for _ in range(repeat):
+                    captured.clear()
+                    with Session(scoped) as session:
+                        t0 = time.perf_counter()
+                        report = reports.ii06a(session, who, *period)
+                        timings.append(time.perf_counter() - t0)
+                total = report["total"]
+                results.append({
+                    "scope": scope, "period": f"{kind} {first_text}…{last_text}", "timings": timings,
+                    "lines": sum(len(u["fields"]) for u in report["units"]), "units": len(report["units"]),
+                    "total": total, "sql": captured[-1],
+                    "balanced": total["balanced"] and all(u["total"]["balanced"] and
+                                                          all(f["balanced"] for f in u["fields"])
+                                                          for u in report["units"])})
+    finally:
+        event.remove(engine, "before_cursor_execute", capture)
+    return results
+
+
+def explain(engine, sql: tuple) -> tuple[list[str], list[str], bool]:
+    statement, parameters = sql
+    with engine.connect() as connection:
+        plan = [r[0] for r in connection.exec_driver_sql("EXPLAIN (ANALYZE, BUFFERS) " + statement, parameters)]
+    used = sorted(set(re.findall(r"(?:Index Only Scan|Index Scan|Bitmap Index Scan) (?:Backward )?(?:using|on) "
+                                 r"(\S+)", "\n".join(plan))))
+    return plan, used, any("Seq Scan" in line for line in plan)
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:8.1f} ms"
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    engine = create_engine(args.database_url, connect_args={"application_name": "bench_ii06a"})
+    schema = f"bench_ii06a_{os.getpid()}_{secrets.token_hex(3)}"
+    with engine.connect() as connection:
+        server = connection.execute(text("SHOW server_version")).scalar()
+    print(f"Report II.06a benchmark — PostgreSQL {server}, {engine.url.render_as_string(hide_password=True)}")
+    print(f"scratch schema {schema}: ", end="", flush=True)
+    try:
+        print(create_scratch(engine, schema))
+        with engine.connect() as connection:
+            for name, definition in connection.execute(text(
+                    "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = :s ORDER BY indexname"), {"s": schema}):
+                print(f"  index {name}: {definition.split(' USING ', 1)[1]}")
+        print(f"filling {args.rows:,} workflows for {len(UNITS)} desks, "
+              f"{len({f[0] for f in DISTRICT_FIELDS + WARD_FIELDS})} fields, {args.year - 1}-12-01…{args.year}-12-31")
+        started = time.perf_counter()
+        generating, copying = fill(engine, schema, args.rows, Generator(args.year, args.seed))
+        fill_seconds = time.perf_counter() - started
+        with engine.connect() as connection:
+            count, size = connection.execute(text(
+                f"SELECT count(*), pg_size_pretty(pg_total_relation_size('\"{schema}\".workflows')) "
+                f'FROM "{schema}".workflows')).one()
+            by_unit = connection.execute(text(
+                f'SELECT unit, count(*) FROM "{schema}".workflows GROUP BY unit ORDER BY unit')).all()
+            states = connection.execute(text(
+                f'SELECT state, count(*) FROM "{schema}".workflows GROUP BY state ORDER BY state')).all()
+        print(f"filled {count:,} rows ({size} with indexes) in {fill_seconds:.1f} s "
+              f"(generate {generating:.1f} s, COPY {copying:.1f} s, then ANALYZE)")
+        print("rows per desk: " + ", ".join(f"{u[4:6]}={n:,}" for u, n in by_unit))
+        print("states: " + ", ".join(f"{s}={n:,}" for s, n in states))
+
+        print(f"\nreports ({args.repeat} runs each; time of reports.ii06a, query and assembly):")
+        results = run_reports(engine, schema, args.year, args.repeat, DISTRICT)
+        print(f"  {'scope':<24} {'period':<35} {'lines':>5} {'(3) received':>12} {'(7)':>8} {'(11)':>7}"
+              f" {'on-time':>7} {'min':>11} {'p50':>11} {'max':>11}  balanced")
+        for r in results:
+            t = r["total"]
+            rate = f"{t['on_time_rate']:.1%}" if t["on_time_rate"] is not None else "—"
+            print(f"  {r['scope']:<24} {r['period']:<35} {r['lines']:>5} {t['received']:>12,} {t['resolved']:>8,}"
+                  f" {t['pending']:>7,} {rate:>7} {ms(min(r['timings']))} {ms(statistics.median(r['timings']))}"
+                  f" {ms(max(r['timings']))}  {r['balanced']}")
+
+        heaviest = max(results, key=lambda r: statistics.median(r["timings"]))
+        unit_month = next(r for r in results if r["scope"].startswith("unit") and "-06-01" in r["period"])
+        for title, r in (("heaviest", heaviest), ("one unit, one month", unit_month)):
+            plan, used, seq = explain(engine, r["sql"])
+            print(f"\nEXPLAIN (ANALYZE, BUFFERS) — {title}: {r['scope']}, {r['period']}")
+            for line in plan:
+                print("  " + line)
+            print(f"  -> indexes used: {', '.join(used) if used else 'none'}; sequential scan: {'yes' if seq else 'no'}")
+
+        slow = [r for r in results if statistics.median(r["timings"]) > 1.0]
+        print(f"\nslowest p50: {ms(statistics.median(heaviest['timings'])).strip()} "
+              f"({heaviest['scope']}, {heaviest['period']}); reports over 1 s: {len(slow)}")
+        if slow:
+            print("  an index that would help: see bench/README.md (the report filters on "
+                  "received_at < end AND (resolved_at IS NULL OR resolved_at >= start))")
+        return 0
+    finally:
+        if args.keep:
+            print(f"kept scratch schema {schema} (drop it with: DROP SCHEMA \"{schema}\" CASCADE)")
+        else:
+            drop_scratch(engine, schema)
+            print(f"dropped scratch schema {schema}")
+        engine.dispose()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

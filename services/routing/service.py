@@ -1,0 +1,334 @@
+"""Inter-agency routing (liên thông): workflows, legal deadlines, overdue detection, apologies.
+
+Agency HTTP API under /api/v1/ (the acting official in ``X-Official``, percent-encoded UTF-8,
+the agency in ``X-Unit``), report II.06a, the forms Mẫu 04 and 05, RPC for the gateway, the
+consumers of intake's and fees' events, and the scheduler that detects breaches as they happen.
+"""
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from urllib.parse import unquote
+
+import structlog
+from nameko.rpc import RpcProxy, rpc
+from nameko.timer import Timer
+from nameko.web.handlers import http
+from prometheus_client import Counter, Histogram
+from werkzeug.wrappers import Response
+
+from motcua.calendar import WorkingCalendar, load_overrides, local_date
+from motcua.clock import Clock
+from motcua.inbox import event_consumer, first_time
+from motcua.observability import DatabaseGauge, PlatformService, error_response, json_response
+from motcua.outbox import OutboxRelay
+from services.routing import domain, flow, forms, models, reports, store
+from services.routing.flow import Actor
+
+log = structlog.get_logger("motcua.routing")
+
+DOSSIER_BUCKETS = (300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 172800, 345600, 604800, 1209600,
+                   1814400, 2592000, 5184000)          # 5 minutes … 60 days
+SHARE_BUCKETS = (0.1, 0.25, 0.5, 0.75, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0, 3.0)
+
+PROCESSING_SECONDS = Histogram("motcua_processing_seconds", "Wall-clock time from receipt to the result, as the "
+                               "citizen lives it, per receiving unit.", ["unit"], buckets=DOSSIER_BUCKETS)
+LIMIT_SHARE = Histogram("motcua_processing_limit_share", "Share of the legal time limit used (1.0 is the "
+                        "deadline), per receiving unit.", ["unit"], buckets=SHARE_BUCKETS)
+STEP_SECONDS = Histogram("motcua_step_seconds", "Time an agency held its step, from hand-over to completion.",
+                         ["agency"], buckets=DOSSIER_BUCKETS)
+RESOLVED = Counter("motcua_dossiers_resolved_total", "Dossiers processed, by class (early, on_time, late).",
+                   ["unit", "result"])
+STEPS_COMPLETED = Counter("motcua_steps_completed_total", "Steps completed, by agency and class.",
+                          ["agency", "result"])
+OVERDUE = Counter("motcua_dossiers_overdue_total", "Dossiers that passed their deadline, by the agency at fault.",
+                  ["unit", "agency"])
+AT_RISK = Counter("motcua_steps_at_risk_total", "Warnings of a step close to its deadline.", ["agency"])
+APOLOGIES = Counter("motcua_apologies_total", "Apology letters (Mẫu 04) issued, by agency.", ["agency"])
+APOLOGIES_MISSING = Counter("motcua_apologies_missing_total", "Overdue dossiers flagged for having no apology "
+                            "after a working day.", ["unit"])
+
+_calendar: WorkingCalendar | None = None
+
+
+def calendar() -> WorkingCalendar:
+    global _calendar
+    if _calendar is None:
+        _calendar = WorkingCalendar(load_overrides())
+    return _calendar
+
+
+class ConfiguredTimer(Timer):
+    """nameko's timer, its interval read from the config (``SCAN_SECONDS``)."""
+
+    def setup(self):
+        self.interval = float(self.container.config.get("SCAN_SECONDS", self.interval))
+
+
+scheduled = ConfiguredTimer.decorator
+
+
+def running_dossiers(session, now):
+    return store.open_and_overdue(session, local_date(now))
+
+
+class RoutingService(PlatformService):
+    name = "routing"
+    outbox = OutboxRelay(models.outbox)
+    catalog = RpcProxy("catalog")
+    now = Clock()
+    running_gauge = DatabaseGauge("motcua_dossiers_running", "Dossiers being processed, by receiving unit and "
+                                  "deadline (within_deadline, overdue); from the database: max over replicas.",
+                                  ["unit", "deadline"], running_dossiers)
+
+    def _context(self, session) -> flow.Context:
+        return flow.Context(
+            session=session, now=self.now(), calendar=calendar(),
+            procedure_version=lambda code, version: self.catalog.get_procedure(code, version=version),
+            emit=self.outbox, correlation_id=self.correlation_id,
+            at_risk_working_days=int(self.config.get("AT_RISK_WORKING_DAYS", 1)))
+
+    def _call(self, use_case, *args):
+        with self.db.transaction() as session:
+            return use_case(self._context(session), *args)
+
+    @staticmethod
+    def _actor(request) -> Actor:
+        official = unquote(request.headers.get("X-Official") or "").strip()
+        unit = (request.headers.get("X-Unit") or "").strip()
+        if not official:
+            raise domain.RoutingError("X-Official", "header is required: the acting official")
+        if not unit:
+            raise domain.RoutingError("X-Unit", "header is required: the official's agency")
+        return Actor(official, unit)
+
+    @staticmethod
+    def _body(request):
+        if not request.data:
+            return {}
+        try:
+            return json.loads(request.get_data(as_text=True))
+        except ValueError as exc:
+            raise domain.Invalid("body", f"is not valid JSON: {exc}") from None
+
+    def _answer(self, request, use_case, *args, with_body: bool = True):
+        try:
+            actor = self._actor(request)
+            extra = (self._body(request),) if with_body else ()
+            result = self._call(use_case, actor, *args, *extra)
+        except domain.RoutingError as error:
+            status = 401 if error.field in ("X-Official", "X-Unit") else error.status
+            return error_response(status, str(error), error.field)
+        if isinstance(result, Response):
+            return result
+        if request.method == "POST":
+            log.info("agency action done", action=use_case.__name__, code=result.get("code"),
+                     state=result.get("state"))
+            self._measure(use_case, result)
+        return json_response(result)
+
+    @staticmethod
+    def _measure(use_case, view: dict) -> None:
+        if use_case in (flow.return_to_desk, flow.complete) and view["resolved_at"]:
+            received, resolved = datetime.fromisoformat(view["received_at"]), datetime.fromisoformat(view["resolved_at"])
+            if resolved >= datetime.fromisoformat(view["actions"][-1]["at"]):  # resolved by this very call
+                PROCESSING_SECONDS.labels(view["unit"]).observe((resolved - received).total_seconds())
+                if view["due_date"]:
+                    share = domain.limit_share(received, resolved, datetime.fromisoformat(view["due_date"]).date(),
+                                               calendar())
+                    LIMIT_SHARE.labels(view["unit"]).observe(share)
+                RESOLVED.labels(view["unit"], view["result_class"]).inc()
+        if use_case is flow.complete:
+            done = [s for s in view["steps"] if s["completed_at"] and s["completed_at"] == view["actions"][-1]["at"]]
+            for step in done:
+                held = datetime.fromisoformat(step["completed_at"]) - datetime.fromisoformat(step["handed_over_at"])
+                STEP_SECONDS.labels(step["agency"]).observe(held.total_seconds())
+                STEPS_COMPLETED.labels(step["agency"], step["result_class"]).inc()
+        if use_case is flow.apologise:
+            APOLOGIES.labels(view["apology"]["agency"]).inc()
+
+    # --- agencies' HTTP API --------------------------------------------------------------------
+
+    @http("GET", "/api/v1/dossiers/<string:code>")
+    def http_get(self, request, code):
+        return self._answer(request, flow.get, code, with_body=False)
+
+    @http("GET", "/api/v1/queue")
+    def http_queue(self, request):
+        def queue(ctx, actor):
+            return {"agency": actor.unit, "steps": [
+                {"code": r.code, "step": r.id, "state": r.state, "procedure": r.procedure_name, "unit": r.unit,
+                 "due_date": r.due_date.isoformat() if r.due_date else None,
+                 "overdue": domain.is_overdue(r.due_date, ctx.now)} for r in store.queue(ctx.session, actor.unit)]}
+        return self._answer(request, queue, with_body=False)
+
+    @http("POST", "/api/v1/dossiers/<string:code>/steps/<int:step>/acceptance")
+    def http_accept(self, request, code, step):
+        return self._answer(request, flow.accept, code, step)
+
+    @http("POST", "/api/v1/dossiers/<string:code>/steps/<int:step>/completion")
+    def http_complete(self, request, code, step):
+        return self._answer(request, flow.complete, code, step)
+
+    @http("POST", "/api/v1/dossiers/<string:code>/transfer")
+    def http_transfer(self, request, code):
+        return self._answer(request, flow.transfer, code)
+
+    @http("POST", "/api/v1/dossiers/<string:code>/return-to-desk")
+    def http_return_to_desk(self, request, code):
+        return self._answer(request, flow.return_to_desk, code)
+
+    @http("POST", "/api/v1/dossiers/<string:code>/obligation")
+    def http_obligation(self, request, code):
+        return self._answer(request, flow.request_obligation, code)
+
+    @http("GET", "/api/v1/dossiers/<string:code>/apology/proposal")
+    def http_apology_proposal(self, request, code):
+        return self._answer(request, flow.apology_proposal, code, with_body=False)
+
+    @http("POST", "/api/v1/dossiers/<string:code>/apology")
+    def http_apologise(self, request, code):
+        return self._answer(request, flow.apologise, code)
+
+    # --- the forms -----------------------------------------------------------------------------
+
+    def _unit(self, code: str) -> dict:
+        unit = self.catalog.get_unit(code) or {"code": code, "name": code, "short_name": code, "parent": None}
+        parent = self.catalog.get_unit(unit["parent"]) if unit.get("parent") else None
+        return {"code": unit["code"], "name": unit["name"], "short_name": unit["short_name"],
+                "parent_name": parent["name"] if parent else None, "address": unit.get("address")}
+
+    def _agency_name(self, code: str) -> str:
+        if code == flow.DESK:
+            return code
+        unit = self.catalog.get_unit(code)
+        return unit["name"] if unit else code
+
+    def _form(self, request, code: str, form: str, fmt: str):
+        def make(ctx, actor):
+            view = flow.get(ctx, actor, code)
+            if form == "mau-05":
+                data = {"unit": self._unit(view["unit"]), "code": code, "applicant": store.get(ctx.session, code).applicant_name,
+                        "procedure": {"code": view["procedure"]["code"], "name": view["procedure"]["name"]},
+                        "received_at": view["received_at"], "due_date": view["due_date"] or view["original_due_date"],
+                        "rows": [{**row, "from": self._agency_name(row["from"]), "to": self._agency_name(row["to"])}
+                                 for row in view["control_slip"]]}
+                if fmt == "json":
+                    return data
+            else:
+                apology = view["apology"]
+                if apology is None:
+                    raise domain.Conflict("code", f"dossier {code} has no apology letter")
+                data = {"unit": self._unit(apology["agency"]), "code": code,
+                        "addressee": store.get(ctx.session, code).applicant_name,
+                        "received_at": view["received_at"],
+                        "procedure": {"code": view["procedure"]["code"], "name": view["procedure"]["name"]},
+                        "original_due_date": apology["original_due_date"], "new_date": apology["new_date"],
+                        "reason": apology["reason"], "official": apology["official"], "issued_at": apology["issued_at"]}
+            if fmt == "pdf":
+                return Response(forms.render_pdf(form, data), mimetype="application/pdf",
+                                headers={"Content-Disposition": f'inline; filename="{form}-{code}.pdf"'})
+            if fmt == "html":
+                return Response(forms.render_html(form, data), mimetype="text/html")
+            raise domain.NotFound("format", f"no such format {fmt}")
+        return self._answer(request, make, with_body=False)
+
+    @http("GET", "/api/v1/dossiers/<string:code>/control-slip.<string:fmt>")
+    def http_control_slip(self, request, code, fmt):
+        return self._form(request, code, "mau-05", fmt)
+
+    @http("GET", "/api/v1/dossiers/<string:code>/apology.<string:fmt>")
+    def http_apology_letter(self, request, code, fmt):
+        return self._form(request, code, "mau-04", fmt if fmt != "json" else "none")
+
+    # --- report II.06a -------------------------------------------------------------------------
+
+    @http("GET", "/api/v1/reports/ii06a")
+    def http_report(self, request):
+        args = request.args
+        try:
+            first, last, begin, finish = reports.parse_period(args.get("from"), args.get("to"))
+            fmt = args.get("format", "json")
+            if fmt not in ("json", "csv"):
+                raise domain.Invalid("format", "must be json or csv")
+            with self.db.transaction() as session:
+                report = reports.ii06a(session, args.get("unit") or None, first, last, begin, finish)
+        except domain.RoutingError as error:
+            return error_response(error.status, str(error), error.field)
+        if fmt == "csv":
+            return Response(reports.as_csv(report), mimetype="text/csv",
+                            headers={"Content-Disposition": f'attachment; filename="ii06a-{first}-{last}.csv"'})
+        return json_response(report)
+
+    @rpc
+    def report_ii06a(self, unit: str | None, start: str, end: str) -> dict:
+        first, last, begin, finish = reports.parse_period(start, end)
+        with self.db.transaction() as session:
+            return reports.ii06a(session, unit, first, last, begin, finish)
+
+    # --- RPC for the gateway -----------------------------------------------------------------
+
+    @rpc
+    def act(self, official: str, agency: str, code: str, action: str, step: int | None = None,
+            body: dict | None = None) -> dict:
+        """``action``: accept, complete, transfer, return_to_desk, obligation, apologise."""
+        actor = Actor(official, agency)
+        if action in ("accept", "complete"):
+            use_case = flow.accept if action == "accept" else flow.complete
+            return self._call(use_case, actor, code, step, body or {})
+        use_cases = {"transfer": flow.transfer, "return_to_desk": flow.return_to_desk,
+                     "obligation": flow.request_obligation, "apologise": flow.apologise}
+        if action not in use_cases:
+            raise domain.Invalid("action", f"must be accept, complete or one of {', '.join(use_cases)}")
+        return self._call(use_cases[action], actor, code, body or {})
+
+    @rpc
+    def get_dossier(self, official: str, agency: str, code: str) -> dict:
+        return self._call(flow.get, Actor(official, agency), code)
+
+    # --- what intake and fees report -----------------------------------------------------------
+
+    def _apply(self, event) -> None:
+        with self.db.transaction() as session:
+            if not first_time(session, models.processed_events, event):
+                return
+            flow.on_event(self._context(session), event)
+
+    @event_consumer("dossier.received")
+    def on_received(self, event):
+        self._apply(event)
+
+    @event_consumer("dossier.supplement_requested")
+    def on_supplement_requested(self, event):
+        self._apply(event)
+
+    @event_consumer("dossier.supplement_received")
+    def on_supplement_received(self, event):
+        self._apply(event)
+
+    @event_consumer("dossier.supplement_rejected")
+    def on_supplement_rejected(self, event):
+        self._apply(event)
+
+    @event_consumer("dossier.withdrawn")
+    def on_withdrawn(self, event):
+        self._apply(event)
+
+    @event_consumer("dossier.refused")
+    def on_refused(self, event):
+        self._apply(event)
+
+    @event_consumer("fees.settled")
+    def on_fees_settled(self, event):
+        self._apply(event)
+
+    # --- the scheduler -------------------------------------------------------------------------
+
+    @scheduled(interval=5)
+    def scan(self):
+        """Overdue, at risk, apology missing: detected as they happen; each once (row claims)."""
+        with self.db.transaction() as session:
+            counts = flow.scan(self._context(session))
+        if any(counts.values()):
+            log.info("breaches detected", **counts)
+        return counts
