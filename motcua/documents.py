@@ -41,7 +41,7 @@ from fpdf import FPDF, FontFace
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PrefixLoader, StrictUndefined
 
 __all__ = [
-    "VIETNAM", "MOTTO", "DESK", "DEFAULT_PLACE", "DEFAULT_FONT_DIR", "FONT_FAMILY", "TEMPLATE_DIR",
+    "VIETNAM", "MOTTO", "DESK", "DEFAULT_PLACE", "DEFAULT_FONT_DIR", "FONT_FAMILY", "TEMPLATE_DIR", "BODY_PT", "LINE",
     "FormError", "FormFontError", "Fields", "FormSet",
     "clean", "in_vietnam", "dmy", "on_day", "clock", "at_time", "short_date_time", "place_date",
     "caps", "unit_caps", "letterhead", "procedure", "document_context",
