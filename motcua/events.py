@@ -123,7 +123,7 @@ SCHEMAS: dict[tuple[str, int], Schema] = {
         "only the name and the contacts notify needs; ``quantities`` the pages and copies fees needs.",
         code="str", procedure_code="str", procedure_version="int", channel="str", received_at="instant",
         appointment_date="date", time_limit="str", handling_agency="unit", applicant="object",
-        quantities="object", secret="str",
+        quantities="object", secret="str", conditions="list?",
     ),
     ("dossier.refused", 1): schema(
         "The desk refused the dossier (status 3, Mẫu 03).",
@@ -160,8 +160,8 @@ SCHEMAS: dict[tuple[str, int], Schema] = {
         code="str", agency="unit", documents="list", reason="str", official="str", asked_at="instant",
     ),
     ("dossier.obligation_requested", 1): schema(
-        "A handling agency asked for a financial obligation (status 6).",
-        code="str", agency="unit", description="str", requested_at="instant",
+        "A handling agency asked for a financial obligation (status 6) of ``amount`` VND.",
+        code="str", agency="unit", description="str", requested_at="instant", amount="vnd",
     ),
     ("dossier.transferred", 1): schema(
         "The dossier was handed over to the next agency (or agencies, in parallel).",
@@ -205,6 +205,14 @@ SCHEMAS: dict[tuple[str, int], Schema] = {
     ("fees.paid", 1): schema(
         "A payment was recorded against a dossier.",
         code="str", amount="vnd", method="str", paid_at="instant", receipt_number="str?",
+    ),
+    ("fees.payment_cancelled", 1): schema(
+        "A receipt was cancelled (it keeps its number): its amount is owed again.",
+        code="str", amount="vnd", receipt_number="str", reason="str", cancelled_at="instant",
+    ),
+    ("fees.refunded", 1): schema(
+        "Money was paid back to the citizen (a refused or withdrawn dossier).",
+        code="str", amount="vnd", reason="str", refunded_at="instant", receipt_number="str",
     ),
     ("fees.settled", 1): schema(
         "A dossier's balance reached zero: nothing is outstanding.",

@@ -71,6 +71,7 @@ class Submission:
     documents: list
     sets: int
     quantities: dict
+    conditions: list
 
 
 def parse_submission(ctx: Context, actor: Actor, body: Any) -> Submission:
@@ -92,11 +93,12 @@ def parse_submission(ctx: Context, actor: Actor, body: Any) -> Submission:
     documents = domain.parse_documents(body.get("documents"))
     sets = domain._count(body.get("sets", 1), "sets", maximum=100)
     quantities = domain.parse_quantities(body.get("quantities"))
+    conditions = domain.parse_conditions(body.get("fee_conditions"))
     procedure = ctx.procedure_in_force(code, ctx.now)
     if procedure is None:
         raise NotFound("procedure_code", f"no procedure {code} in force today")
     domain.accepted_at(procedure, unit)
-    return Submission(unit, procedure, applicant, channel, documents, sets, quantities)
+    return Submission(unit, procedure, applicant, channel, documents, sets, quantities, conditions)
 
 
 def check(ctx: Context, actor: Actor, body: Any) -> dict:
@@ -124,7 +126,8 @@ def receive(ctx: Context, actor: Actor, body: Any) -> dict:
         "applicant_id_number": applicant.id_number, "applicant_address": applicant.address,
         "applicant_phone": applicant.phone, "applicant_email": applicant.email,
         "documents": [vars(d) for d in submission.documents], "sets": submission.sets,
-        "quantities": submission.quantities, "secret": domain.new_secret(), "submitted_at": ctx.now,
+        "quantities": {**submission.quantities, "conditions": submission.conditions},
+        "secret": domain.new_secret(), "submitted_at": ctx.now,
         "fees_required": any(item["kind"] != "exemption" for item in procedure.get("fees", [])),
     })
     store.record(ctx.session, code, at=ctx.now, actor=actor.name, actor_unit=actor.unit, action="submit",
@@ -166,7 +169,8 @@ def _accept(ctx: Context, row, actor: Actor) -> dict:
         "channel": row.channel, "received_at": _iso(ctx.now), "appointment_date": appointment.isoformat(),
         "time_limit": procedure["time_limit"], "handling_agency": row.handling_agency,
         "applicant": {"name": row.applicant_name, "phone": row.applicant_phone, "email": row.applicant_email},
-        "quantities": row.quantities, "secret": row.secret})
+        "quantities": {"pages": row.quantities["pages"], "copies": row.quantities["copies"]},
+        "conditions": row.quantities.get("conditions", []), "secret": row.secret})
     return view(ctx, store.get(ctx.session, row.code), actor)
 
 
@@ -321,6 +325,12 @@ def on_event(ctx: Context, event: Envelope) -> None:
         store.record(ctx.session, row.code, at=ctx.now, actor="fees", actor_unit=None, action="fees_paid",
                      status_from=row.status, status_to=row.status,
                      note={"amount": payload["amount"], "method": payload["method"]})
+    elif event.type == "fees.payment_cancelled":
+        store.change(ctx.session, row.code, fees_outstanding=row.fees_outstanding + payload["amount"],
+                     fees_settled=False)
+        store.record(ctx.session, row.code, at=ctx.now, actor="fees", actor_unit=None, action="fees_payment_cancelled",
+                     status_from=row.status, status_to=row.status,
+                     note={"amount": payload["amount"], "receipt": payload["receipt_number"]})
     elif event.type == "fees.settled":
         status_to = Status.PROCESSING if row.status == Status.OBLIGATION_REQUESTED else Status(row.status)
         store.change(ctx.session, row.code, fees_outstanding=0, fees_settled=True, status=int(status_to))

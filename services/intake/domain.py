@@ -163,6 +163,22 @@ def parse_channel(value: Any) -> str:
     return value
 
 
+# Conditions that exempt from a fee (catalogue exemptions' ``when``), declared by the desk.
+FEE_CONDITIONS = ("on_time_registration", "poor_household", "child_under_6", "person_with_disability",
+                  "policy_beneficiary")
+
+
+def parse_conditions(data: Any) -> list[str]:
+    if data is None:
+        return []
+    if not isinstance(data, list) or not all(isinstance(c, str) for c in data):
+        raise Invalid("fee_conditions", "must be a list of condition names")
+    unknown = sorted(set(data) - set(FEE_CONDITIONS))
+    if unknown:
+        raise Invalid("fee_conditions", f"unknown condition {unknown[0]!r}; known: {', '.join(FEE_CONDITIONS)}")
+    return sorted(set(data))
+
+
 def parse_quantities(data: Any) -> dict:
     """Pages and copies, for the fees of per-page and per-copy items (both default 1)."""
     data = _mapping(data if data is not None else {}, "quantities")

@@ -380,6 +380,10 @@ class IntakeService(PlatformService):
     def on_fees_settled(self, event):
         self._apply(event)
 
+    @event_consumer("fees.payment_cancelled")
+    def on_fees_payment_cancelled(self, event):
+        self._apply(event)
+
     # --- the public status page (the QR code on the receipt points here) ---------------------
 
     @http("GET", "/tra-cuu")

@@ -126,11 +126,11 @@ def is_overdue(due: date | None, now: datetime) -> bool:
 
 
 def at_risk(due: date | None, now: datetime, calendar: WorkingCalendar, warning_working_days: int) -> bool:
-    """Within ``warning_working_days`` working days of the deadline, not yet past it."""
+    """Within ``warning_working_days`` working days of the deadline, not yet past it (the
+    scheduler's rule: due on or before today plus that many working days)."""
     if due is None or is_overdue(due, now):
         return False
-    today = local_date(now)
-    return calendar.working_days_between(today, due) < warning_working_days or today == due
+    return due <= calendar.add_working_days(local_date(now), warning_working_days)
 
 
 def hand_over_class(at: datetime, due: date | None) -> str:
@@ -144,6 +144,8 @@ def limit_share(received_at: datetime, resolved_at: datetime, due: date, calenda
     start, end = local_date(received_at), local_date(resolved_at)
     allowed = calendar.working_days_between(start, due) if due > start else 0
     used = calendar.working_days_between(start, end) if end > start else 0
+    if end > due and used <= allowed:
+        used = allowed + 1    # late on a day off after the deadline: still past 1.0
     return (used + 1) / (allowed + 1)
 
 

@@ -225,6 +225,9 @@ def _finish(ctx: Context, workflow, actor: Actor, result: str, note: str | None,
 def request_obligation(ctx: Context, actor: Actor, code: str, body: Any) -> dict:
     """A financial obligation (status 6): the citizen pays, and the clock waits for it."""
     description = _text(body, "description")
+    amount = body.get("amount")
+    if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
+        raise Invalid("amount", f"must be a positive whole number of VND, got {amount!r}")
     workflow = _workflow(ctx, code)
     held = [s for s in store.steps_of(ctx.session, code) if s.agency == actor.unit and s.state == HELD]
     if not held:
@@ -233,9 +236,10 @@ def request_obligation(ctx: Context, actor: Actor, code: str, body: Any) -> dict
         raise Conflict("code", f"dossier {code} is not running (or already waiting for the citizen)")
     _stop_clock(ctx, workflow, "obligation")
     store.record(ctx.session, code, at=ctx.now, actor=actor.name, agency=actor.unit, action="request_obligation",
-                 note={"description": description})
+                 note={"description": description, "amount": amount})
     _event(ctx, "dossier.obligation_requested", workflow.unit, {
-        "code": code, "agency": actor.unit, "description": description, "requested_at": _iso(ctx.now)})
+        "code": code, "agency": actor.unit, "description": description, "requested_at": _iso(ctx.now),
+        "amount": amount})
     return view(ctx, code)
 
 
@@ -353,15 +357,14 @@ def _date(value: date | None) -> str | None:
 # --- the scheduler ----------------------------------------------------------------------------
 
 def agency_at_fault(steps: list, stage: int, today: date) -> str:
-    """The agency that answers for a late dossier: an open step past its deadline, else the
-    current stage's open step with the earliest deadline, else the stage's first agency."""
+    """The agency that answers for a late dossier: among the current stage's open steps, the one
+    with the earliest deadline (an overdue step has the earliest); if every step of the stage is
+    done, the stage's first agency, who should have handed the dossier on."""
     current = [s for s in steps if s.stage == stage]
     open_steps = [s for s in current if s.state in (HANDED_OVER, HELD)]
-    late = [s for s in open_steps if s.due_date is not None and s.due_date < today]
-    for candidates in (late, open_steps):
-        if candidates:
-            return min(candidates, key=lambda s: (s.due_date or date.max, s.id)).agency
-    return current[0].agency
+    if open_steps:
+        return min(open_steps, key=lambda s: (s.due_date or date.max, s.id)).agency
+    return current[0].agency     # steps come in (stage, position) order
 
 
 def scan(ctx: Context) -> dict:

@@ -38,6 +38,8 @@ workflows = Table(
 )
 Index("ix_workflows_unit_received", workflows.c.unit, workflows.c.received_at)
 Index("ix_workflows_unit_resolved", workflows.c.unit, workflows.c.resolved_at)
+# Whole-district reports of recent periods: "resolved_at IS NULL OR resolved_at >= start".
+Index("ix_workflows_resolved", workflows.c.resolved_at)
 Index("ix_workflows_running_due", workflows.c.due_date, postgresql_where=workflows.c.state == "running")
 
 steps = Table(
