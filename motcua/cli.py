@@ -7,6 +7,8 @@
     motcua catalog check FILE     validate a catalogue file; names file, entry, field and reason
     motcua catalog load [FILE]    publish a catalogue file (new versions of what changed)
     motcua report ii06a --unit CODE --from DATE --to DATE [--format csv]
+    motcua report fees --unit CODE --from DATE --to DATE [--format csv]
+    motcua fees quote --procedure CODE [--pages N] [--copies N]
 
 Bad input: a clear message on stderr and exit code 2.
 """
@@ -49,7 +51,7 @@ class ServiceSpec:
 # The built services, in start-up order. Ports: catalog 8001, intake 8002, routing 8003,
 # fees 8004, notify 8005; the gRPC gateway 50051.
 SERVICES = {spec.name: spec for spec in (ServiceSpec("catalog", 8001), ServiceSpec("intake", 8002),
-                                                 ServiceSpec("routing", 8003))}
+                                                 ServiceSpec("routing", 8003), ServiceSpec("fees", 8004))}
 DEFAULT_CATALOGUE = SERVICES_DIR / "catalog" / "data" / "catalogue.yml"
 
 
@@ -232,6 +234,63 @@ def cmd_report_ii06a(args) -> int:
     return 0
 
 
+def cmd_report_fees(args) -> int:
+    from sqlalchemy.orm import Session
+
+    from motcua.db import database_url, make_engine
+    from services.fees import domain, store
+    from services.fees.service import parse_period, report_csv
+
+    try:
+        first, last, begin, finish = parse_period(getattr(args, "from"), args.to)
+    except domain.FeeError as error:
+        raise UsageError(f"--{error.field}: {error.reason}") from None
+    engine = make_engine(database_url(_config(SERVICES["fees"])), pool_size=1, application_name="motcua-report")
+    with Session(engine) as session:
+        rows = store.report(session, args.unit, begin, finish)
+    engine.dispose()
+    if args.format == "csv":
+        sys.stdout.write(report_csv(rows))
+    else:
+        import json
+        print(json.dumps({"from": first.isoformat(), "to": last.isoformat(), "units": rows}, ensure_ascii=False,
+                         indent=2))
+    return 0
+
+
+def cmd_fees_quote(args) -> int:
+    """The charges of a procedure in force, item by item, from the catalogue's database."""
+    from sqlalchemy.orm import Session
+
+    from motcua.calendar import TZ, local_date
+    from motcua.db import database_url, make_engine
+    from services.catalog import store as catalog_store
+    from services.fees import domain
+
+    for name in ("pages", "copies"):
+        if getattr(args, name) < 1:
+            raise UsageError(f"--{name}: must be at least 1, got {getattr(args, name)}")
+    engine = make_engine(database_url(_config(SERVICES["catalog"])), pool_size=1, application_name="motcua-quote")
+    with Session(engine) as session:
+        row = catalog_store.get_procedure(session, args.procedure, local_date(datetime.now(TZ)))
+    engine.dispose()
+    if row is None:
+        raise UsageError(f"--procedure: no procedure {args.procedure} in force today")
+    try:
+        lines = domain.compute_charges(row.content.get("fees", []), pages=args.pages, copies=args.copies,
+                                       conditions=frozenset(args.condition))
+    except domain.FeeError as error:
+        raise UsageError(f"--{error.field}: {error.reason}") from None
+    print(f"{row.code} {row.content['name']}")
+    for line in lines:
+        kind = "Phí" if line.type == "phi" else "Lệ phí"
+        print(f"  {kind:7} {line.name}: {domain.format_vnd(line.amount)}  ({line.detail})")
+    totals = domain.totals(lines)
+    print(f"Phí: {domain.format_vnd(totals['phi'])}; lệ phí: {domain.format_vnd(totals['le_phi'])}")
+    print(f"Tổng cộng: {domain.format_vnd(totals['total'])} ({domain.vnd_in_words(totals['total'])})")
+    return 0
+
+
 # --- the parser ------------------------------------------------------------------------------
 
 class _Parser(argparse.ArgumentParser):
@@ -280,6 +339,22 @@ def build_parser() -> argparse.ArgumentParser:
     ii06a.add_argument("--to", required=True, help="last day, ISO date")
     ii06a.add_argument("--format", choices=("json", "csv"), default="json")
     ii06a.set_defaults(handler=cmd_report_ii06a)
+    fees_report = report_commands.add_parser("fees", help="fees collected, refunded and outstanding per desk")
+    fees_report.add_argument("--unit", help="unit code (default: every desk)")
+    fees_report.add_argument("--from", required=True, help="first day, ISO date")
+    fees_report.add_argument("--to", required=True, help="last day, ISO date")
+    fees_report.add_argument("--format", choices=("json", "csv"), default="json")
+    fees_report.set_defaults(handler=cmd_report_fees)
+
+    fees = commands.add_parser("fees", help="fees and charges")
+    fees_commands = fees.add_subparsers(dest="fees_command", required=True, parser_class=_Parser)
+    quote = fees_commands.add_parser("quote", help="the charges of a procedure, item by item")
+    quote.add_argument("--procedure", required=True, help="national procedure code, e.g. 2.000815")
+    quote.add_argument("--pages", type=int, default=1)
+    quote.add_argument("--copies", type=int, default=1)
+    quote.add_argument("--condition", action="append", default=[],
+                       help="an exemption condition that applies (e.g. on_time_registration); repeatable")
+    quote.set_defaults(handler=cmd_fees_quote)
     return parser
 
 

@@ -83,7 +83,8 @@ def open_account(ctx: Context, event: Envelope) -> None:
                                    conditions=frozenset(p.get("conditions") or []))
     total = domain.totals(lines)["total"]
     store.open_account(ctx.session, {"code": p["code"], "unit": event.unit, "procedure_code": p["procedure_code"],
-                                     "procedure_version": p["procedure_version"], "charged": total,
+                                     "procedure_version": p["procedure_version"], "procedure_name": procedure["name"],
+                                     "payer": p["applicant"]["name"], "charged": total,
                                      "opened_at": datetime.fromisoformat(p["received_at"])})
     for line in lines:
         store.add_charge(ctx.session, code=p["code"], item_id=line.item_id, type=line.type, name=line.name,
@@ -161,8 +162,7 @@ def pay(ctx: Context, actor: Actor | None, code: str, body: Any) -> dict:
         raise Conflict("reference", f"{method} reference {reference} is being recorded by another request") from None
     store.insert_receipt(ctx.session, unit=row.unit, year=year, number=number, code=code, kind="payment",
                          amount=amount, method=method, official=official, issued_at=ctx.now,
-                         lines=[{"name": c.name, "type": c.type, "amount": c.amount}
-                                for c in store.charges_of(ctx.session, code)])
+                         lines=allocate(store.charges_of(ctx.session, code), row.paid, amount))
     store.change(ctx.session, code, paid=row.paid + amount)
     _event(ctx, "fees.paid", row.unit, {"code": code, "amount": amount, "method": method, "paid_at": _iso(ctx.now),
                                         "receipt_number": _receipt_label(year, number)})
@@ -322,6 +322,34 @@ def receipt_view(r) -> dict:
             "code": r.code, "kind": r.kind, "amount": r.amount, "amount_in_words": domain.vnd_in_words(r.amount),
             "method": r.method, "official": r.official, "issued_at": _iso(r.issued_at), "lines": r.lines,
             "cancelled_at": _iso(r.cancelled_at), "cancel_reason": r.cancel_reason, "cancelled_by": r.cancelled_by}
+
+
+def receipt_form(ctx: Context, r, unit: dict) -> dict:
+    """The data of a printed receipt (biên lai)."""
+    account = store.account(ctx.session, r.code)
+    refund = next((x for x in store.refunds_of(ctx.session, r.code)
+                   if (x.receipt_year, x.receipt_number) == (r.year, r.number)), None)
+    return {"unit": unit, "label": _receipt_label(r.year, r.number), "kind": r.kind, "code": r.code,
+            "payer": account.payer, "procedure": {"code": account.procedure_code, "name": account.procedure_name},
+            "lines": r.lines,
+            "amount": r.amount, "amount_in_words": domain.vnd_in_words(r.amount), "method": r.method,
+            "official": r.official, "issued_at": _iso(r.issued_at),
+            "for_receipt": refund.for_receipt if refund else None,
+            "cancelled": ({"at": _iso(r.cancelled_at), "reason": r.cancel_reason, "by": r.cancelled_by}
+                          if r.cancelled_at else None)}
+
+
+def allocate(charges: list, already_paid: int, amount: int) -> list[dict]:
+    """The charges a payment covers: in order, after what earlier payments covered."""
+    lines, skip, left = [], already_paid, amount
+    for charge in charges:
+        available = max(charge.amount - skip, 0)
+        skip = max(skip - charge.amount, 0)
+        take = min(available, left)
+        if take > 0:
+            lines.append({"name": charge.name, "type": charge.type, "amount": take})
+            left -= take
+    return lines
 
 
 def get(ctx: Context, actor: Actor, code: str) -> dict:

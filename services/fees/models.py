@@ -16,6 +16,8 @@ accounts = Table(
     Column("unit", Text, nullable=False),                  # the receiving desk: where money is collected
     Column("procedure_code", Text, nullable=False),
     Column("procedure_version", Integer, nullable=False),
+    Column("procedure_name", Text, nullable=False),
+    Column("payer", Text, nullable=False),                 # the applicant's name, printed on receipts
     Column("charged", BigInteger, nullable=False, server_default="0"),
     Column("paid", BigInteger, nullable=False, server_default="0"),
     Column("refunded", BigInteger, nullable=False, server_default="0"),

@@ -1,0 +1,315 @@
+"""Fees and charges (phí, lệ phí): charges from the pinned procedure version, payments at the
+desk, by transfer and through the online gateway's signed callback, numbered receipts, refunds,
+settlement, and the Finance office's reconciliation per desk.
+
+Desk HTTP API under /api/v1/ (``X-Official`` percent-encoded UTF-8, ``X-Unit``), the public
+quote, the gateway callback, RPC for the gateway and intake, the consumers of intake's and
+routing's events.
+"""
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, timedelta
+from urllib.parse import unquote
+
+import structlog
+from nameko.rpc import RpcProxy, rpc
+from nameko.web.handlers import http
+from prometheus_client import Counter
+from werkzeug.wrappers import Response
+
+from motcua.calendar import TZ
+from motcua.clock import Clock
+from motcua.inbox import event_consumer, first_time
+from motcua.observability import DatabaseGauge, PlatformService, error_response, json_response
+from motcua.outbox import OutboxRelay
+from services.fees import domain, forms, ledger, models, store
+from services.fees.ledger import Actor
+
+log = structlog.get_logger("motcua.fees")
+
+CHARGED = Counter("motcua_fees_charged_vnd_total", "VND charged, by desk and type (phi, le_phi).", ["unit", "type"])
+COLLECTED = Counter("motcua_fees_collected_vnd_total", "VND collected, by desk and method.", ["unit", "method"])
+REFUNDED = Counter("motcua_fees_refunded_vnd_total", "VND refunded, by desk.", ["unit"])
+REJECTED = Counter("motcua_gateway_callbacks_rejected_total", "Gateway callbacks rejected, by reason.", ["reason"])
+
+
+def outstanding(session, now):
+    return store.outstanding_by_unit(session, now)
+
+
+def parse_period(start, end) -> tuple[date, date, datetime, datetime]:
+    try:
+        first = date.fromisoformat(start)
+    except (TypeError, ValueError):
+        raise domain.FeeError("from", f"must be an ISO date, got {start!r}") from None
+    try:
+        last = date.fromisoformat(end)
+    except (TypeError, ValueError):
+        raise domain.FeeError("to", f"must be an ISO date, got {end!r}") from None
+    if last < first:
+        raise domain.FeeError("to", "must not be before from")
+    begin = datetime(first.year, first.month, first.day, tzinfo=TZ)
+    return first, last, begin, datetime(last.year, last.month, last.day, tzinfo=TZ) + timedelta(days=1)
+
+
+def report_csv(rows: list[dict]) -> str:
+    import csv
+    import io
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["Đơn vị", "Phí đã tính", "Lệ phí đã tính", "Tiền mặt", "Chuyển khoản", "Trực tuyến",
+                     "Số lần thu", "Hoàn trả", "Số lần hoàn", "Biên lai hủy", "Còn phải thu"])
+    for r in rows:
+        writer.writerow([r["unit"], r["charged"].get("phi", 0), r["charged"].get("le_phi", 0),
+                         r["collected"].get("cash", 0), r["collected"].get("transfer", 0),
+                         r["collected"].get("online", 0), r["payments"], r["refunded"], r["refunds"],
+                         r["receipts_cancelled"], r["outstanding"]])
+    return out.getvalue()
+
+
+class FeesService(PlatformService):
+    name = "fees"
+    outbox = OutboxRelay(models.outbox)
+    catalog = RpcProxy("catalog")
+    now = Clock()
+    outstanding_gauge = DatabaseGauge("motcua_fees_outstanding_vnd", "VND charged and not yet paid, by desk (from "
+                                      "the database: max over replicas).", ["unit"], outstanding)
+
+    def _context(self, session) -> ledger.Context:
+        return ledger.Context(
+            session=session, now=self.now(),
+            procedure_version=lambda code, version: self.catalog.get_procedure(code, version=version),
+            emit=self.outbox, correlation_id=self.correlation_id)
+
+    def _call(self, use_case, *args):
+        with self.db.transaction() as session:
+            return use_case(self._context(session), *args)
+
+    @staticmethod
+    def _actor(request) -> Actor:
+        official = unquote(request.headers.get("X-Official") or "").strip()
+        unit = (request.headers.get("X-Unit") or "").strip()
+        if not official:
+            raise domain.FeeError("X-Official", "header is required: the acting official")
+        if not unit:
+            raise domain.FeeError("X-Unit", "header is required: the official's desk")
+        return Actor(official, unit)
+
+    @staticmethod
+    def _body(request):
+        if not request.data:
+            return {}
+        try:
+            return json.loads(request.get_data(as_text=True))
+        except ValueError as exc:
+            raise domain.FeeError("body", f"is not valid JSON: {exc}") from None
+
+    def _answer(self, request, use_case, *args, with_body: bool = True, raw_body: bool = False):
+        try:
+            actor = self._actor(request)
+            extra = ((request.get_data(as_text=True),) if raw_body else
+                     (self._body(request),) if with_body else ())
+            result = self._call(use_case, actor, *args, *extra)
+        except domain.FeeError as error:
+            status = 401 if error.field in ("X-Official", "X-Unit") else error.status
+            return error_response(status, str(error), error.field)
+        if isinstance(result, Response):
+            return result
+        if request.method == "POST":
+            log.info("fees action done", action=use_case.__name__, code=result.get("code"))
+        return json_response(result)
+
+    # --- quote (public: the desk and the citizens) -------------------------------------------
+
+    def _quote(self, code, pages, copies, conditions, at=None) -> dict:
+        procedure = self.catalog.get_procedure(code, at=at)
+        if procedure is None:
+            raise ledger.NotFound("procedure", f"no procedure {code} in force")
+        lines = domain.compute_charges(procedure.get("fees", []), pages=pages, copies=copies,
+                                       conditions=frozenset(conditions))
+        return {"procedure": {"code": code, "version": procedure["version"], "name": procedure["name"]},
+                "pages": pages, "copies": copies, "conditions": sorted(conditions),
+                "lines": [line.as_dict() for line in lines], **domain.totals(lines)}
+
+    @http("GET", "/api/v1/quote")
+    def http_quote(self, request):
+        args = request.args
+        try:
+            numbers = {}
+            for name in ("pages", "copies"):
+                value = args.get(name, "1")
+                if not value.isdigit():
+                    raise domain.FeeError(name, f"must be a positive whole number, got {value!r}")
+                numbers[name] = int(value)
+            code = args.get("procedure")
+            if not code:
+                raise domain.FeeError("procedure", "is required")
+            return json_response(self._quote(code, numbers["pages"], numbers["copies"], args.getlist("condition")))
+        except domain.FeeError as error:
+            return error_response(error.status, str(error), error.field)
+
+    @rpc
+    def quote(self, procedure: str, pages: int = 1, copies: int = 1, conditions: list | None = None) -> dict:
+        return self._quote(procedure, pages, copies, conditions or [])
+
+    # --- the desk ------------------------------------------------------------------------------
+
+    @http("GET", "/api/v1/dossiers/<string:code>")
+    def http_account(self, request, code):
+        return self._answer(request, ledger.get, code, with_body=False)
+
+    @http("POST", "/api/v1/dossiers/<string:code>/payments")
+    def http_pay(self, request, code):
+        response = self._answer(request, ledger.pay, code)
+        if response.status_code == 200:
+            body = json.loads(request.get_data(as_text=True))
+            if len(json.loads(response.get_data())["payments"]) and body.get("method") in ("cash", "transfer"):
+                COLLECTED.labels(request.headers.get("X-Unit"), body["method"]).inc(body["amount"])
+        return response
+
+    @http("POST", "/api/v1/receipts/<int:year>/<int:number>/cancellation")
+    def http_cancel_receipt(self, request, year, number):
+        return self._answer(request, ledger.cancel_receipt, year, number)
+
+    @http("GET", "/api/v1/receipts/<int:year>/<int:number>.<string:fmt>")
+    def http_receipt(self, request, year, number, fmt):
+        def make(ctx, actor):
+            receipt = store.receipt(ctx.session, actor.unit, year, number)
+            if receipt is None:
+                raise ledger.NotFound("number", f"no receipt {number:07d}/{year} at {actor.unit}")
+            if fmt == "json":
+                return ledger.receipt_view(receipt)
+            data = ledger.receipt_form(ctx, receipt, self._unit(actor.unit))
+            if fmt == "pdf":
+                return Response(forms.render_pdf("bien-lai", data), mimetype="application/pdf",
+                                headers={"Content-Disposition": f'inline; filename="bien-lai-{number}-{year}.pdf"'})
+            if fmt == "html":
+                return Response(forms.render_html("bien-lai", data), mimetype="text/html")
+            raise ledger.NotFound("format", f"no such format {fmt}")
+        return self._answer(request, make, with_body=False)
+
+    def _unit(self, code: str) -> dict:
+        unit = self.catalog.get_unit(code) or {"code": code, "name": code, "short_name": code, "parent": None}
+        parent = self.catalog.get_unit(unit["parent"]) if unit.get("parent") else None
+        return {"code": unit["code"], "name": unit["name"], "short_name": unit["short_name"],
+                "parent_name": parent["name"] if parent else None, "address": unit.get("address")}
+
+    @http("POST", "/api/v1/cash-closings")
+    def http_close_cash(self, request):
+        return self._answer(request, ledger.close_cash)
+
+    @http("POST", "/api/v1/gateway/settlements")
+    def http_import_settlement(self, request):
+        return self._answer(request, ledger.import_settlement, raw_body=True)
+
+    # --- the online payment gateway ------------------------------------------------------------
+
+    @http("POST", "/api/v1/gateway/callback")
+    def http_gateway_callback(self, request):
+        """The gateway's signed notification of a payment: verified, recorded, idempotent."""
+        params = dict(request.form) if request.form else {}
+        if not params and request.data:
+            try:
+                params = json.loads(request.get_data(as_text=True))
+            except ValueError:
+                params = {}
+        params = {str(k): str(v) for k, v in params.items()} if isinstance(params, dict) else {}
+        try:
+            with self.db.transaction() as session:
+                ctx = self._context(session)
+                callback = domain.verify_callback(params, self._merchant_secrets(), ctx.now,
+                                                  int(self.config.get("GATEWAY_MAX_AGE_SECONDS", 900)))
+                before = store.payment_by_reference(session, "online", callback.transaction_id)
+                result = ledger.gateway_payment(ctx, callback)
+                store.record_callback(session, received_at=ctx.now, params=params, accepted=True,
+                                      reason="duplicate" if before else None)
+        except domain.FeeError as error:
+            reason = getattr(error, "reason_code", None) or getattr(error, "reason", "rejected")
+            reason = reason if reason in ("unsigned", "unknown_merchant", "bad_signature", "malformed", "stale",
+                                          "currency") else "mismatched"
+            REJECTED.labels(reason).inc()
+            with self.db.transaction() as session:    # the evidence, in a transaction of its own
+                store.record_callback(session, received_at=self.now(), params=params, accepted=False,
+                                      reason=f"{reason}: {error}")
+            log.warning("gateway callback rejected", reason=reason, field=error.field)
+            status = 401 if reason in ("unsigned", "unknown_merchant", "bad_signature") else error.status
+            return error_response(status, str(error), error.field)
+        if before is None:
+            COLLECTED.labels(result["unit"], "online").inc(callback.amount)
+        return json_response({"status": "ok", "code": result["code"], "outstanding": result["outstanding"]})
+
+    def _merchant_secrets(self) -> dict:
+        """``GATEWAY_MERCHANTS``: "merchant=secret,merchant2=secret2" (from the environment)."""
+        raw = self.config.get("GATEWAY_MERCHANTS") or ""
+        pairs = [item.split("=", 1) for item in str(raw).split(",") if "=" in item]
+        return {merchant.strip(): secret.strip() for merchant, secret in pairs}
+
+    # --- the Finance office --------------------------------------------------------------------
+
+    @http("GET", "/api/v1/reports/fees")
+    def http_report(self, request):
+        args = request.args
+        try:
+            first, last, begin, finish = parse_period(args.get("from"), args.get("to"))
+            fmt = args.get("format", "json")
+            if fmt not in ("json", "csv"):
+                raise domain.FeeError("format", "must be json or csv")
+            with self.db.transaction() as session:
+                rows = store.report(session, args.get("unit") or None, begin, finish)
+        except domain.FeeError as error:
+            return error_response(error.status, str(error), error.field)
+        if fmt == "csv":
+            return Response(report_csv(rows), mimetype="text/csv")
+        return json_response({"from": first.isoformat(), "to": last.isoformat(), "units": rows})
+
+    # --- RPC ---------------------------------------------------------------------------------
+
+    @rpc
+    def pay(self, official: str, unit: str, code: str, payment: dict) -> dict:
+        return self._call(ledger.pay, Actor(official, unit), code, payment)
+
+    @rpc
+    def outstanding(self, code: str) -> int:
+        """What a dossier still owes (intake may ask before returning a result)."""
+        with self.db.transaction() as session:
+            row = store.account(session, code)
+            if row is None:
+                raise ledger.NotFound("code", f"no dossier with code {code} in fees")
+            return ledger.balance(row)
+
+    # --- events ------------------------------------------------------------------------------
+
+    def _apply(self, event) -> None:
+        with self.db.transaction() as session:
+            if not first_time(session, models.processed_events, event):
+                return
+            ctx = self._context(session)
+            ledger.on_event(ctx, event)
+            if event.type == "dossier.received":
+                for charge in store.charges_of(session, event.payload["code"]):
+                    CHARGED.labels(event.unit, charge.type).inc(charge.amount)
+            if event.type in ("dossier.refused", "dossier.withdrawn"):
+                for refund in store.refunds_of(session, event.payload["code"]):
+                    if refund.refunded_at == ctx.now:
+                        REFUNDED.labels(event.unit).inc(refund.amount)
+
+    @event_consumer("dossier.received")
+    def on_received(self, event):
+        self._apply(event)
+
+    @event_consumer("dossier.obligation_requested")
+    def on_obligation(self, event):
+        self._apply(event)
+
+    @event_consumer("dossier.step_started")
+    def on_step_started(self, event):
+        self._apply(event)
+
+    @event_consumer("dossier.refused")
+    def on_refused(self, event):
+        self._apply(event)
+
+    @event_consumer("dossier.withdrawn")
+    def on_withdrawn(self, event):
+        self._apply(event)
