@@ -51,7 +51,8 @@ class ServiceSpec:
 # The built services, in start-up order. Ports: catalog 8001, intake 8002, routing 8003,
 # fees 8004, notify 8005; the gRPC gateway 50051.
 SERVICES = {spec.name: spec for spec in (ServiceSpec("catalog", 8001), ServiceSpec("intake", 8002),
-                                                 ServiceSpec("routing", 8003), ServiceSpec("fees", 8004))}
+                                                 ServiceSpec("routing", 8003), ServiceSpec("fees", 8004),
+                                                 ServiceSpec("notify", 8005))}
 DEFAULT_CATALOGUE = SERVICES_DIR / "catalog" / "data" / "catalogue.yml"
 
 

@@ -123,7 +123,7 @@ SCHEMAS: dict[tuple[str, int], Schema] = {
         "only the name and the contacts notify needs; ``quantities`` the pages and copies fees needs.",
         code="str", procedure_code="str", procedure_version="int", channel="str", received_at="instant",
         appointment_date="date", time_limit="str", handling_agency="unit", applicant="object",
-        quantities="object", secret="str", conditions="list?",
+        quantities="object", secret="str", conditions="list?", notifications="object?",
     ),
     ("dossier.refused", 1): schema(
         "The desk refused the dossier (status 3, Mẫu 03).",
@@ -196,6 +196,15 @@ SCHEMAS: dict[tuple[str, int], Schema] = {
         "Processing ended and the dossier is back at the desk: result ``done`` (status 9) or "
         "``stopped`` (status 8).",
         code="str", agency="unit", result="str", processed_at="instant", note="str?",
+    ),
+    # --- notify ---
+    ("notify.delivered", 1): schema(
+        "A message reached its provider (sent) or its recipient (delivered).",
+        code="str?", template="str", channel="str", state="str", at="instant",
+    ),
+    ("notify.failed", 1): schema(
+        "A message could not be delivered after its retries: dead-lettered with the reason.",
+        code="str?", template="str", channel="str", reason="str", at="instant",
     ),
     # --- fees ---
     ("fees.charged", 1): schema(

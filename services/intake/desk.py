@@ -72,6 +72,7 @@ class Submission:
     sets: int
     quantities: dict
     conditions: list
+    notifications: dict
 
 
 def parse_submission(ctx: Context, actor: Actor, body: Any) -> Submission:
@@ -94,11 +95,12 @@ def parse_submission(ctx: Context, actor: Actor, body: Any) -> Submission:
     sets = domain._count(body.get("sets", 1), "sets", maximum=100)
     quantities = domain.parse_quantities(body.get("quantities"))
     conditions = domain.parse_conditions(body.get("fee_conditions"))
+    notifications = domain.parse_notifications(body.get("notifications"), applicant)
     procedure = ctx.procedure_in_force(code, ctx.now)
     if procedure is None:
         raise NotFound("procedure_code", f"no procedure {code} in force today")
     domain.accepted_at(procedure, unit)
-    return Submission(unit, procedure, applicant, channel, documents, sets, quantities, conditions)
+    return Submission(unit, procedure, applicant, channel, documents, sets, quantities, conditions, notifications)
 
 
 def check(ctx: Context, actor: Actor, body: Any) -> dict:
@@ -126,7 +128,8 @@ def receive(ctx: Context, actor: Actor, body: Any) -> dict:
         "applicant_id_number": applicant.id_number, "applicant_address": applicant.address,
         "applicant_phone": applicant.phone, "applicant_email": applicant.email,
         "documents": [vars(d) for d in submission.documents], "sets": submission.sets,
-        "quantities": {**submission.quantities, "conditions": submission.conditions},
+        "quantities": submission.quantities, "fee_conditions": submission.conditions,
+        "notifications": submission.notifications,
         "secret": domain.new_secret(), "submitted_at": ctx.now,
         "fees_required": any(item["kind"] != "exemption" for item in procedure.get("fees", [])),
     })
@@ -169,8 +172,8 @@ def _accept(ctx: Context, row, actor: Actor) -> dict:
         "channel": row.channel, "received_at": _iso(ctx.now), "appointment_date": appointment.isoformat(),
         "time_limit": procedure["time_limit"], "handling_agency": row.handling_agency,
         "applicant": {"name": row.applicant_name, "phone": row.applicant_phone, "email": row.applicant_email},
-        "quantities": {"pages": row.quantities["pages"], "copies": row.quantities["copies"]},
-        "conditions": row.quantities.get("conditions", []), "secret": row.secret})
+        "quantities": row.quantities,
+        "conditions": row.fee_conditions, "secret": row.secret, "notifications": row.notifications})
     return view(ctx, store.get(ctx.session, row.code), actor)
 
 
@@ -358,6 +361,7 @@ def view(ctx: Context, row, actor: Actor | None = None) -> dict:
         "applicant": {"name": row.applicant_name, "id_number": row.applicant_id_number,
                       "address": row.applicant_address, "phone": row.applicant_phone, "email": row.applicant_email},
         "documents": row.documents, "sets": row.sets, "quantities": row.quantities,
+        "fee_conditions": row.fee_conditions, "notifications": row.notifications,
         "submitted_at": _iso(row.submitted_at), "received_at": _iso(row.received_at),
         "appointment_date": row.appointment_date.isoformat() if row.appointment_date else None,
         "appointment_history": row.appointment_history, "clock_stopped": stopped, "clock_stops": row.clock_stops,

@@ -179,6 +179,27 @@ def parse_conditions(data: Any) -> list[str]:
     return sorted(set(data))
 
 
+NOTIFY_CHANNELS = ("email", "sms")
+
+
+def parse_notifications(data: Any, applicant: "Applicant") -> dict:
+    """The citizen's choice: channels to be told on, and whether optional messages are wanted
+    (legally required ones, like the apology, are always sent)."""
+    data = _mapping(data if data is not None else {}, "notifications")
+    unknown = sorted(set(data) - {"channels", "optional"})
+    if unknown:
+        raise Invalid(f"notifications.{unknown[0]}", "is not a notification setting (channels, optional)")
+    channels = data.get("channels", ["sms", "email"] if applicant.email else ["sms"])
+    if not isinstance(channels, list) or not channels or any(c not in NOTIFY_CHANNELS for c in channels):
+        raise Invalid("notifications.channels", f"must be a non-empty list of {', '.join(NOTIFY_CHANNELS)}")
+    if "email" in channels and not applicant.email:
+        raise Invalid("notifications.channels", "e-mail was chosen but the applicant gave no e-mail address")
+    optional = data.get("optional", True)
+    if not isinstance(optional, bool):
+        raise Invalid("notifications.optional", "must be true or false")
+    return {"channels": sorted(set(channels)), "optional": optional}
+
+
 def parse_quantities(data: Any) -> dict:
     """Pages and copies, for the fees of per-page and per-copy items (both default 1)."""
     data = _mapping(data if data is not None else {}, "quantities")

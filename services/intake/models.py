@@ -28,7 +28,9 @@ dossiers = Table(
     Column("applicant_email", Text),
     Column("documents", JSONB, nullable=False),
     Column("sets", Integer, nullable=False),
-    Column("quantities", JSONB, nullable=False),
+    Column("quantities", JSONB, nullable=False),               # pages and copies, for fees
+    Column("fee_conditions", JSONB, nullable=False, server_default="[]"),   # exemptions that apply
+    Column("notifications", JSONB, nullable=False, server_default="{}"),    # the citizen's channels
     Column("secret", Text, nullable=False),                    # printed on the receipt: status lookup
     Column("submitted_at", DateTime(timezone=True), nullable=False),
     Column("received_at", DateTime(timezone=True)),            # None while an online submission waits

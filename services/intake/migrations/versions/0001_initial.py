@@ -45,6 +45,8 @@ def upgrade() -> None:
     sa.Column('documents', postgresql.JSONB(astext_type=sa.Text()), nullable=False),
     sa.Column('sets', sa.Integer(), nullable=False),
     sa.Column('quantities', postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+    sa.Column('fee_conditions', postgresql.JSONB(astext_type=sa.Text()), server_default='[]', nullable=False),
+    sa.Column('notifications', postgresql.JSONB(astext_type=sa.Text()), server_default='{}', nullable=False),
     sa.Column('secret', sa.Text(), nullable=False),
     sa.Column('submitted_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('received_at', sa.DateTime(timezone=True), nullable=True),

@@ -1,0 +1,341 @@
+"""The delivery channels of the notification service: e-mail (SMTP), SMS (an HTTP gateway) and
+webhooks (Zalo or a unit's own system). One interface, no knowledge of the database.
+
+``send`` returns the provider's message id or raises :class:`TransientError` (retry later:
+timeouts, connection errors, SMTP 4xx, HTTP 408/429/5xx) or :class:`PermanentError` (never retry:
+SMTP 5xx, other HTTP 4xx, a refused recipient, a message that cannot be sent). Every send carries
+the idempotency key so that a retry after a lost answer is recognisably the same message.
+
+The errors never carry a recipient: their texts are built from the channel, the provider's host,
+the status and a short answer passed through :func:`motcua.logs.mask_text`; the original
+exception is not chained (its text may hold the address).
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+import smtplib
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from email.message import EmailMessage
+from email.utils import format_datetime
+from typing import Any, Mapping, Protocol, runtime_checkable
+from urllib.parse import urlsplit
+
+import requests
+
+from motcua.logs import mask_text
+
+__all__ = [
+    "Outgoing", "TransientError", "PermanentError", "Channel",
+    "EmailChannel", "SmsChannel", "WebhookChannel", "build_channels", "message_id_for",
+]
+
+USER_AGENT = "motcua-notify/1"
+_SNIPPET_CHARS = 200
+# RFC 5322 dot-atom text: what may stand left of the "@" of a Message-ID as it is.
+_DOT_ATOM = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
+_PHONE_CHARS = re.compile(r"^\+?[0-9][0-9 .-]{6,18}[0-9]$")
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    channel: str
+    to: str                  # an e-mail address, a phone number or a webhook URL
+    subject: str | None
+    text: str
+    idempotency_key: str
+    metadata: dict = field(default_factory=dict)
+
+
+class TransientError(Exception):
+    """Retry later. ``retry_after``: seconds the provider asked to wait, if it said."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, code: int | None = None):
+        super().__init__(mask_text(message))
+        self.retry_after = retry_after
+        self.code = code
+
+
+class PermanentError(Exception):
+    """Never retry this message."""
+
+    def __init__(self, message: str, *, code: int | None = None):
+        super().__init__(mask_text(message))
+        self.code = code
+
+
+@runtime_checkable
+class Channel(Protocol):
+    name: str
+
+    def send(self, message: Outgoing) -> str:
+        """The provider's message id; :class:`TransientError` or :class:`PermanentError`."""
+        ...
+
+
+def _check(message: Outgoing, channel: str) -> None:
+    if message.channel != channel:
+        raise PermanentError(f"{channel}: a message for the {message.channel!r} channel")
+    if not isinstance(message.idempotency_key, str) or not message.idempotency_key.strip():
+        raise PermanentError(f"{channel}: a message needs an idempotency key")
+    if not isinstance(message.text, str) or not message.text.strip():
+        raise PermanentError(f"{channel}: the text is empty")
+    if not isinstance(message.to, str) or not message.to.strip():
+        raise PermanentError(f"{channel}: no recipient")
+
+
+# --- e-mail ------------------------------------------------------------------------------------
+
+
+def message_id_for(idempotency_key: str) -> str:
+    """``<key@motcua>``: the same key gives the same Message-ID, so a resend is recognisably the
+    same message. A key that is not a valid left part (spaces, ``:``, ``@``...) or is longer
+    than 56 characters is hashed (SHA-256, 40 hex digits): still the same for the same key."""
+    # At most 56 characters: "Message-ID: <...@motcua>" stays on one line (78).
+    left = idempotency_key if _DOT_ATOM.match(idempotency_key) and len(idempotency_key) <= 56 \
+        else hashlib.sha256(idempotency_key.encode("utf-8")).hexdigest()[:40]
+    return f"<{left}@motcua>"
+
+
+def _smtp_error(code: int, what: str) -> Exception:
+    text = f"email: {what} (SMTP {code})"
+    if 400 <= code < 500:
+        return TransientError(text, code=code)
+    if 500 <= code < 600:
+        return PermanentError(text, code=code)
+    return TransientError(text, code=code)
+
+
+def _smtp_text(raw: Any) -> str:
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+    return mask_text(" ".join(text.split()))[:_SNIPPET_CHARS]
+
+
+class EmailChannel:
+    """SMTP without authentication or TLS: the relay of the district's network."""
+
+    name = "email"
+
+    def __init__(self, host: str, port: int, sender: str, timeout: float = 10):
+        self.host = host
+        self.port = int(port)
+        self.sender = sender
+        self.timeout = timeout
+
+    def compose(self, message: Outgoing) -> EmailMessage:
+        _check(message, self.name)
+        to = message.to.strip()
+        if "@" not in to or any(c.isspace() or c in "<>,;\"" for c in to):
+            raise PermanentError("email: the recipient is not an e-mail address")
+        mail = EmailMessage()
+        try:
+            mail["From"] = self.sender
+            mail["To"] = to
+            mail["Subject"] = " ".join((message.subject or "").split())
+            mail["Date"] = format_datetime(datetime.now(timezone.utc))
+            mail["Message-ID"] = message_id_for(message.idempotency_key)
+            mail["X-Idempotency-Key"] = " ".join(message.idempotency_key.split())
+            mail["Auto-Submitted"] = "auto-generated"   # RFC 3834: no out-of-office answers
+            mail.set_content(message.text, charset="utf-8", cte="quoted-printable")   # 7-bit safe
+        except (ValueError, TypeError) as exc:
+            raise PermanentError(f"email: the message cannot be built: {type(exc).__name__}") from None
+        return mail
+
+    def send(self, message: Outgoing) -> str:
+        mail = self.compose(message)
+        where = f"{self.host}:{self.port}"
+        try:
+            with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as smtp:
+                refused = smtp.send_message(mail)
+        except smtplib.SMTPRecipientsRefused as exc:
+            codes = [code for code, _ in exc.recipients.values()] or [550]
+            transient = all(400 <= code < 500 for code in codes)
+            code = codes[0]
+            detail = _smtp_text(next(iter(exc.recipients.values()))[1]) if exc.recipients else ""
+            text = f"email: {where} refused the recipient (SMTP {code}): {detail}"
+            raise (TransientError(text, code=code) if transient else PermanentError(text, code=code)) from None
+        except smtplib.SMTPResponseException as exc:   # sender refused, data refused, connect, helo
+            raise _smtp_error(exc.smtp_code, f"{where} answered {_smtp_text(exc.smtp_error)}") from None
+        except smtplib.SMTPServerDisconnected:
+            raise TransientError(f"email: {where} closed the connection") from None
+        except smtplib.SMTPNotSupportedError:
+            raise PermanentError(f"email: {where} does not support what the message needs (SMTPUTF8?)") from None
+        except smtplib.SMTPException as exc:
+            raise PermanentError(f"email: {where}: {type(exc).__name__}") from None
+        except TimeoutError:
+            raise TransientError(f"email: {where} timed out after {self.timeout} s") from None
+        except ConnectionRefusedError:
+            raise TransientError(f"email: {where} refused the connection") from None
+        except OSError as exc:
+            raise TransientError(f"email: cannot reach {where}: {type(exc).__name__}") from None
+        if refused:
+            raise PermanentError(f"email: {where} refused the recipient")
+        return str(mail["Message-ID"])
+
+
+# --- HTTP (SMS gateway and webhooks) -----------------------------------------------------------
+
+
+def _origin(url: str) -> str:
+    """``scheme://host:port`` only: no credentials, path or query (tokens) in an error."""
+    try:
+        parts = urlsplit(url)
+        port = f":{parts.port}" if parts.port else ""
+        return f"{parts.scheme}://{parts.hostname or '?'}{port}"
+    except ValueError:
+        return "<bad url>"
+
+
+def _connection_reason(exc: Exception) -> str:
+    text = str(exc).lower()
+    if "refused" in text:
+        return "connection refused"
+    if "name or service not known" in text or "nameresolution" in text or "getaddrinfo" in text:
+        return "host name not resolved"
+    if "reset" in text:
+        return "connection reset"
+    if "remote end closed" in text or "remotedisconnected" in text:
+        return "connection closed"
+    return type(exc).__name__
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    value = response.headers.get("Retry-After", "").strip()
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None   # an HTTP date: left to the caller's own back-off
+
+
+def _snippet(response: requests.Response) -> str:
+    try:
+        text = response.text
+    except Exception:  # noqa: BLE001 - undecodable body
+        return ""
+    return mask_text(" ".join(text.split()))[:_SNIPPET_CHARS]
+
+
+def _post(channel: str, url: str, payload: Mapping[str, Any], headers: Mapping[str, str],
+          timeout: float) -> requests.Response:
+    target = _origin(url)
+    try:
+        response = requests.post(url, json=payload, headers=dict(headers), timeout=timeout, allow_redirects=False)
+    except requests.Timeout:
+        raise TransientError(f"{channel}: {target} timed out after {timeout} s") from None
+    except requests.ConnectionError as exc:
+        raise TransientError(f"{channel}: cannot reach {target}: {_connection_reason(exc)}") from None
+    except (requests.RequestException, ValueError) as exc:   # bad URL, bad payload
+        raise PermanentError(f"{channel}: cannot post to {target}: {type(exc).__name__}") from None
+    status = response.status_code
+    if 200 <= status < 300:
+        return response
+    answer = f"{channel}: {target} answered {status}: {_snippet(response)}".rstrip(": ")
+    if status in (408, 429) or status >= 500:
+        raise TransientError(answer, retry_after=_retry_after(response), code=status)
+    if 300 <= status < 400:
+        raise PermanentError(f"{channel}: {target} answered {status} (a redirect: configure the final URL)",
+                             code=status)
+    raise PermanentError(answer, code=status)
+
+
+def _headers(message: Outgoing) -> dict[str, str]:
+    return {"Idempotency-Key": message.idempotency_key, "User-Agent": USER_AGENT,
+            "Accept": "application/json"}
+
+
+class SmsChannel:
+    """An SMS gateway (brandname SMS of the district): ``POST {to, text, idempotency_key}``."""
+
+    name = "sms"
+
+    def __init__(self, url: str, api_key: str | None = None, timeout: float = 10):
+        self.url = url
+        self.api_key = api_key
+        self.timeout = timeout
+
+    def send(self, message: Outgoing) -> str:
+        _check(message, self.name)
+        if not _PHONE_CHARS.match(message.to.strip()):
+            raise PermanentError("sms: the recipient is not a phone number")
+        headers = _headers(message)
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        payload = {"to": message.to.strip(), "text": message.text, "idempotency_key": message.idempotency_key}
+        response = _post(self.name, self.url, payload, headers, self.timeout)
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = None
+        provider_id = answer.get("id") if isinstance(answer, dict) else None
+        if provider_id is None or isinstance(provider_id, bool) or str(provider_id) == "":
+            raise PermanentError(f"sms: {_origin(self.url)} answered {response.status_code} without a message id")
+        return str(provider_id)
+
+
+class WebhookChannel:
+    """``POST {text, subject, idempotency_key, **metadata}`` to the recipient URL (Zalo, a unit's
+    own system). The message fields win over metadata keys of the same name."""
+
+    name = "webhook"
+
+    def __init__(self, timeout: float = 10):
+        self.timeout = timeout
+
+    def send(self, message: Outgoing) -> str:
+        _check(message, self.name)
+        url = message.to.strip()
+        try:
+            parts = urlsplit(url)
+            valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+        except ValueError:
+            valid = False
+        if not valid:
+            raise PermanentError("webhook: the recipient is not an http(s) URL")
+        payload = {**(message.metadata or {}), "text": message.text, "subject": message.subject,
+                   "idempotency_key": message.idempotency_key}
+        response = _post(self.name, url, payload, _headers(message), self.timeout)
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = None
+        provider_id = answer.get("id") if isinstance(answer, dict) else None
+        # A receiver that answers 2xx without an id (204 No Content) is fine: the key names the message.
+        return str(provider_id) if provider_id not in (None, "") else message.idempotency_key
+
+
+# --- configuration -----------------------------------------------------------------------------
+
+
+def _setting(config: Mapping[str, Any], name: str) -> str | None:
+    value = config.get(name)
+    if value is None:
+        return None
+    value = str(value).strip()
+    return value or None
+
+
+def build_channels(config: Mapping[str, Any]) -> dict[str, Channel]:
+    """The configured channels: ``email`` from ``SMTP_HOST``, ``SMTP_PORT`` (25) and
+    ``SMTP_SENDER``; ``sms`` from ``SMS_GATEWAY_URL`` and ``SMS_GATEWAY_KEY``; ``webhook`` always
+    (its URL is the recipient). A channel with no configuration is absent; a half-configured one
+    is a ``ValueError``."""
+    channels: dict[str, Channel] = {"webhook": WebhookChannel()}
+    host, sender = _setting(config, "SMTP_HOST"), _setting(config, "SMTP_SENDER")
+    if host:
+        if not sender:
+            raise ValueError("SMTP_SENDER is required with SMTP_HOST")
+        port = _setting(config, "SMTP_PORT") or "25"
+        try:
+            port_number = int(port)
+        except ValueError:
+            raise ValueError(f"SMTP_PORT is a port number, not {port!r}") from None
+        if not 0 < port_number < 65536:
+            raise ValueError(f"SMTP_PORT is a port number, not {port!r}")
+        channels["email"] = EmailChannel(host, port_number, sender)
+    url = _setting(config, "SMS_GATEWAY_URL")
+    if url:
+        if urlsplit(url).scheme not in ("http", "https"):
+            raise ValueError("SMS_GATEWAY_URL is an http(s) URL")
+        channels["sms"] = SmsChannel(url, _setting(config, "SMS_GATEWAY_KEY"))
+    return channels

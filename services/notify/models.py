@@ -1,0 +1,78 @@
+"""Notify's tables, in the ``notify`` schema."""
+from sqlalchemy import (BigInteger, Boolean, Column, Date, DateTime, Identity, Index, Integer, Table, Text,
+                        UniqueConstraint, func)
+from sqlalchemy.dialects.postgresql import JSONB
+
+from motcua.db import service_metadata
+from motcua.inbox import inbox_table
+from motcua.outbox import outbox_table
+
+metadata = service_metadata("notify")
+
+# What notify keeps of each dossier (from intake's events): whom to tell, how, and the digest's figures.
+dossiers = Table(
+    "dossiers", metadata,
+    Column("code", Text, primary_key=True),
+    Column("unit", Text, nullable=False),
+    Column("procedure", Text, nullable=False),
+    Column("applicant_name", Text, nullable=False),
+    Column("phone", Text),
+    Column("email", Text),
+    Column("secret", Text, nullable=False),
+    Column("channels", JSONB, nullable=False),             # the citizen's choice: ["sms", "email"]
+    Column("optional", Boolean, nullable=False),           # wants optional messages too
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("appointment_date", Date),
+    Column("open", Boolean, nullable=False, server_default="true"),
+    Column("overdue", Boolean, nullable=False, server_default="false"),
+)
+Index("ix_notify_dossiers_unit", dossiers.c.unit, dossiers.c.open)
+
+# Every message, from queued to sent / delivered / failed. The key makes it once per
+# (event, recipient, channel): a redelivered event finds its message already there.
+messages = Table(
+    "messages", metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("idempotency_key", Text, nullable=False, unique=True),
+    Column("code", Text),                                  # the dossier, when there is one
+    Column("unit", Text),
+    Column("template", Text, nullable=False),
+    Column("channel", Text, nullable=False),
+    Column("audience", Text, nullable=False),              # citizen | official
+    Column("recipient", Text, nullable=False),             # an address: never logged
+    Column("subject", Text),
+    Column("text", Text, nullable=False),
+    Column("state", Text, nullable=False),                 # queued, sending, sent, delivered, failed
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False),
+    Column("last_error", Text),
+    Column("provider_id", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("sent_at", DateTime(timezone=True)),
+    Column("delivered_at", DateTime(timezone=True)),
+)
+Index("ix_messages_due", messages.c.next_attempt_at, postgresql_where=messages.c.state.in_(["queued", "sending"]))
+Index("ix_messages_code", messages.c.code, messages.c.id)
+
+# Templates stored as data: officials edit them without a deploy (validated when saved).
+templates = Table(
+    "templates", metadata,
+    Column("key", Text, primary_key=True),
+    Column("channel", Text, primary_key=True),
+    Column("subject", Text),
+    Column("body", Text, nullable=False),
+    Column("version", Integer, nullable=False, server_default="1"),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_by", Text, nullable=False, server_default="system"),
+)
+
+# One digest per unit and working day, whatever the number of replicas.
+digests = Table(
+    "digests", metadata,
+    Column("unit", Text, primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("sent_at", DateTime(timezone=True), nullable=False),
+)
+
+outbox = outbox_table(metadata)
+processed_events = inbox_table(metadata)

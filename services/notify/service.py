@@ -1,0 +1,292 @@
+"""Notifications to citizens and officials: never lost, never twice.
+
+Consumes the events of intake, routing and fees; queues messages in the transaction of the
+event (``plan``); the dispatcher sends them (``dispatch``). HTTP on 8005: the delivery history
+of a dossier for its officials, template management, the providers' delivery reports.
+"""
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from datetime import datetime, time, timedelta
+from pathlib import Path
+from urllib.parse import unquote
+
+import structlog
+import yaml
+from nameko.rpc import RpcProxy
+from nameko.timer import Timer
+from nameko.web.handlers import http
+
+from motcua.calendar import TZ, WorkingCalendar, load_overrides, local_date
+from motcua.clock import Clock
+from motcua.inbox import event_consumer, first_time
+from motcua.observability import DatabaseGauge, PlatformService, error_response, json_response
+from motcua.outbox import OutboxRelay
+from services.notify import dispatch, models, plan, store, templates
+
+log = structlog.get_logger("motcua.notify")
+DEFAULT_OFFICIALS = Path(__file__).parent / "data" / "officials.yml"
+
+_calendar: WorkingCalendar | None = None
+
+
+def calendar() -> WorkingCalendar:
+    global _calendar
+    if _calendar is None:
+        _calendar = WorkingCalendar(load_overrides())
+    return _calendar
+
+
+def load_officials(path: str | None) -> dict:
+    """unit code -> {"email": [addresses], "webhook": url}; re-read when the file changes."""
+    source = Path(path) if path else DEFAULT_OFFICIALS
+    return _officials(str(source), source.stat().st_mtime)
+
+
+@lru_cache(maxsize=4)
+def _officials(source: str, mtime: float) -> dict:
+    data = yaml.safe_load(Path(source).read_text(encoding="utf-8")) or {}
+    units = data.get("units", {})
+    if not isinstance(units, dict):
+        raise ValueError(f"{source}: units must map unit codes to contacts")
+    for code, contacts in units.items():
+        if not isinstance(contacts, dict) or set(contacts) - {"email", "webhook"}:
+            raise ValueError(f"{source}: units.{code}: only email (a list) and webhook (a URL) are allowed")
+        if not isinstance(contacts.get("email", []), list):
+            raise ValueError(f"{source}: units.{code}.email must be a list of addresses")
+    return units
+
+
+def _clock_time(text: str, name: str) -> time:
+    try:
+        return time.fromisoformat(text)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be HH:MM, got {text!r}") from None
+
+
+def queue_depth(session, now):
+    return [(channel, count) for channel, count, _ in store.queue_depth(session, now)]
+
+
+def queue_age(session, now):
+    return [(channel, age) for channel, _, age in store.queue_depth(session, now)]
+
+
+class ConfiguredTimer(Timer):
+    def setup(self):
+        self.interval = float(self.container.config.get("DIGEST_CHECK_SECONDS", self.interval))
+
+
+class NotifyService(PlatformService):
+    name = "notify"
+    outbox = OutboxRelay(models.outbox)
+    dispatcher = dispatch.Dispatcher()
+    catalog = RpcProxy("catalog")
+    now = Clock()
+    depth_gauge = DatabaseGauge("motcua_notify_queue_depth", "Messages waiting to be sent, by channel.",
+                                ["channel"], queue_depth)
+    age_gauge = DatabaseGauge("motcua_notify_queue_oldest_seconds", "Age of the oldest message waiting, by channel "
+                              "(the queue's lag).", ["channel"], queue_age)
+
+    def _context(self, session) -> plan.Context:
+        names: dict = {}
+
+        def unit_name(code: str) -> str:
+            if code not in names:
+                unit = self.catalog.get_unit(code)
+                names[code] = unit["name"] if unit else code
+            return names[code]
+
+        def procedure_name(code: str, version: int) -> str:
+            procedure = self.catalog.get_procedure(code, version=version)
+            return procedure["name"] if procedure else code
+
+        quiet = str(self.config.get("QUIET_HOURS") or "21:00-07:00").split("-")
+        return plan.Context(session=session, now=self.now(), unit_name=unit_name, procedure_name=procedure_name,
+                            officials=load_officials(self.config.get("OFFICIALS_FILE")),
+                            public_url=str(self.config.get("PUBLIC_STATUS_URL") or "http://localhost:8002"),
+                            quiet_hours=(_clock_time(quiet[0], "QUIET_HOURS"), _clock_time(quiet[1], "QUIET_HOURS")))
+
+    # --- events --------------------------------------------------------------------------------
+
+    def _apply(self, event) -> None:
+        with self.db.transaction() as session:
+            if not first_time(session, models.processed_events, event):
+                return
+            plan.on_event(self._context(session), event)
+            session.info["wake_outbox"] = True     # wakes the dispatcher (and the relay) after commit
+
+    @event_consumer("dossier.received")
+    def on_received(self, event):
+        self._apply(event)
+
+    @event_consumer("dossier.supplement_requested")
+    def on_supplement_requested(self, event):
+        self._apply(event)
+
+    @event_consumer("dossier.supplement_received")
+    def on_supplement_received(self, event):
+        self._apply(event)
+
+    @event_consumer("dossier.refused")
+    def on_refused(self, event):
+        self._apply(event)
+
+    @event_consumer("dossier.withdrawn")
+    def on_withdrawn(self, event):
+        self._apply(event)
+
+    @event_consumer("dossier.apology_issued")
+    def on_apology(self, event):
+        self._apply(event)
+
+    @event_consumer("dossier.processed")
+    def on_processed(self, event):
+        self._apply(event)
+
+    @event_consumer("dossier.returned")
+    def on_returned(self, event):
+        self._apply(event)
+
+    @event_consumer("dossier.overdue")
+    def on_overdue(self, event):
+        self._apply(event)
+
+    @event_consumer("dossier.at_risk")
+    def on_at_risk(self, event):
+        self._apply(event)
+
+    @event_consumer("dossier.step_overdue")
+    def on_step_overdue(self, event):
+        self._apply(event)
+
+    @event_consumer("dossier.apology_missing")
+    def on_apology_missing(self, event):
+        self._apply(event)
+
+    @event_consumer("fees.paid")
+    def on_paid(self, event):
+        self._apply(event)
+
+    @event_consumer("fees.refunded")
+    def on_refunded(self, event):
+        self._apply(event)
+
+    # --- the daily digest ----------------------------------------------------------------------
+
+    @ConfiguredTimer.decorator(interval=60)
+    def daily_digest(self):
+        """At the start of each working day, the unit heads' digest (once per unit and day)."""
+        now = self.now()
+        local = now.astimezone(TZ)
+        at = _clock_time(str(self.config.get("DIGEST_AT") or "07:30"), "DIGEST_AT")
+        if not calendar().is_working_day(local.date()) or local.time() < at:
+            return 0
+        previous = local.date() - timedelta(days=1)
+        while not calendar().is_working_day(previous):
+            previous -= timedelta(days=1)
+        since = datetime.combine(previous, time(0), tzinfo=TZ)
+        sent = 0
+        with self.db.transaction() as session:
+            ctx = self._context(session)
+            for unit in ctx.officials:
+                sent += plan.digest(ctx, unit, since)
+            session.info["wake_outbox"] = True
+        return sent
+
+    # --- HTTP ----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _official(request) -> tuple[str, str]:
+        official = unquote(request.headers.get("X-Official") or "").strip()
+        unit = (request.headers.get("X-Unit") or "").strip()
+        if not official or not unit:
+            raise PermissionError("X-Official and X-Unit headers are required")
+        return official, unit
+
+    @http("GET", "/api/v1/dossiers/<string:code>/messages")
+    def http_history(self, request, code):
+        try:
+            _, unit = self._official(request)
+        except PermissionError as error:
+            return error_response(401, str(error), "X-Official")
+        with self.db.transaction() as session:
+            dossier = store.dossier(session, code)
+            if dossier is None:
+                return error_response(404, f"no dossier with code {code} in notify", "code")
+            if dossier.unit != unit:
+                return error_response(403, f"dossier {code} belongs to another unit", "code")
+            rows = store.messages_of(session, code)
+        return json_response({"code": code, "messages": [
+            {"id": m.id, "template": m.template, "channel": m.channel, "audience": m.audience,
+             "recipient": mask_address(m.recipient), "state": m.state, "attempts": m.attempts,
+             "created_at": m.created_at.isoformat(), "sent_at": m.sent_at.isoformat() if m.sent_at else None,
+             "delivered_at": m.delivered_at.isoformat() if m.delivered_at else None, "last_error": m.last_error,
+             "subject": m.subject, "text": m.text} for m in rows]})
+
+    @http("GET", "/api/v1/templates")
+    def http_templates(self, request):
+        with self.db.transaction() as session:
+            stored = {(t.key, t.channel): t for t in store.templates(session)}
+        answer = []
+        for (key, channel), default in sorted(templates.defaults().items()):
+            row = stored.get((key, channel))
+            answer.append({"key": key, "channel": channel, "audience": templates.KEYS[key],
+                           "required": key in templates.REQUIRED,
+                           "subject": row.subject if row else default.subject, "body": row.body if row else default.body,
+                           "version": row.version if row else 0, "updated_by": row.updated_by if row else None})
+        return json_response({"templates": answer})
+
+    @http("PUT", "/api/v1/templates/<string:key>/<string:channel>")
+    def http_save_template(self, request, key, channel):
+        """A template is validated when saved (rendered with a sample), never discovered broken when sent."""
+        try:
+            official, _ = self._official(request)
+        except PermissionError as error:
+            return error_response(401, str(error), "X-Official")
+        try:
+            body = json.loads(request.get_data(as_text=True) or "{}")
+        except ValueError as exc:
+            return error_response(400, f"body: is not valid JSON: {exc}", "body")
+        if not isinstance(body, dict) or not isinstance(body.get("body"), str):
+            return error_response(400, "body: a template needs its text in \"body\"", "body")
+        try:
+            template = templates.validate(key, channel, body.get("subject"), body["body"])
+        except templates.TemplateInvalid as invalid:
+            return error_response(400, str(invalid), invalid.field)
+        with self.db.transaction() as session:
+            store.save_template(session, key, channel, template.subject, template.body, official)
+        log.info("template saved", key=key, channel=channel, official=official)
+        preview = templates.render(template, templates.sample_context(key))
+        return json_response({"key": key, "channel": channel, "preview": {"subject": preview.subject,
+                                                                          "text": preview.text}})
+
+    @http("POST", "/api/v1/delivery-reports")
+    def http_delivery_report(self, request):
+        """The SMS gateway's report: delivered or failed at the handset."""
+        try:
+            body = json.loads(request.get_data(as_text=True) or "{}")
+        except ValueError:
+            return error_response(400, "body: is not valid JSON", "body")
+        provider_id, status = body.get("id"), body.get("status")
+        if not isinstance(provider_id, str) or status not in ("delivered", "failed"):
+            return error_response(400, "id (text) and status (delivered or failed) are required", "status")
+        with self.db.transaction() as session:
+            message = store.by_provider_id(session, provider_id)
+            if message is None:
+                return error_response(404, f"no message with provider id {provider_id}", "id")
+            now = self.now()
+            store.mark(session, message.id, state=status, delivered_at=now if status == "delivered" else None)
+        dispatch.MESSAGES.labels(message.channel, message.template, status).inc()
+        return json_response({"id": provider_id, "state": status})
+
+
+def mask_address(address: str) -> str:
+    """What an official sees of a recipient: enough to recognise it, not to use it."""
+    if "@" in address:
+        name, _, domain = address.partition("@")
+        return f"{name[:1]}***@{domain}"
+    if address.startswith("http"):
+        return address.split("?")[0]
+    return f"{address[:3]}****{address[-2:]}" if len(address) > 5 else "***"
