@@ -35,6 +35,7 @@ class Gateway:
         self.out = Path(out)
         self.fail_first = fail_first
         self.fail_always = fail_always
+        self.answer_delay = 0.0
         self.lock = threading.Lock()
         self.requests = 0
         self.sent = 0
@@ -77,6 +78,8 @@ def make_handler(gateway: Gateway) -> type[BaseHTTPRequestHandler]:
             if delay:
                 time.sleep(float(delay.group(1)))
             code, answer = gateway.handle(self.path, dict(self.headers.items()), body)
+            if gateway.answer_delay:   # taken and recorded, but slow to say so: a sender may die waiting
+                time.sleep(gateway.answer_delay)
             return self.answer(code, answer)
 
         def answer(self, code: int, payload: dict) -> None:
@@ -101,13 +104,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True)
     parser.add_argument("--fail-first", type=int, default=0, metavar="N")
     parser.add_argument("--fail-always", action="store_true")
+    parser.add_argument("--answer-delay", type=float, default=0.0, metavar="SECONDS",
+                        help="record a message at once but answer only after this long")
     args = parser.parse_args(argv)
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    server = ThreadingHTTPServer(("127.0.0.1", args.port),
-                                 make_handler(Gateway(args.out, args.fail_first, args.fail_always)))
+    gateway = Gateway(args.out, args.fail_first, args.fail_always)
+    gateway.answer_delay = args.answer_delay
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(gateway))
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
     thread.start()
