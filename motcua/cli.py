@@ -118,12 +118,15 @@ def cmd_up(args) -> int:
     except KeyboardInterrupt:
         return_code = 0
     stop_all()
-    deadline = time.monotonic() + 20
-    for process in processes.values():
+    # A graceful nameko stop lets running workers finish; past the grace period, kill (and reap).
+    deadline = time.monotonic() + float(os.environ.get("MOTCUA_STOP_GRACE_SECONDS", 30))
+    for name, process in processes.items():
         try:
             process.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
+            print(f"motcua up: {name} did not stop in time; killing it", file=sys.stderr)
             process.kill()
+            process.wait()
     return return_code
 
 

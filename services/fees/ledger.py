@@ -144,7 +144,7 @@ def pay(ctx: Context, actor: Actor | None, code: str, body: Any) -> dict:
         if existing.code != code or existing.amount != amount:
             raise Conflict("reference", f"{method} reference {reference} was already used for another payment "
                                         f"({existing.code}, {existing.amount} VND)")
-        return view(ctx, code)            # the same payment again: nothing new
+        return {**view(ctx, code), "recorded": False}     # the same payment again: nothing new
     row = _account(ctx, code) if actor is None else _own_account(ctx, actor, code)
     if row.closed_reason:
         raise Conflict("code", f"dossier {code} was {row.closed_reason}: no payment is taken")
@@ -167,7 +167,7 @@ def pay(ctx: Context, actor: Actor | None, code: str, body: Any) -> dict:
     _event(ctx, "fees.paid", row.unit, {"code": code, "amount": amount, "method": method, "paid_at": _iso(ctx.now),
                                         "receipt_number": _receipt_label(year, number)})
     _settle_if_paid(ctx, code)
-    return view(ctx, code)
+    return {**view(ctx, code), "recorded": True}
 
 
 def _own_account(ctx: Context, actor: Actor, code: str):

@@ -163,9 +163,10 @@ class FeesService(PlatformService):
     def http_pay(self, request, code):
         response = self._answer(request, ledger.pay, code)
         if response.status_code == 200:
-            body = json.loads(request.get_data(as_text=True))
-            if len(json.loads(response.get_data())["payments"]) and body.get("method") in ("cash", "transfer"):
-                COLLECTED.labels(request.headers.get("X-Unit"), body["method"]).inc(body["amount"])
+            answer = json.loads(response.get_data())
+            if answer["recorded"]:
+                payment = json.loads(request.get_data(as_text=True))
+                COLLECTED.labels(answer["unit"], payment["method"]).inc(payment["amount"])
         return response
 
     @http("POST", "/api/v1/receipts/<int:year>/<int:number>/cancellation")
@@ -220,10 +221,9 @@ class FeesService(PlatformService):
                 ctx = self._context(session)
                 callback = domain.verify_callback(params, self._merchant_secrets(), ctx.now,
                                                   int(self.config.get("GATEWAY_MAX_AGE_SECONDS", 900)))
-                before = store.payment_by_reference(session, "online", callback.transaction_id)
                 result = ledger.gateway_payment(ctx, callback)
                 store.record_callback(session, received_at=ctx.now, params=params, accepted=True,
-                                      reason="duplicate" if before else None)
+                                      reason=None if result["recorded"] else "duplicate")
         except domain.FeeError as error:
             reason = getattr(error, "reason_code", None) or getattr(error, "reason", "rejected")
             reason = reason if reason in ("unsigned", "unknown_merchant", "bad_signature", "malformed", "stale",
@@ -235,7 +235,7 @@ class FeesService(PlatformService):
             log.warning("gateway callback rejected", reason=reason, field=error.field)
             status = 401 if reason in ("unsigned", "unknown_merchant", "bad_signature") else error.status
             return error_response(status, str(error), error.field)
-        if before is None:
+        if result["recorded"]:
             COLLECTED.labels(result["unit"], "online").inc(callback.amount)
         return json_response({"status": "ok", "code": result["code"], "outstanding": result["outstanding"]})
 

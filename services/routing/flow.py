@@ -367,10 +367,12 @@ def agency_at_fault(steps: list, stage: int, today: date) -> str:
     return current[0].agency     # steps come in (stage, position) order
 
 
-def scan(ctx: Context) -> dict:
-    """Detect what happened since the last scan; each breach is claimed (and announced) once."""
+def scan(ctx: Context) -> dict[str, list]:
+    """Detect what happened since the last scan; each breach is claimed (and announced) once.
+    Returns what was found: (unit, agency) of overdue dossiers, agencies of late and at-risk
+    steps, units of dossiers without apology."""
     today = local_date(ctx.now)
-    counts = {"overdue": 0, "step_overdue": 0, "at_risk": 0, "apology_missing": 0}
+    found: dict[str, list] = {"overdue": [], "step_overdue": [], "at_risk": [], "apology_missing": []}
     for code, unit, due in store.claim_overdue_dossiers(ctx.session, today, ctx.now):
         agency = agency_at_fault(store.steps_of(ctx.session, code), store.get(ctx.session, code).stage, today)
         store.change(ctx.session, code, overdue_agency=agency)
@@ -378,12 +380,12 @@ def scan(ctx: Context) -> dict:
                      note={"due_date": due.isoformat()})
         _event(ctx, "dossier.overdue", unit, {"code": code, "agency": agency, "due_date": due.isoformat(),
                                               "detected_at": _iso(ctx.now)})
-        counts["overdue"] += 1
+        found["overdue"].append((unit, agency))
     for step_id, code, agency, due in store.claim_overdue_steps(ctx.session, today, ctx.now):
         _event(ctx, "dossier.step_overdue", store.unit_of(ctx.session, code), {
             "code": code, "agency": agency, "step": step_id, "due_date": due.isoformat(),
             "detected_at": _iso(ctx.now)})
-        counts["step_overdue"] += 1
+        found["step_overdue"].append(agency)
     warn_until = ctx.calendar.add_working_days(today, ctx.at_risk_working_days)
     for step_id, code, agency, due in store.claim_at_risk_steps(ctx.session, warn_until, ctx.now):
         if due < today:
@@ -391,14 +393,14 @@ def scan(ctx: Context) -> dict:
         _event(ctx, "dossier.at_risk", store.unit_of(ctx.session, code), {
             "code": code, "agency": agency, "step": step_id, "due_date": due.isoformat(),
             "detected_at": _iso(ctx.now)})
-        counts["at_risk"] += 1
+        found["at_risk"].append(agency)
     # Overdue for a working day without an apology: flagged itself.
     a_working_day_ago = _one_working_day_before(ctx.now, ctx.calendar)
     for code, unit, agency, since in store.claim_missing_apologies(ctx.session, a_working_day_ago, ctx.now):
         _event(ctx, "dossier.apology_missing", unit, {"code": code, "agency": agency or unit,
                                                       "overdue_since": _iso(since), "detected_at": _iso(ctx.now)})
-        counts["apology_missing"] += 1
-    return counts
+        found["apology_missing"].append(unit)
+    return found
 
 
 def _one_working_day_before(now: datetime, calendar: WorkingCalendar) -> datetime:

@@ -68,6 +68,10 @@ class ConfiguredTimer(Timer):
 scheduled = ConfiguredTimer.decorator
 
 
+def apologies_given(session, now):
+    return store.apologies_by_agency(session)
+
+
 def running_dossiers(session, now):
     return store.open_and_overdue(session, local_date(now))
 
@@ -80,6 +84,8 @@ class RoutingService(PlatformService):
     running_gauge = DatabaseGauge("motcua_dossiers_running", "Dossiers being processed, by receiving unit and "
                                   "deadline (within_deadline, overdue); from the database: max over replicas.",
                                   ["unit", "deadline"], running_dossiers)
+    apologies_gauge = DatabaseGauge("motcua_apologies_given", "Apology letters (Mẫu 04) on record, by agency at "
+                                    "fault (from the database: max over replicas).", ["agency"], apologies_given)
 
     def _context(self, session) -> flow.Context:
         return flow.Context(
@@ -328,7 +334,14 @@ class RoutingService(PlatformService):
     def scan(self):
         """Overdue, at risk, apology missing: detected as they happen; each once (row claims)."""
         with self.db.transaction() as session:
-            counts = flow.scan(self._context(session))
+            found = flow.scan(self._context(session))
+        for unit, agency in found["overdue"]:
+            OVERDUE.labels(unit, agency).inc()
+        for agency in found["at_risk"]:
+            AT_RISK.labels(agency).inc()
+        for unit in found["apology_missing"]:
+            APOLOGIES_MISSING.labels(unit).inc()
+        counts = {kind: len(items) for kind, items in found.items()}
         if any(counts.values()):
             log.info("breaches detected", **counts)
         return counts

@@ -3,6 +3,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 
 import pytest
 import requests
@@ -33,11 +34,30 @@ def run_cli(args, env, check=True):
     return result
 
 
+_broker = {"uri": "amqp://guest:guest@127.0.0.1:5672//"}
+
+
+def amqp() -> str:
+    """The broker URI of the running module: its own vhost."""
+    return _broker["uri"]
+
+
 @pytest.fixture(scope="module")
-def process_env(database_url):
-    """The default vhost: module-scoped processes outlive nameko's per-test vhosts."""
+def vhost(rabbit_manager):
+    """A RabbitMQ vhost per test module: its processes' durable queues start empty and nothing
+    left by another module (or an earlier run) is delivered to them."""
+    name = f"motcua-e2e-{uuid.uuid4().hex[:8]}"
+    rabbit_manager.create_vhost(name)
+    rabbit_manager.set_vhost_permissions(name, "guest", ".*", ".*", ".*")
+    _broker["uri"] = f"amqp://guest:guest@127.0.0.1:5672/{name}"
+    yield name
+    rabbit_manager.delete_vhost(name)
+
+
+@pytest.fixture(scope="module")
+def process_env(database_url, vhost):
     return {**os.environ, "DATABASE_URL": database_url, "LOG_FORMAT": "json", "PYTHONPATH": str(ROOT),
-            "AMQP_URI": "amqp://guest:guest@127.0.0.1:5672//"}
+            "AMQP_URI": amqp()}
 
 
 class ServiceProcess:

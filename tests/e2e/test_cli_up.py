@@ -30,7 +30,7 @@ def test_up_starts_every_service_and_a_stop_stops_them_all(process_env, stop_sig
         children = children_of(up.pid)
         assert len(children) == len(SERVICES)
         up.send_signal(stop_signal)
-        assert up.wait(timeout=30) == 0
+        assert up.wait(timeout=60) == 0
     finally:
         if up.poll() is None:
             up.kill()

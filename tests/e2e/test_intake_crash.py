@@ -2,13 +2,13 @@
 
 In a module of its own: no other intake process may run, or its relay would publish the row."""
 from tests.conftest import EventTap
-from tests.e2e.conftest import ServiceProcess
+from tests.e2e.conftest import amqp, ServiceProcess
 from tests.e2e.test_intake_desk import receive
 
 
 def test_a_crash_between_commit_and_publish_loses_no_event(process_env, catalog_process, clock, tmp_path):
     """intake writes with its relay off, dies by SIGKILL, and on restart the event goes out."""
-    tap = EventTap("amqp://guest:guest@127.0.0.1:5672//", "dossier.received")
+    tap = EventTap(amqp(), "dossier.received")
     service = ServiceProcess("intake", {**process_env, "CLOCK_FILE": str(clock.path)}, tmp_path)
     try:
         service.start(OUTBOX_RELAY="false")

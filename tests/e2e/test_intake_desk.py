@@ -15,7 +15,7 @@ from sqlalchemy import text
 from motcua import broker
 from motcua.events import new_event
 from tests.conftest import EventTap
-from tests.e2e.conftest import ServiceProcess, run_cli
+from tests.e2e.conftest import amqp, ServiceProcess, run_cli
 
 WARD_5 = "000.05.20.H29"
 WARD_7 = "000.07.20.H29"
@@ -41,7 +41,7 @@ def intake(process_env, catalog_process, engine, clock, tmp_path_factory):
 
 
 def publish(event):
-    with broker.confirmed_connection("amqp://guest:guest@127.0.0.1:5672//") as connection:
+    with broker.confirmed_connection(amqp()) as connection:
         channel = connection.default_channel
         broker.declare_topology(channel)
         Producer(channel, exchange=broker.events_exchange).publish(
@@ -70,7 +70,7 @@ def dossier(intake, code, headers=DESK_5):
 
 
 def test_a_dossier_lives_from_receipt_to_return(intake, clock):
-    tap = EventTap("amqp://guest:guest@127.0.0.1:5672//", "dossier.*")
+    tap = EventTap(amqp(), "dossier.*")
     try:
         answer = receive(intake)
         assert answer.status_code == 201, answer.text
@@ -215,12 +215,12 @@ def test_fifty_parallel_receipts_get_consecutive_codes_and_book_lines(intake, en
 
 def test_an_event_about_an_unknown_dossier_is_dead_lettered(intake):
     from tests.conftest import dead_letters
-    with Connection("amqp://guest:guest@127.0.0.1:5672//") as connection:
+    with Connection(amqp()) as connection:
         broker.declare_topology(connection.default_channel)
         broker.dead_letter_queue(connection.default_channel).purge()
     publish(new_event("dossier.processed", {"code": f"{WARD_5}-260101-9999", "agency": WARD_5, "result": "done",
                                             "processed_at": "2026-02-26T09:30:00+07:00"}, WARD_5))
-    (dead,) = dead_letters("amqp://guest:guest@127.0.0.1:5672//")
+    (dead,) = dead_letters(amqp())
     assert "no dossier with code" in dead.headers["x-dead-letter-reason"]
 
 

@@ -15,10 +15,9 @@ from sqlalchemy import text
 
 from motcua.events import new_event
 from tests.conftest import ROOT, EventTap, dead_letters
-from tests.e2e.conftest import ServiceProcess
+from tests.e2e.conftest import amqp, ServiceProcess
 from tests.e2e.test_intake_desk import APPLICANT, DOCUMENTS, MARITAL_STATUS, publish, wait_for
 
-AMQP = "amqp://guest:guest@127.0.0.1:5672//"
 WARD_5, TAX = "000.05.20.H29", "000.42.20.H29"
 DESK = {"X-Official": quote("Trần Văn Bình"), "X-Unit": WARD_5}
 
@@ -102,7 +101,7 @@ def test_a_received_dossier_gives_one_email_and_one_sms_even_when_the_sms_gatewa
 
 
 def test_a_redelivered_event_produces_nothing_new(stack, providers):
-    tap = EventTap(AMQP, "dossier.received")
+    tap = EventTap(amqp(), "dossier.received")
     try:
         code = receive(stack)["code"]
         (event,) = [e for e in tap.drain(expect=1) if e["payload"]["code"] == code]
@@ -112,7 +111,7 @@ def test_a_redelivered_event_produces_nothing_new(stack, providers):
     mails, sms = len(providers["smtp"].lines()), len(providers["sms"].lines())
     from kombu import Connection, Producer
     from motcua import broker
-    with broker.confirmed_connection(AMQP) as connection:
+    with broker.confirmed_connection(amqp()) as connection:
         Producer(connection.default_channel, exchange=broker.events_exchange).publish(
             json.dumps(event), routing_key="dossier.received", content_type="application/json",
             content_encoding="utf-8")
@@ -137,13 +136,13 @@ def test_an_overdue_dossiers_apology_reaches_the_citizen_with_the_new_date(stack
 def test_a_provider_that_keeps_failing_ends_in_the_dead_letter_with_the_reason(stack, providers):
     from kombu import Connection
     from motcua import broker
-    with Connection(AMQP) as connection:
+    with Connection(amqp()) as connection:
         broker.declare_topology(connection.default_channel)
         broker.dead_letter_queue(connection.default_channel).purge()
     code = receive(stack)["code"]
     publish(new_event("dossier.at_risk", {"code": code, "agency": TAX, "step": 1, "due_date": "2026-03-05",
                                           "detected_at": "2026-03-04T08:00:00+07:00"}, WARD_5))
-    dead = [d for d in dead_letters(AMQP, timeout=30) if d.headers["x-dead-letter-service"] == "notify"]
+    dead = [d for d in dead_letters(amqp(), timeout=30) if d.headers["x-dead-letter-service"] == "notify"]
     assert dead and "not delivered after 3 attempt(s)" in dead[0].headers["x-dead-letter-reason"]
     assert "503" in dead[0].headers["x-dead-letter-reason"]
     failed = wait_for(lambda: [m for m in history(stack, code) if m["state"] == "failed"], timeout=10)

@@ -1,6 +1,7 @@
 """Inter-agency routing end to end: catalog, intake and two routing replicas as real processes,
 time moved through the shared clock file (issue 4, done when)."""
 import io
+import json
 import time
 from urllib.parse import quote
 
@@ -11,10 +12,9 @@ from sqlalchemy import text
 
 from motcua.events import new_event
 from tests.conftest import EventTap, dead_letters
-from tests.e2e.conftest import ServiceProcess
+from tests.e2e.conftest import amqp, ServiceProcess, run_cli
 from tests.e2e.test_intake_desk import APPLICANT, publish, wait_for
 
-AMQP = "amqp://guest:guest@127.0.0.1:5672//"
 DISTRICT = "000.00.20.H29"
 LAND_REGISTRY, TAX = "000.41.20.H29", "000.42.20.H29"
 LAND_TRANSFER = "1.013831"      # land registry 3 days, tax 3 days, land registry 4 days: 10 working days
@@ -138,7 +138,7 @@ def test_an_inter_agency_land_procedure_finishes_on_time(stack, catalog_process,
 def test_overdue_at_the_tax_office_is_detected_once_with_two_replicas(stack, catalog_process, clock):
     intake, (routing, other) = stack
     url, _ = catalog_process
-    tap = EventTap(AMQP, "dossier.#")
+    tap = EventTap(amqp(), "dossier.#")
     try:
         clock("2026-03-02T09:30:00+07:00")
         code = receive_land_transfer(intake, url)
@@ -165,7 +165,7 @@ def test_overdue_at_the_tax_office_is_detected_once_with_two_replicas(stack, cat
     assert proposal["proposed_new_date"] == "2026-03-26"     # tax 3 + land registry 4 working days from 17/3
     wrong = act(other, code, "apology", REGISTRY, reason="...")
     assert wrong.status_code == 403
-    tap = EventTap(AMQP, "dossier.apology_issued")
+    tap = EventTap(amqp(), "dossier.apology_issued")
     try:
         given = act(other, code, "apology", TAX_OFFICER, reason="Chờ xác minh nghĩa vụ tài chính")
         assert given.status_code == 200, given.text
@@ -190,7 +190,7 @@ def test_an_overdue_dossier_without_apology_is_flagged_after_a_working_day(stack
     clock("2026-03-02T10:00:00+07:00")
     code = receive_land_transfer(intake, url)
     routed(routing, code)
-    tap = EventTap(AMQP, "dossier.#")
+    tap = EventTap(amqp(), "dossier.#")
     try:
         clock("2026-03-17T08:00:00+07:00")        # overdue detected on 17/3
         wait_for(lambda: routed(routing, code)["overdue_at"])
@@ -269,17 +269,17 @@ def test_bad_events_are_dead_lettered_and_change_nothing(stack, engine, event, r
         before = connection.execute(text("SELECT count(*) FROM routing.workflows")).scalar_one()
     from kombu import Connection
     from motcua import broker
-    with Connection(AMQP) as connection:
+    with Connection(amqp()) as connection:
         broker.declare_topology(connection.default_channel)
         broker.dead_letter_queue(connection.default_channel).purge()
     publish(event)
-    dead = dead_letters(AMQP)
+    dead = dead_letters(amqp())
     assert dead and reason in dead[0].headers["x-dead-letter-reason"]
     with engine.connect() as connection:
         assert connection.execute(text("SELECT count(*) FROM routing.workflows")).scalar_one() == before
 
 
-def test_report_ii06a_balances(stack):
+def test_report_ii06a_balances(stack, process_env):
     _, (routing, _) = stack
     report = requests.get(routing.url + "/api/v1/reports/ii06a", timeout=10,
                           params={"unit": DISTRICT, "from": "2026-03-01", "to": "2026-03-31"}).json()
@@ -291,3 +291,8 @@ def test_report_ii06a_balances(stack):
     assert "Đất đai" in csv_text and "Tổng cộng" in csv_text
     bad = requests.get(routing.url + "/api/v1/reports/ii06a", params={"from": "2026-03-31", "to": "x"}, timeout=10)
     assert bad.status_code == 400 and bad.json()["field"] == "to"
+    # The same report from the command line, as the Home Affairs office runs it.
+    cli = run_cli(["report", "ii06a", "--unit", DISTRICT, "--from", "2026-03-01", "--to", "2026-03-31"], process_env)
+    assert json.loads(cli.stdout)["total"] == total
+    wrong = run_cli(["report", "ii06a", "--from", "2026-03-31", "--to", "2026-03-01"], process_env, check=False)
+    assert wrong.returncode == 2 and "--to" in wrong.stderr

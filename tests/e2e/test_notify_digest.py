@@ -1,0 +1,58 @@
+"""The unit heads' daily digest: at the start of a working day, once per unit, with what was
+received the working day before, what is due today and what is overdue (issue 5).
+
+In a module of its own: its notify runs on the moved clock, and no other notify may claim the digest."""
+import time
+from urllib.parse import quote
+
+import requests
+from sqlalchemy import text
+
+from tests.e2e.conftest import ServiceProcess
+from tests.e2e.test_intake_desk import APPLICANT, DOCUMENTS, MARITAL_STATUS, wait_for
+from tests.e2e.test_notify import Fake
+
+WARD_5 = "000.05.20.H29"
+DESK = {"X-Official": quote("Trần Văn Bình"), "X-Unit": WARD_5}
+HEAD = "truong.phuong5@example.gov.vn"
+
+
+def test_the_digest_goes_once_at_the_start_of_a_working_day(process_env, catalog_process, clock, engine, tmp_path):
+    with engine.begin() as connection:
+        connection.execute(text("TRUNCATE notify.dossiers, notify.messages, notify.digests, notify.processed_events"))
+    smtp = Fake("tests.fakes.smtp_server", tmp_path / "mail.jsonl")
+    officials = tmp_path / "officials.yml"
+    officials.write_text(f'units:\n  "{WARD_5}":\n    email: ["{HEAD}"]\n')
+    clock("2026-03-02T06:50:00+07:00")                # Monday, before the digest's hour: two dossiers
+    env = {**process_env, "CLOCK_FILE": str(clock.path)}
+    intake = ServiceProcess("intake", env, tmp_path).start()
+    notify = ServiceProcess("notify", {**env, "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(smtp.port),
+                                       "OFFICIALS_FILE": str(officials), "DIGEST_CHECK_SECONDS": "0.3",
+                                       "QUIET_HOURS": "00:00-00:00"}, tmp_path)
+    try:
+        notify.start()
+        codes = [requests.post(intake.url + "/api/v1/dossiers", headers=DESK, timeout=10, json={
+            "procedure_code": MARITAL_STATUS, "applicant": {**APPLICANT, "email": None},
+            "notifications": {"channels": ["sms"], "optional": False}, "documents": DOCUMENTS}).json()["code"]
+            for _ in range(2)]
+        wait_for(lambda: all(requests.get(f"{notify.url}/api/v1/dossiers/{c}/messages", headers=DESK,
+                                          timeout=5).status_code == 200 for c in codes), timeout=20)
+        time.sleep(1)
+        assert [m for m in smtp.lines() if m["to"] == HEAD] == []
+        clock("2026-03-05T07:25:00+07:00")            # Thursday, before the digest's hour: nothing
+        time.sleep(1.5)
+        assert [m for m in smtp.lines() if m["to"] == HEAD] == []
+        clock("2026-03-05T07:31:00+07:00")            # the appointment of both (3 working days) is today
+        digest = wait_for(lambda: [m for m in smtp.lines() if m["to"] == HEAD], timeout=20)
+        time.sleep(1.5)                               # several more checks: still one digest
+        assert len([m for m in smtp.lines() if m["to"] == HEAD]) == 1
+        body = digest[0]["body"]
+        assert all(code in body for code in codes)
+        assert "05/03/2026" in body
+        clock("2026-03-07T08:00:00+07:00")            # Saturday: no digest
+        time.sleep(1.5)
+        assert len([m for m in smtp.lines() if m["to"] == HEAD]) == 1
+    finally:
+        notify.stop()
+        intake.stop()
+        smtp.stop()
