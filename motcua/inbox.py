@@ -42,6 +42,7 @@ DUPLICATES = Counter("motcua_events_duplicate_total",
 DEAD_LETTERS = Counter("motcua_dead_letters_total", "Messages sent to the dead-letter queue, by reason.",
                        ["service", "reason"])
 
+DEAD_LETTER_CATEGORIES = ("undecodable", "invalid", "handler_error")
 TRANSIENT_ERRORS = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError,
                     ConnectionError, OSError)
 REQUEUE_PAUSE_SECONDS = 1.0
@@ -117,6 +118,12 @@ class EventConsumer(Consumer):
         self.queue = Queue(self.queue_name, exchange=broker.events_exchange, routing_key=self.event_type,
                            durable=True)
         self.amqp_uri = broker.amqp_uri(self.container.config)
+        # Every series this consumer may move exists from the start at 0: a rate is then 0, not "no data".
+        for outcome in ("handled", "invalid", "retried", "failed"):
+            CONSUMED.labels(service, self.event_type, outcome)
+        DUPLICATES.labels(service, self.event_type)
+        for category in DEAD_LETTER_CATEGORIES:
+            DEAD_LETTERS.labels(service, category)
         super().setup()
 
     def _dead_letter(self, message, reason: str, category: str) -> None:

@@ -85,6 +85,8 @@ class Observability(DependencyProvider):
             isinstance(result, Response) and result.status_code >= 500)
         ENTRYPOINT_SECONDS.labels(worker_ctx.service_name, method, kind).observe(elapsed)
         ENTRYPOINT_CALLS.labels(worker_ctx.service_name, method, kind, "error" if failed else "ok").inc()
+        # Both outcomes exist from the first call, so that an error rate is 0, not "no data".
+        ENTRYPOINT_CALLS.labels(worker_ctx.service_name, method, kind, "ok" if failed else "error")
         if exc_info is not None:
             structlog.get_logger("motcua.worker").error(
                 "entrypoint failed", kind=kind, duration_s=round(elapsed, 4), exc_info=exc_info)

@@ -145,6 +145,8 @@ class OutboxRelay(DependencyProvider):
             return
         self.relay = Relay(self.engine, self.table, broker.amqp_uri(self.container.config),
                            self.container.service_name)
+        for counter in (PUBLISHED, PUBLISH_FAILURES):   # 0, not "no data", until something happens
+            counter.labels(self.container.service_name)
         self.running = True
         self.container.spawn_managed_thread(self._run, identifier="outbox-relay")
 

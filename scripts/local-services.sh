@@ -34,12 +34,16 @@ if ! rabbitmqctl -q status >/dev/null 2>&1; then
   rabbitmq-server -detached
 fi
 rabbitmqctl -q await_startup --timeout 120 >/dev/null
-if ! rabbitmq-plugins -q list -e -m 2>/dev/null | grep -qx rabbitmq_management; then
-  say "enabling rabbitmq_management"
-  rabbitmq-plugins -q enable rabbitmq_management >/dev/null
-fi
+for plugin in rabbitmq_management rabbitmq_prometheus; do
+  if ! rabbitmq-plugins -q list -e -m 2>/dev/null | grep -qx "$plugin"; then
+    say "enabling $plugin"
+    rabbitmq-plugins -q enable "$plugin" >/dev/null
+  fi
+done
 for _ in $(seq 1 60); do
   curl -fsS -u guest:guest http://127.0.0.1:15672/api/overview >/dev/null 2>&1 && break; sleep 1
 done
 curl -fsS -u guest:guest http://127.0.0.1:15672/api/overview >/dev/null || { say "RabbitMQ management API is not answering"; exit 1; }
+for _ in $(seq 1 30); do curl -fsS http://127.0.0.1:15692/metrics >/dev/null 2>&1 && break; sleep 1; done
+curl -fsS http://127.0.0.1:15692/metrics >/dev/null || { say "RabbitMQ's Prometheus endpoint is not answering"; exit 1; }
 say "PostgreSQL and RabbitMQ are ready"

@@ -318,27 +318,23 @@ def on_event(ctx: Context, event: Envelope) -> None:
         status = domain.processed_status(payload["result"])
         _transition(ctx, row, "processed", agency, status, {"result": payload["result"], "note": payload.get("note")},
                     processed_at=datetime.fromisoformat(payload["processed_at"]))
-    elif event.type == "fees.charged":
-        store.change(ctx.session, row.code, fees_outstanding=row.fees_outstanding + payload["amount"],
-                     fees_settled=False)
-        store.record(ctx.session, row.code, at=ctx.now, actor="fees", actor_unit=None, action="fees_charged",
-                     status_from=row.status, status_to=row.status, note={"amount": payload["amount"]})
-    elif event.type == "fees.paid":
-        store.change(ctx.session, row.code, fees_outstanding=max(row.fees_outstanding - payload["amount"], 0))
-        store.record(ctx.session, row.code, at=ctx.now, actor="fees", actor_unit=None, action="fees_paid",
-                     status_from=row.status, status_to=row.status,
-                     note={"amount": payload["amount"], "method": payload["method"]})
-    elif event.type == "fees.payment_cancelled":
-        store.change(ctx.session, row.code, fees_outstanding=row.fees_outstanding + payload["amount"],
-                     fees_settled=False)
-        store.record(ctx.session, row.code, at=ctx.now, actor="fees", actor_unit=None, action="fees_payment_cancelled",
-                     status_from=row.status, status_to=row.status,
-                     note={"amount": payload["amount"], "receipt": payload["receipt_number"]})
-    elif event.type == "fees.settled":
-        status_to = Status.PROCESSING if row.status == Status.OBLIGATION_REQUESTED else Status(row.status)
-        store.change(ctx.session, row.code, fees_outstanding=0, fees_settled=True, status=int(status_to))
-        store.record(ctx.session, row.code, at=ctx.now, actor="fees", actor_unit=None, action="fees_settled",
-                     status_from=row.status, status_to=int(status_to))
+    elif event.type.startswith("fees."):
+        # Each fees event comes on its own queue, so they may arrive in any order: keep sums
+        # (which commute) and derive "settled" from them, never from the order of arrival.
+        amount = payload.get("amount", 0)
+        change = {"fees.charged": amount, "fees.paid": -amount, "fees.payment_cancelled": amount,
+                  "fees.settled": 0}[event.type]
+        outstanding = row.fees_outstanding + change
+        charged_seen = row.fees_charged_seen or event.type == "fees.charged"
+        settled = charged_seen and outstanding == 0
+        status_to = Status(row.status)
+        if settled and status_to == Status.OBLIGATION_REQUESTED and event.type != "fees.charged":
+            status_to = Status.PROCESSING          # the obligation is paid: processing goes on
+        store.change(ctx.session, row.code, fees_outstanding=outstanding, fees_settled=settled,
+                     fees_charged_seen=charged_seen, status=int(status_to))
+        store.record(ctx.session, row.code, at=ctx.now, actor="fees", actor_unit=None,
+                     action=event.type.replace(".", "_"), status_from=row.status, status_to=int(status_to),
+                     note={key: payload[key] for key in ("amount", "method", "receipt_number") if key in payload})
     else:  # the consumer declarations and this list are kept together in service.py
         raise ValueError(f"intake does not handle {event.type}")
 

@@ -49,6 +49,7 @@ dossiers = Table(
     Column("fees_required", Boolean, nullable=False),
     Column("fees_outstanding", BigInteger, nullable=False, server_default="0"),
     Column("fees_settled", Boolean, nullable=False, server_default="false"),
+    Column("fees_charged_seen", Boolean, nullable=False, server_default="false"),   # fees has charged it
     Column("returned_at", DateTime(timezone=True)),
     Column("returned_to", Text),
     Column("result_class", Text),

@@ -97,6 +97,8 @@ def stops_of(raw: Sequence[Mapping], since: datetime | None = None) -> list[Cloc
     """Clock stops as stored ({start, end} ISO strings), those that end after ``since``, clipped to it."""
     stops = []
     for stop in raw:
+        if stop.get("start") is None:
+            continue        # an end that arrived before its start: not a stop yet
         start = datetime.fromisoformat(stop["start"])
         end = datetime.fromisoformat(stop["end"]) if stop.get("end") else None
         if since is not None:
@@ -108,7 +110,7 @@ def stops_of(raw: Sequence[Mapping], since: datetime | None = None) -> list[Cloc
 
 
 def clock_stopped(raw: Sequence[Mapping]) -> bool:
-    return bool(raw) and raw[-1].get("end") is None
+    return bool(raw) and raw[-1].get("end") is None and raw[-1].get("start") is not None
 
 
 def dossier_due(received_at: datetime, time_limit: str, calendar: WorkingCalendar,

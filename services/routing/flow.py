@@ -245,19 +245,32 @@ def request_obligation(ctx: Context, actor: Actor, code: str, body: Any) -> dict
 
 # --- clock stops -------------------------------------------------------------------------------
 
-def _stop_clock(ctx: Context, workflow, reason: str) -> None:
-    stops = [*workflow.clock_stops, {"start": _iso(ctx.now), "end": None, "reason": reason}]
-    store.change(ctx.session, workflow.code, clock_stops=stops, due_date=None)
-    for step in store.steps_of(ctx.session, workflow.code):
-        if step.state in (HANDED_OVER, HELD):
-            store.change_step(ctx.session, step.id, due_date=None)
+def _stop_clock(ctx: Context, workflow, reason: str, at: datetime | None = None) -> None:
+    """The clock stops at ``at``. If the end of this stop already arrived (events of different
+    types come on different queues, in any order), the stop is completed instead."""
+    stops = [dict(s) for s in workflow.clock_stops]
+    at_iso = _iso(at or ctx.now)
+    if stops and stops[-1].get("start") is None and stops[-1].get("reason") == reason:
+        stops[-1]["start"] = at_iso
+        _set_stops(ctx, workflow, stops)
+        return
+    _set_stops(ctx, workflow, [*stops, {"start": at_iso, "end": None, "reason": reason}])
 
 
 def _restart_clock(ctx: Context, workflow, reason: str, at: datetime) -> None:
     stops = [dict(s) for s in workflow.clock_stops]
-    if not stops or stops[-1].get("end") is not None or stops[-1].get("reason") != reason:
+    if stops and stops[-1].get("end") is None and stops[-1].get("reason") == reason:
+        stops[-1]["end"] = _iso(at)
+    elif reason == "supplement":
+        # The restart came before the stop: remember its end; the stop will fill in its start.
+        stops.append({"start": None, "end": _iso(at), "reason": reason})
+    else:
         return   # not stopped for this reason: nothing to restart
-    stops[-1]["end"] = _iso(at)
+    _set_stops(ctx, workflow, stops)
+
+
+def _set_stops(ctx: Context, workflow, stops: list[dict]) -> None:
+    """Save the stops and recompute every deadline they move (None while the clock is stopped)."""
     due = domain.dossier_due(workflow.received_at, workflow.time_limit, ctx.calendar, stops)
     store.change(ctx.session, workflow.code, clock_stops=stops, due_date=due)
     for step in store.steps_of(ctx.session, workflow.code):
@@ -277,7 +290,7 @@ def on_event(ctx: Context, event: Envelope) -> None:
         raise UnknownDossier(f"no dossier with code {code} in routing")
     if event.type == "dossier.supplement_requested":
         if workflow.state == "running" and not domain.clock_stopped(workflow.clock_stops):
-            _stop_clock(ctx, workflow, "supplement")
+            _stop_clock(ctx, workflow, "supplement", datetime.fromisoformat(event.payload["requested_at"]))
         store.record(ctx.session, code, at=ctx.now, actor="desk", agency=workflow.unit, action="clock_stopped",
                      note={"reason": "supplement", "requested_by": event.payload["requested_by"]})
     elif event.type == "dossier.supplement_received":

@@ -65,6 +65,7 @@ def upgrade() -> None:
     sa.Column('fees_required', sa.Boolean(), nullable=False),
     sa.Column('fees_outstanding', sa.BigInteger(), server_default='0', nullable=False),
     sa.Column('fees_settled', sa.Boolean(), server_default='false', nullable=False),
+    sa.Column('fees_charged_seen', sa.Boolean(), server_default='false', nullable=False),
     sa.Column('returned_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('returned_to', sa.Text(), nullable=True),
     sa.Column('result_class', sa.Text(), nullable=True),
