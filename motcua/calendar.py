@@ -580,3 +580,14 @@ def overdue_at(due: date) -> datetime:
     if isinstance(due, datetime) or not isinstance(due, date):
         raise ValueError(f"due must be a date, got {due!r}")
     return datetime.combine(due + timedelta(days=1), time(0), tzinfo=TZ).astimezone(timezone.utc)
+
+
+_DEFAULT: WorkingCalendar | None = None
+
+
+def default_calendar() -> WorkingCalendar:
+    """The calendar of the shipped (or ``MOTCUA_CALENDAR_OVERRIDES``) overrides, built once per process."""
+    global _DEFAULT
+    if _DEFAULT is None:
+        _DEFAULT = WorkingCalendar(load_overrides())
+    return _DEFAULT

@@ -14,6 +14,7 @@ the event id is stored with the effect, so a redelivered event changes nothing.
 """
 from __future__ import annotations
 
+import time
 import uuid
 from functools import partial
 
@@ -42,7 +43,13 @@ DUPLICATES = Counter("motcua_events_duplicate_total",
 DEAD_LETTERS = Counter("motcua_dead_letters_total", "Messages sent to the dead-letter queue, by reason.",
                        ["service", "reason"])
 
-DEAD_LETTER_CATEGORIES = ("undecodable", "invalid", "handler_error")
+DEAD_LETTER_CATEGORIES = ("undecodable", "invalid", "handler_error", "waited_too_long")
+
+
+class NotYet(Exception):
+    """The event depends on one that has not been handled yet (events of different types come on
+    different queues, in any order). It is put back and tried again for ``EVENT_WAIT_SECONDS``
+    (default 30); past that it is dead-lettered with the reason."""
 TRANSIENT_ERRORS = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError,
                     ConnectionError, OSError)
 REQUEUE_PAUSE_SECONDS = 1.0
@@ -118,6 +125,8 @@ class EventConsumer(Consumer):
         self.queue = Queue(self.queue_name, exchange=broker.events_exchange, routing_key=self.event_type,
                            durable=True)
         self.amqp_uri = broker.amqp_uri(self.container.config)
+        self.wait_seconds = float(self.container.config.get("EVENT_WAIT_SECONDS", 30))
+        self.first_seen: dict[str, float] = {}
         # Every series this consumer may move exists from the start at 0: a rate is then 0, not "no data".
         for outcome in ("handled", "invalid", "retried", "failed"):
             CONSUMED.labels(service, self.event_type, outcome)
@@ -155,6 +164,20 @@ class EventConsumer(Consumer):
             self.queue_consumer.ack_message(message)
             return
         error = exc_info[1]
+        if isinstance(error, NotYet):
+            event_id = (message.properties or {}).get("message_id") or str(hash(message.body))
+            now = time.monotonic()
+            first = self.first_seen.setdefault(event_id, now)
+            if now - first < self.wait_seconds:
+                CONSUMED.labels(service, self.event_type, "retried").inc()
+                eventlet.sleep(min(REQUEUE_PAUSE_SECONDS, self.wait_seconds / 4))
+                self.queue_consumer.requeue_message(message)
+                return
+            self.first_seen.pop(event_id, None)
+            CONSUMED.labels(service, self.event_type, "failed").inc()
+            self._dead_letter(message, f"waited {self.wait_seconds:.0f} s: {error}", "waited_too_long")
+            self.queue_consumer.ack_message(message)
+            return
         if isinstance(error, TRANSIENT_ERRORS):
             CONSUMED.labels(service, self.event_type, "retried").inc()
             eventlet.sleep(REQUEUE_PAUSE_SECONDS)

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Iterable, Mapping
 
+from motcua.errors import Invalid
 from motcua.codes import CodeError, parse_dossier_code
 
 __all__ = [
@@ -78,14 +79,8 @@ _TRANSACTION_ID_MAX = 100
 # --------------------------------------------------------------------------------------------
 
 
-class FeeError(ValueError):
-    """An input the fee rules refuse; ``field`` names it and ``reason`` says why."""
-
-    status = 400
-
-    def __init__(self, field: str, reason: str):
-        super().__init__(f"{field}: {reason}")
-        self.field, self.reason = field, reason
+# The fee rules' refusals: ``field`` names the input, ``reason`` says why (status 400).
+FeeError = Invalid
 
 
 class CallbackRejected(FeeError):

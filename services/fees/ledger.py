@@ -12,22 +12,12 @@ from sqlalchemy.orm import Session
 
 from motcua.calendar import TZ, local_date
 from motcua.events import Envelope, new_event
+from motcua.inbox import NotYet
 from services.fees import domain, store
+from motcua.errors import Conflict, Forbidden, NotFound
 from services.fees.domain import FeeError
 
 METHODS = ("cash", "transfer", "online")
-
-
-class NotFound(FeeError):
-    status = 404
-
-
-class Conflict(FeeError):
-    status = 409
-
-
-class Forbidden(FeeError):
-    status = 403
 
 
 @dataclass(frozen=True)
@@ -236,7 +226,15 @@ def refund_on(ctx: Context, event: Envelope) -> None:
                                             "refunded_at": _iso(ctx.now), "receipt_number": _receipt_label(year, number)})
 
 
+class NotOpenedYet(NotYet):
+    """An event about a dossier whose account is not opened (yet: its dossier.received may still be
+    on its way); put back, then dead-lettered if it never comes."""
+
+
 def on_event(ctx: Context, event: Envelope) -> None:
+    if event.type in ("dossier.obligation_requested", "dossier.step_started") and \
+            store.account(ctx.session, event.payload["code"]) is None:
+        raise NotOpenedYet(f"no dossier with code {event.payload['code']} in fees")
     if event.type == "dossier.received":
         open_account(ctx, event)
     elif event.type == "dossier.obligation_requested":

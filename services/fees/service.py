@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from datetime import date, datetime, timedelta
-from urllib.parse import unquote
 
 import structlog
 from nameko.rpc import RpcProxy, rpc
@@ -21,7 +20,9 @@ from werkzeug.wrappers import Response
 from motcua.calendar import TZ
 from motcua.clock import Clock
 from motcua.inbox import event_consumer, first_time
+from motcua.errors import Refusal
 from motcua.observability import DatabaseGauge, PlatformService, error_response, json_response
+from motcua.web import answer, json_body, official
 from motcua.outbox import OutboxRelay
 from services.fees import domain, forms, ledger, models, store
 from services.fees.ledger import Actor
@@ -86,39 +87,16 @@ class FeesService(PlatformService):
         with self.db.transaction() as session:
             return use_case(self._context(session), *args)
 
-    @staticmethod
-    def _actor(request) -> Actor:
-        official = unquote(request.headers.get("X-Official") or "").strip()
-        unit = (request.headers.get("X-Unit") or "").strip()
-        if not official:
-            raise domain.FeeError("X-Official", "header is required: the acting official")
-        if not unit:
-            raise domain.FeeError("X-Unit", "header is required: the official's desk")
-        return Actor(official, unit)
-
-    @staticmethod
-    def _body(request):
-        if not request.data:
-            return {}
-        try:
-            return json.loads(request.get_data(as_text=True))
-        except ValueError as exc:
-            raise domain.FeeError("body", f"is not valid JSON: {exc}") from None
-
     def _answer(self, request, use_case, *args, with_body: bool = True, raw_body: bool = False):
-        try:
-            actor = self._actor(request)
+        def call():
+            actor = Actor(*official(request))
             extra = ((request.get_data(as_text=True),) if raw_body else
-                     (self._body(request),) if with_body else ())
+                     (json_body(request),) if with_body else ())
             result = self._call(use_case, actor, *args, *extra)
-        except domain.FeeError as error:
-            status = 401 if error.field in ("X-Official", "X-Unit") else error.status
-            return error_response(status, str(error), error.field)
-        if isinstance(result, Response):
+            if request.method == "POST" and isinstance(result, dict):
+                log.info("fees action done", action=use_case.__name__, code=result.get("code"))
             return result
-        if request.method == "POST":
-            log.info("fees action done", action=use_case.__name__, code=result.get("code"))
-        return json_response(result)
+        return answer(call)
 
     # --- quote (public: the desk and the citizens) -------------------------------------------
 
@@ -135,7 +113,8 @@ class FeesService(PlatformService):
     @http("GET", "/api/v1/quote")
     def http_quote(self, request):
         args = request.args
-        try:
+
+        def quote():
             numbers = {}
             for name in ("pages", "copies"):
                 value = args.get(name, "1")
@@ -145,9 +124,8 @@ class FeesService(PlatformService):
             code = args.get("procedure")
             if not code:
                 raise domain.FeeError("procedure", "is required")
-            return json_response(self._quote(code, numbers["pages"], numbers["copies"], args.getlist("condition")))
-        except domain.FeeError as error:
-            return error_response(error.status, str(error), error.field)
+            return self._quote(code, numbers["pages"], numbers["copies"], args.getlist("condition"))
+        return answer(quote)
 
     @rpc
     def quote(self, procedure: str, pages: int = 1, copies: int = 1, conditions: list | None = None) -> dict:
@@ -224,8 +202,8 @@ class FeesService(PlatformService):
                 result = ledger.gateway_payment(ctx, callback)
                 store.record_callback(session, received_at=ctx.now, params=params, accepted=True,
                                       reason=None if result["recorded"] else "duplicate")
-        except domain.FeeError as error:
-            reason = getattr(error, "reason_code", None) or getattr(error, "reason", "rejected")
+        except Refusal as error:
+            reason = error.reason
             reason = reason if reason in ("unsigned", "unknown_merchant", "bad_signature", "malformed", "stale",
                                           "currency") else "mismatched"
             REJECTED.labels(reason).inc()
@@ -250,18 +228,18 @@ class FeesService(PlatformService):
     @http("GET", "/api/v1/reports/fees")
     def http_report(self, request):
         args = request.args
-        try:
+
+        def report():
             first, last, begin, finish = parse_period(args.get("from"), args.get("to"))
             fmt = args.get("format", "json")
             if fmt not in ("json", "csv"):
                 raise domain.FeeError("format", "must be json or csv")
             with self.db.transaction() as session:
                 rows = store.report(session, args.get("unit") or None, begin, finish)
-        except domain.FeeError as error:
-            return error_response(error.status, str(error), error.field)
-        if fmt == "csv":
-            return Response(report_csv(rows), mimetype="text/csv")
-        return json_response({"from": first.isoformat(), "to": last.isoformat(), "units": rows})
+            if fmt == "csv":
+                return Response(report_csv(rows), mimetype="text/csv")
+            return {"from": first.isoformat(), "to": last.isoformat(), "units": rows}
+        return answer(report)
 
     # --- RPC ---------------------------------------------------------------------------------
 

@@ -145,10 +145,10 @@ def receive(ctx: Context, actor: Actor, body: Any) -> dict:
 
 
 class Incomplete(Invalid):
-    """Not received: the guidance slip lists exactly what is missing."""
+    """Not received: the guidance slip (in ``details``) lists exactly what is missing."""
 
     def __init__(self, result: domain.CheckResult):
-        super().__init__("documents", "the dossier is incomplete: " + "; ".join(result.guidance()))
+        super().__init__("documents", "the dossier is incomplete: " + "; ".join(result.guidance()), result.as_dict())
         self.result = result
 
 

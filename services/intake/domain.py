@@ -9,6 +9,7 @@ from datetime import date, datetime
 from enum import IntEnum
 from typing import Any, Iterable, Mapping, Sequence
 
+from motcua.errors import Conflict, Forbidden, Invalid, NotFound, Refusal
 from motcua.calendar import ClockStop, WorkingCalendar, classify, due_date, local_date, parse_time_limit
 from motcua.text import fold
 
@@ -49,29 +50,8 @@ FORM_STRENGTH = {"original": 3, "certified_copy": 2, "copy": 1}
 RESULT_VI = {"early": "Trước hạn", "on_time": "Đúng hạn", "late": "Quá hạn"}
 
 
-class DeskError(Exception):
-    """An answer the desk gives instead of doing something; nothing was changed."""
-    status = 400
-
-    def __init__(self, field: str, reason: str):
-        super().__init__(f"{field}: {reason}")
-        self.field, self.reason = field, reason
-
-
-class Invalid(DeskError):
-    status = 400
-
-
-class NotFound(DeskError):
-    status = 404
-
-
-class Forbidden(DeskError):
-    status = 403
-
-
-class Conflict(DeskError):
-    status = 409
+# The desk's refusals: a field, a reason, an HTTP status; nothing changed.
+DeskError = Refusal
 
 
 # --- input ---------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ what routing and fees report.
 from __future__ import annotations
 
 import json
-from urllib.parse import unquote, urlencode
+from urllib.parse import urlencode
 
 from pathlib import Path
 
@@ -18,10 +18,11 @@ import structlog
 from prometheus_client import Counter
 from werkzeug.wrappers import Response
 
-from motcua.calendar import TZ, WorkingCalendar, load_overrides, local_date
+from motcua.calendar import TZ, default_calendar, local_date
 from motcua.clock import Clock
 from motcua.inbox import event_consumer, first_time
-from motcua.observability import DatabaseGauge, PlatformService, error_response, json_response
+from motcua.observability import DatabaseGauge, PlatformService, error_response
+from motcua.web import answer, json_body, official
 from motcua.outbox import OutboxRelay
 from motcua.ratelimit import RateLimiter
 from services.intake import desk, domain, forms, models, printing, store
@@ -41,16 +42,6 @@ INCOMPLETE = Counter("motcua_dossiers_incomplete_total", "Checks that found a do
 log = structlog.get_logger("motcua.intake")
 PAGES = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
                     autoescape=select_autoescape(["html"]))
-_calendar: WorkingCalendar | None = None
-
-
-def calendar() -> WorkingCalendar:
-    global _calendar
-    if _calendar is None:
-        _calendar = WorkingCalendar(load_overrides())
-    return _calendar
-
-
 def open_dossiers(session, now):
     return [(unit, status, count) for unit, status, count in store.open_counts(session)]
 
@@ -75,7 +66,7 @@ class IntakeService(PlatformService):
             return units[code]
 
         return desk.Context(
-            session=session, now=self.now(), calendar=calendar(),
+            session=session, now=self.now(), calendar=default_calendar(),
             procedure_in_force=lambda code, at: self.catalog.get_procedure(code, at=at.isoformat()),
             unit_of=unit_of, emit=self.outbox, correlation_id=self.correlation_id,
             lines_per_volume=int(self.config.get("BOOK_LINES_PER_VOLUME", 1000)))
@@ -85,44 +76,20 @@ class IntakeService(PlatformService):
         with self.db.transaction() as session:
             return use_case(self._context(session), *args)
 
-    @staticmethod
-    def _actor(request) -> Actor:
-        # HTTP headers are Latin-1: the official's name comes percent-encoded (UTF-8).
-        official = unquote(request.headers.get("X-Official") or "").strip()
-        unit = (request.headers.get("X-Unit") or "").strip()
-        if not official:
-            raise domain.DeskError("X-Official", "header is required: the acting official")
-        if not unit:
-            raise domain.DeskError("X-Unit", "header is required: the official's unit")
-        return Actor(official, unit)
-
-    @staticmethod
-    def _body(request):
-        if not request.data:
-            return {}
-        try:
-            return json.loads(request.get_data(as_text=True))
-        except ValueError as exc:
-            raise domain.Invalid("body", f"is not valid JSON: {exc}") from None
-
     def _answer(self, request, use_case, *args, status: int = 200, with_body: bool = True):
-        try:
-            actor = self._actor(request)
-            extra = (self._body(request),) if with_body else ()
-            result = self._call(use_case, actor, *args, *extra)
-        except desk.Incomplete as incomplete:
-            INCOMPLETE.labels(request.headers.get("X-Unit", "")).inc()
-            return json_response({"error": str(incomplete), "field": "documents", **incomplete.result.as_dict()},
-                                 status=400)
-        except domain.DeskError as error:
-            status_code = 401 if error.field in ("X-Official", "X-Unit") else error.status
-            return error_response(status_code, str(error), error.field)
-        if isinstance(result, Response):   # a printed form
+        def call():
+            actor = Actor(*official(request))
+            extra = (json_body(request),) if with_body else ()
+            try:
+                result = self._call(use_case, actor, *args, *extra)
+            except desk.Incomplete:
+                INCOMPLETE.labels(actor.unit).inc()
+                raise
+            if request.method == "POST" and isinstance(result, dict):
+                log.info("desk action done", action=use_case.__name__, code=result.get("code"),
+                         unit=result.get("unit"), status=result.get("status"))
             return result
-        if request.method == "POST":
-            log.info("desk action done", action=use_case.__name__, code=result.get("code"),
-                     unit=result.get("unit"), status=result.get("status"))
-        return json_response(result, status=status)
+        return answer(call, status=status)
 
     # --- the desk's HTTP API -------------------------------------------------------------
 
@@ -288,32 +255,20 @@ class IntakeService(PlatformService):
 
     @http("GET", "/api/v1/status/<string:code>")
     def http_status(self, request, code):
-        refused = self._limited(request)
-        if refused:
-            return refused
-        try:
-            return json_response(self._call(desk.public_status, code, request.args.get("secret", "")))
-        except domain.DeskError as error:
-            return error_response(error.status, str(error), error.field)
+        return self._limited(request) or answer(
+            lambda: self._call(desk.public_status, code, request.args.get("secret", "")))
 
     @http("POST", "/api/v1/online-submissions")
     def http_submit_online(self, request):
         """The citizens' portal: a dossier submitted online waits for a desk officer (status 1)."""
-        refused = self._limited(request)
-        if refused:
-            return refused
-        try:
-            body = self._body(request)
+        def submit():
+            body = json_body(request)
             if not isinstance(body, dict):
                 raise domain.Invalid("body", "must be a JSON object")
             dossier = self._call(desk.receive, Actor("citizen", None), {**body, "channel": "online"})
-        except desk.Incomplete as incomplete:
-            return json_response({"error": str(incomplete), "field": "documents", **incomplete.result.as_dict()},
-                                 status=400)
-        except domain.DeskError as error:
-            return error_response(error.status, str(error), error.field)
-        return json_response({"code": dossier["code"], "status": dossier["status"],
-                              "status_text": dossier["status_text"], "secret": dossier["secret"]}, status=201)
+            return {"code": dossier["code"], "status": dossier["status"], "status_text": dossier["status_text"],
+                    "secret": dossier["secret"]}
+        return self._limited(request) or answer(submit, status=201)
 
     # --- RPC (the gateway, the other services) ----------------------------------------------
 

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from motcua.calendar import TZ, local_date
 from motcua.events import Envelope
+from motcua.inbox import NotYet
 from services.notify import store, templates
 
 CITIZEN_CHANNELS = ("sms", "email")
@@ -30,8 +31,9 @@ class Context:
     quiet_hours: tuple[time, time] = (time(21, 0), time(7, 0))
 
 
-class UnknownDossier(ValueError):
-    """An event about a dossier notify never heard of: dead-lettered with this reason."""
+class UnknownDossier(NotYet):
+    """An event about a dossier notify has not heard of (yet: its dossier.received may still be on
+    its way); put back, then dead-lettered with this reason if it never comes."""
 
 
 def _key(event: Envelope, channel: str, recipient: str) -> str:

@@ -10,33 +10,24 @@ import json
 from functools import lru_cache
 from datetime import datetime, time, timedelta
 from pathlib import Path
-from urllib.parse import unquote
 
 import structlog
 import yaml
 from nameko.rpc import RpcProxy
-from nameko.timer import Timer
 from nameko.web.handlers import http
 
-from motcua.calendar import TZ, WorkingCalendar, load_overrides, local_date
+from motcua.calendar import TZ, default_calendar
 from motcua.clock import Clock
+from motcua.errors import Refusal
 from motcua.inbox import event_consumer, first_time
 from motcua.observability import DatabaseGauge, PlatformService, error_response, json_response
 from motcua.outbox import OutboxRelay
+from motcua.timer import configured_timer
+from motcua.web import official
 from services.notify import dispatch, models, plan, store, templates
 
 log = structlog.get_logger("motcua.notify")
 DEFAULT_OFFICIALS = Path(__file__).parent / "data" / "officials.yml"
-
-_calendar: WorkingCalendar | None = None
-
-
-def calendar() -> WorkingCalendar:
-    global _calendar
-    if _calendar is None:
-        _calendar = WorkingCalendar(load_overrides())
-    return _calendar
-
 
 def load_officials(path: str | None) -> dict:
     """unit code -> {"email": [addresses], "webhook": url}; re-read when the file changes."""
@@ -71,11 +62,6 @@ def queue_depth(session, now):
 
 def queue_age(session, now):
     return [(channel, age) for channel, _, age in store.queue_depth(session, now)]
-
-
-class ConfiguredTimer(Timer):
-    def setup(self):
-        self.interval = float(self.container.config.get("DIGEST_CHECK_SECONDS", self.interval))
 
 
 class NotifyService(PlatformService):
@@ -175,16 +161,16 @@ class NotifyService(PlatformService):
 
     # --- the daily digest ----------------------------------------------------------------------
 
-    @ConfiguredTimer.decorator(interval=60)
+    @configured_timer("DIGEST_CHECK_SECONDS", interval=60)
     def daily_digest(self):
         """At the start of each working day, the unit heads' digest (once per unit and day)."""
         now = self.now()
         local = now.astimezone(TZ)
         at = _clock_time(str(self.config.get("DIGEST_AT") or "07:30"), "DIGEST_AT")
-        if not calendar().is_working_day(local.date()) or local.time() < at:
+        if not default_calendar().is_working_day(local.date()) or local.time() < at:
             return 0
         previous = local.date() - timedelta(days=1)
-        while not calendar().is_working_day(previous):
+        while not default_calendar().is_working_day(previous):
             previous -= timedelta(days=1)
         since = datetime.combine(previous, time(0), tzinfo=TZ)
         sent = 0
@@ -197,20 +183,12 @@ class NotifyService(PlatformService):
 
     # --- HTTP ----------------------------------------------------------------------------------
 
-    @staticmethod
-    def _official(request) -> tuple[str, str]:
-        official = unquote(request.headers.get("X-Official") or "").strip()
-        unit = (request.headers.get("X-Unit") or "").strip()
-        if not official or not unit:
-            raise PermissionError("X-Official and X-Unit headers are required")
-        return official, unit
-
     @http("GET", "/api/v1/dossiers/<string:code>/messages")
     def http_history(self, request, code):
         try:
-            _, unit = self._official(request)
-        except PermissionError as error:
-            return error_response(401, str(error), "X-Official")
+            _, unit = official(request)
+        except Refusal as refusal:
+            return error_response(refusal.status, str(refusal), refusal.field)
         with self.db.transaction() as session:
             dossier = store.dossier(session, code)
             if dossier is None:
@@ -242,9 +220,9 @@ class NotifyService(PlatformService):
     def http_save_template(self, request, key, channel):
         """A template is validated when saved (rendered with a sample), never discovered broken when sent."""
         try:
-            official, _ = self._official(request)
-        except PermissionError as error:
-            return error_response(401, str(error), "X-Official")
+            editor, _ = official(request)
+        except Refusal as refusal:
+            return error_response(refusal.status, str(refusal), refusal.field)
         try:
             body = json.loads(request.get_data(as_text=True) or "{}")
         except ValueError as exc:
@@ -256,8 +234,8 @@ class NotifyService(PlatformService):
         except templates.TemplateInvalid as invalid:
             return error_response(400, str(invalid), invalid.field)
         with self.db.transaction() as session:
-            store.save_template(session, key, channel, template.subject, template.body, official)
-        log.info("template saved", key=key, channel=channel, official=official)
+            store.save_template(session, key, channel, template.subject, template.body, editor)
+        log.info("template saved", key=key, channel=channel, official=editor)
         preview = templates.render(template, templates.sample_context(key))
         return json_response({"key": key, "channel": channel, "preview": {"subject": preview.subject,
                                                                           "text": preview.text}})

@@ -7,32 +7,13 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Iterable, Mapping, Sequence
 
+from motcua.errors import Conflict, Forbidden, Invalid, NotFound, Refusal
 from motcua.calendar import (ClockStop, TimeLimit, TimeLimitKind, WorkingCalendar, classify, due_date, local_date,
                              parse_time_limit)
 
 
-class RoutingError(Exception):
-    status = 400
-
-    def __init__(self, field: str, reason: str):
-        super().__init__(f"{field}: {reason}")
-        self.field, self.reason = field, reason
-
-
-class Invalid(RoutingError):
-    status = 400
-
-
-class NotFound(RoutingError):
-    status = 404
-
-
-class Forbidden(RoutingError):
-    status = 403
-
-
-class Conflict(RoutingError):
-    status = 409
+# Routing's refusals: a field, a reason, an HTTP status; nothing changed.
+RoutingError = Refusal
 
 
 # --- the plan --------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from motcua.calendar import TZ, WorkingCalendar, local_date
 from motcua.events import Envelope, new_event
+from motcua.inbox import NotYet
 from services.routing import domain, store
 from services.routing.domain import (DONE, HANDED_OVER, HELD, PENDING, STOPPED, Conflict, Forbidden, Invalid,
                                      NotFound)
@@ -317,8 +318,9 @@ def on_event(ctx: Context, event: Envelope) -> None:
         raise ValueError(f"routing does not handle {event.type}")
 
 
-class UnknownDossier(ValueError):
-    """An event about a dossier routing never started: dead-lettered with this reason."""
+class UnknownDossier(NotYet):
+    """An event about a dossier routing has not started (yet: its dossier.received may still be
+    on its way); put back, then dead-lettered with this reason if it never comes."""
 
 
 # --- the apology (Mẫu 04) ---------------------------------------------------------------------

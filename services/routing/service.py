@@ -6,21 +6,20 @@ consumers of intake's and fees' events, and the scheduler that detects breaches 
 """
 from __future__ import annotations
 
-import json
 from datetime import datetime
-from urllib.parse import unquote
 
 import structlog
 from nameko.rpc import RpcProxy, rpc
-from nameko.timer import Timer
 from nameko.web.handlers import http
 from prometheus_client import Counter, Histogram
 from werkzeug.wrappers import Response
 
-from motcua.calendar import WorkingCalendar, load_overrides, local_date
+from motcua.calendar import default_calendar, local_date
 from motcua.clock import Clock
 from motcua.inbox import event_consumer, first_time
-from motcua.observability import DatabaseGauge, PlatformService, error_response, json_response
+from motcua.observability import DatabaseGauge, PlatformService
+from motcua.timer import configured_timer
+from motcua.web import answer, json_body, official
 from motcua.outbox import OutboxRelay
 from services.routing import domain, flow, forms, models, reports, store
 from services.routing.flow import Actor
@@ -48,26 +47,6 @@ APOLOGIES = Counter("motcua_apologies_total", "Apology letters (Mẫu 04) issued
 APOLOGIES_MISSING = Counter("motcua_apologies_missing_total", "Overdue dossiers flagged for having no apology "
                             "after a working day.", ["unit"])
 
-_calendar: WorkingCalendar | None = None
-
-
-def calendar() -> WorkingCalendar:
-    global _calendar
-    if _calendar is None:
-        _calendar = WorkingCalendar(load_overrides())
-    return _calendar
-
-
-class ConfiguredTimer(Timer):
-    """nameko's timer, its interval read from the config (``SCAN_SECONDS``)."""
-
-    def setup(self):
-        self.interval = float(self.container.config.get("SCAN_SECONDS", self.interval))
-
-
-scheduled = ConfiguredTimer.decorator
-
-
 def apologies_given(session, now):
     return store.apologies_by_agency(session)
 
@@ -89,7 +68,7 @@ class RoutingService(PlatformService):
 
     def _context(self, session) -> flow.Context:
         return flow.Context(
-            session=session, now=self.now(), calendar=calendar(),
+            session=session, now=self.now(), calendar=default_calendar(),
             procedure_version=lambda code, version: self.catalog.get_procedure(code, version=version),
             emit=self.outbox, correlation_id=self.correlation_id,
             at_risk_working_days=int(self.config.get("AT_RISK_WORKING_DAYS", 1)))
@@ -98,40 +77,17 @@ class RoutingService(PlatformService):
         with self.db.transaction() as session:
             return use_case(self._context(session), *args)
 
-    @staticmethod
-    def _actor(request) -> Actor:
-        official = unquote(request.headers.get("X-Official") or "").strip()
-        unit = (request.headers.get("X-Unit") or "").strip()
-        if not official:
-            raise domain.RoutingError("X-Official", "header is required: the acting official")
-        if not unit:
-            raise domain.RoutingError("X-Unit", "header is required: the official's agency")
-        return Actor(official, unit)
-
-    @staticmethod
-    def _body(request):
-        if not request.data:
-            return {}
-        try:
-            return json.loads(request.get_data(as_text=True))
-        except ValueError as exc:
-            raise domain.Invalid("body", f"is not valid JSON: {exc}") from None
-
     def _answer(self, request, use_case, *args, with_body: bool = True):
-        try:
-            actor = self._actor(request)
-            extra = (self._body(request),) if with_body else ()
+        def call():
+            actor = Actor(*official(request))
+            extra = (json_body(request),) if with_body else ()
             result = self._call(use_case, actor, *args, *extra)
-        except domain.RoutingError as error:
-            status = 401 if error.field in ("X-Official", "X-Unit") else error.status
-            return error_response(status, str(error), error.field)
-        if isinstance(result, Response):
+            if request.method == "POST" and isinstance(result, dict):
+                log.info("agency action done", action=use_case.__name__, code=result.get("code"),
+                         state=result.get("state"))
+                self._measure(use_case, result)
             return result
-        if request.method == "POST":
-            log.info("agency action done", action=use_case.__name__, code=result.get("code"),
-                     state=result.get("state"))
-            self._measure(use_case, result)
-        return json_response(result)
+        return answer(call)
 
     @staticmethod
     def _measure(use_case, view: dict) -> None:
@@ -141,7 +97,7 @@ class RoutingService(PlatformService):
                 PROCESSING_SECONDS.labels(view["unit"]).observe((resolved - received).total_seconds())
                 if view["due_date"]:
                     share = domain.limit_share(received, resolved, datetime.fromisoformat(view["due_date"]).date(),
-                                               calendar())
+                                               default_calendar())
                     LIMIT_SHARE.labels(view["unit"]).observe(share)
                 RESOLVED.labels(view["unit"], view["result_class"]).inc()
         if use_case is flow.complete:
@@ -252,19 +208,19 @@ class RoutingService(PlatformService):
     @http("GET", "/api/v1/reports/ii06a")
     def http_report(self, request):
         args = request.args
-        try:
+
+        def report():
             first, last, begin, finish = reports.parse_period(args.get("from"), args.get("to"))
             fmt = args.get("format", "json")
             if fmt not in ("json", "csv"):
                 raise domain.Invalid("format", "must be json or csv")
             with self.db.transaction() as session:
-                report = reports.ii06a(session, args.get("unit") or None, first, last, begin, finish)
-        except domain.RoutingError as error:
-            return error_response(error.status, str(error), error.field)
-        if fmt == "csv":
-            return Response(reports.as_csv(report), mimetype="text/csv",
-                            headers={"Content-Disposition": f'attachment; filename="ii06a-{first}-{last}.csv"'})
-        return json_response(report)
+                result = reports.ii06a(session, args.get("unit") or None, first, last, begin, finish)
+            if fmt == "csv":
+                return Response(reports.as_csv(result), mimetype="text/csv",
+                                headers={"Content-Disposition": f'attachment; filename="ii06a-{first}-{last}.csv"'})
+            return result
+        return answer(report)
 
     @rpc
     def report_ii06a(self, unit: str | None, start: str, end: str) -> dict:
@@ -330,7 +286,7 @@ class RoutingService(PlatformService):
 
     # --- the scheduler -------------------------------------------------------------------------
 
-    @scheduled(interval=5)
+    @configured_timer("SCAN_SECONDS", interval=5)
     def scan(self):
         """Overdue, at risk, apology missing: detected as they happen; each once (row claims)."""
         with self.db.transaction() as session:

@@ -57,7 +57,7 @@ def vhost(rabbit_manager):
 @pytest.fixture(scope="module")
 def process_env(database_url, vhost):
     return {**os.environ, "DATABASE_URL": database_url, "LOG_FORMAT": "json", "PYTHONPATH": str(ROOT),
-            "AMQP_URI": amqp()}
+            "AMQP_URI": amqp(), "EVENT_WAIT_SECONDS": "2"}
 
 
 class ServiceProcess:
@@ -75,7 +75,11 @@ class ServiceProcess:
             self.process = subprocess.Popen([sys.executable, "-m", "motcua.cli", "run", self.name],
                                             env={**self.env, **extra_env}, cwd=ROOT, stdout=log,
                                             stderr=subprocess.STDOUT)
-        wait_healthy(self.url, self.process)
+        try:
+            wait_healthy(self.url, self.process)
+        except BaseException:
+            self.crash()        # never leave a half-started service behind to disturb later tests
+            raise
         return self
 
     def stop(self) -> None:
@@ -88,7 +92,8 @@ class ServiceProcess:
 
     def crash(self) -> None:
         """SIGKILL: no shutdown, no flush, as a power cut would."""
-        self.process.kill()
+        if self.process.poll() is None:
+            self.process.kill()
         self.process.wait(timeout=10)
 
 

@@ -138,6 +138,8 @@ def test_a_dossier_lives_from_receipt_to_return(intake, clock):
     unpaid = requests.post(f"{intake.url}/api/v1/dossiers/{code}/return", headers=DESK_5, timeout=10,
                            json={"collected_by": "Nguyễn Thị Lan"})
     assert unpaid.status_code == 409 and unpaid.json()["field"] == "fees"
+    publish(new_event("fees.paid", {"code": code, "amount": 10000, "method": "cash",
+                                    "paid_at": "2026-02-26T09:40:00+07:00"}, WARD_5))
     publish(new_event("fees.settled", {"code": code, "settled_at": "2026-02-26T09:40:00+07:00"}, WARD_5))
     wait_for(lambda: dossier(intake, code)["fees"]["settled"])
     returned = requests.post(f"{intake.url}/api/v1/dossiers/{code}/return", headers=DESK_5, timeout=10,

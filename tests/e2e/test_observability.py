@@ -64,52 +64,54 @@ def stack(process_env, catalog_process, engine, clock, tmp_path_factory):
     notify_env = {**process_env, "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(smtp.port),
                   "SMS_GATEWAY_URL": f"http://127.0.0.1:{sms.port}/sms", "OFFICIALS_FILE": str(officials),
                   "NOTIFY_BACKOFF_SECONDS": "0.3", "NOTIFY_MAX_ATTEMPTS": "2", "QUIET_HOURS": "00:00-00:00"}
-    services = {"intake": ServiceProcess("intake", env, folder).start(),
-                "intake-2": ServiceProcess("intake", env, folder / "replica"),
-                "routing": ServiceProcess("routing", env, folder).start(),
-                "fees": ServiceProcess("fees", env, folder).start(),
-                "notify": ServiceProcess("notify", notify_env, folder).start()}
     (folder / "replica").mkdir()
-    services["intake-2"].start()
+    services = {"intake": ServiceProcess("intake", env, folder),
+                "intake-2": ServiceProcess("intake", env, folder / "replica"),
+                "routing": ServiceProcess("routing", env, folder), "fees": ServiceProcess("fees", env, folder),
+                "notify": ServiceProcess("notify", notify_env, folder)}
+    prometheus = None
+    try:
+        for service in services.values():
+            service.start()
+        # A real Prometheus on the same jobs as deploy/prometheus/prometheus.yml, scraping every second.
+        config = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+        catalog_url, _ = catalog_process
+        targets = {"catalog": [catalog_url], "intake": [services["intake"].url, services["intake-2"].url],
+                   "routing": [services["routing"].url], "fees": [services["fees"].url],
+                   "notify": [services["notify"].url], "rabbitmq": ["http://127.0.0.1:15692"]}
+        for job in config["scrape_configs"]:
+            job["static_configs"] = [{"targets": [url.split("//")[1] for url in targets[job["job_name"]]]}]
+            job["scrape_interval"], job["scrape_timeout"] = "1s", "1s"
+        config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
+        config["rule_files"] = [str(ROOT / "deploy" / "prometheus" / "rules" / f) for f in ("recording.yml", "alerts.yml")]
+        config.pop("alerting", None)
+        (folder / "prometheus.yml").write_text(yaml.safe_dump(config))
+        port = find_free_port()
+        prometheus_bin = shutil.which("prometheus")
+        assert prometheus_bin, "Debian's prometheus is needed: apt-get install prometheus (.ci/run does it)"
+        prometheus = subprocess.Popen([prometheus_bin, f"--config.file={folder / 'prometheus.yml'}",
+                                       f"--storage.tsdb.path={folder / 'tsdb'}", f"--web.listen-address=127.0.0.1:{port}"],
+                                      stdout=subprocess.DEVNULL, stderr=open(folder / "prometheus.log", "w"))
+        url = f"http://127.0.0.1:{port}"
 
-    # A real Prometheus on the same jobs as deploy/prometheus/prometheus.yml, scraping every second.
-    config = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
-    catalog_url, _ = catalog_process
-    targets = {"catalog": [catalog_url], "intake": [services["intake"].url, services["intake-2"].url],
-               "routing": [services["routing"].url], "fees": [services["fees"].url],
-               "notify": [services["notify"].url], "rabbitmq": ["http://127.0.0.1:15692"]}
-    for job in config["scrape_configs"]:
-        job["static_configs"] = [{"targets": [url.split("//")[1] for url in targets[job["job_name"]]]}]
-        job["scrape_interval"], job["scrape_timeout"] = "1s", "1s"
-    config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
-    config["rule_files"] = [str(ROOT / "deploy" / "prometheus" / "rules" / f) for f in ("recording.yml", "alerts.yml")]
-    config.pop("alerting", None)
-    (folder / "prometheus.yml").write_text(yaml.safe_dump(config))
-    port = find_free_port()
-    prometheus_bin = shutil.which("prometheus")
-    assert prometheus_bin, "Debian's prometheus is needed: apt-get install prometheus (.ci/run does it)"
-    prometheus = subprocess.Popen([prometheus_bin, f"--config.file={folder / 'prometheus.yml'}",
-                                   f"--storage.tsdb.path={folder / 'tsdb'}", f"--web.listen-address=127.0.0.1:{port}"],
-                                  stdout=subprocess.DEVNULL, stderr=open(folder / "prometheus.log", "w"))
-    url = f"http://127.0.0.1:{port}"
+        def ready() -> bool:
+            if prometheus.poll() is not None:
+                pytest.fail(f"prometheus exited: {(folder / 'prometheus.log').read_text()[-2000:]}")
+            try:
+                return requests.get(url + "/-/ready", timeout=2).status_code == 200
+            except requests.ConnectionError:
+                return False
 
-    def ready() -> bool:
-        if prometheus.poll() is not None:
-            pytest.fail(f"prometheus exited: {(folder / 'prometheus.log').read_text()[-2000:]}")
-        try:
-            return requests.get(url + "/-/ready", timeout=2).status_code == 200
-        except requests.ConnectionError:
-            return False
-
-    wait_for(ready, timeout=30)
-    yield {**services, "catalog": catalog_url, "prometheus": url, "sms": sms, "smtp": smtp}
-    prometheus.terminate()
-    prometheus.wait(timeout=20)
-    for service in services.values():
-        service.stop()
-    for fake in (smtp, sms, broken):
-        fake.stop()
-
+        wait_for(ready, timeout=30)
+        yield {**services, "catalog": catalog_url, "prometheus": url, "sms": sms, "smtp": smtp}
+    finally:
+        if prometheus is not None:
+            prometheus.terminate()
+            prometheus.wait(timeout=20)
+        for service in services.values():
+            service.stop()
+        for fake in (smtp, sms, broken):
+            fake.stop()
 
 # --- the traffic ----------------------------------------------------------------------------------
 

@@ -122,6 +122,8 @@ def test_an_inter_agency_land_procedure_finishes_on_time(stack, catalog_process,
     wait_for(lambda: intake_status(intake, code)["status"] == 9)
     publish(new_event("fees.charged", {"code": code, "amount": 28000, "charged_at": "2026-03-02T09:01:00+07:00"},
                       DISTRICT))
+    publish(new_event("fees.paid", {"code": code, "amount": 28000, "method": "transfer",
+                                    "paid_at": "2026-03-02T09:10:00+07:00"}, DISTRICT))
     publish(new_event("fees.settled", {"code": code, "settled_at": "2026-03-02T09:10:00+07:00"}, DISTRICT))
     wait_for(lambda: intake_status(intake, code)["fees"]["settled"])
     clock("2026-03-12T09:00:00+07:00")

@@ -1,0 +1,47 @@
+"""The HTTP plumbing every service's API shares: who is acting, the JSON body, and the answer
+(a refusal becomes a JSON error naming the field, with its status)."""
+from __future__ import annotations
+
+import json
+from typing import Any, Callable
+from urllib.parse import unquote
+
+from werkzeug.wrappers import Response
+
+from motcua.errors import Invalid, Refusal, Unauthenticated
+from motcua.observability import error_response, json_response
+
+
+def official(request) -> tuple[str, str]:
+    """The acting official (``X-Official``, percent-encoded UTF-8: headers are Latin-1) and unit (``X-Unit``)."""
+    name = unquote(request.headers.get("X-Official") or "").strip()
+    unit = (request.headers.get("X-Unit") or "").strip()
+    if not name:
+        raise Unauthenticated("X-Official", "header is required: the acting official")
+    if not unit:
+        raise Unauthenticated("X-Unit", "header is required: the official's unit")
+    return name, unit
+
+
+def json_body(request) -> Any:
+    if not request.data:
+        return {}
+    try:
+        return json.loads(request.get_data(as_text=True))
+    except ValueError as exc:
+        raise Invalid("body", f"is not valid JSON: {exc}") from None
+
+
+def answer(call: Callable[[], Any], *, status: int = 200) -> Response:
+    """Run ``call``: its dict as JSON (or its Response as is), or its refusal as a JSON error."""
+    try:
+        result = call()
+    except Refusal as refusal:
+        response = error_response(refusal.status, str(refusal), refusal.field)
+        if refusal.details:
+            body = json.loads(response.get_data())
+            response = json_response({**body, **refusal.details}, status=refusal.status)
+        return response
+    if isinstance(result, Response):
+        return result
+    return json_response(result, status=status)
