@@ -57,11 +57,14 @@ def _clock_time(text: str, name: str) -> time:
 
 
 def queue_depth(session, now):
-    return [(channel, count) for channel, count, _ in store.queue_depth(session, now)]
+    """Messages waiting per channel; every channel is reported, an empty queue as 0."""
+    waiting = {channel: count for channel, count, _ in store.queue_depth(session, now)}
+    return [(channel, waiting.get(channel, 0)) for channel in templates.CHANNELS]
 
 
 def queue_age(session, now):
-    return [(channel, age) for channel, _, age in store.queue_depth(session, now)]
+    oldest = {channel: age for channel, _, age in store.queue_depth(session, now)}
+    return [(channel, max(oldest.get(channel, 0.0), 0.0)) for channel in templates.CHANNELS]
 
 
 class NotifyService(PlatformService):
