@@ -96,7 +96,10 @@ def cmd_up(args) -> int:
     names = args.services or list(SERVICES)
     for name in names:
         _service(name)
-    processes = {name: subprocess.Popen([sys.executable, "-m", "motcua.cli", "run", name]) for name in names}
+    # Each service in a session of its own: Ctrl-C at the terminal reaches `up` alone, which then
+    # stops every service exactly once (a service told twice trips over its own shutdown).
+    processes = {name: subprocess.Popen([sys.executable, "-m", "motcua.cli", "run", name], start_new_session=True)
+                 for name in names}
     print(f"motcua up: started {', '.join(f'{n} (pid {p.pid})' for n, p in processes.items())}; "
           "Ctrl-C stops them all", file=sys.stderr)
 
@@ -117,6 +120,8 @@ def cmd_up(args) -> int:
         return_code = 1
     except KeyboardInterrupt:
         return_code = 0
+    signal.signal(signal.SIGINT, signal.SIG_IGN)     # stopping: a second Ctrl-C changes nothing
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     stop_all()
     # A graceful nameko stop lets running workers finish; past the grace period, kill (and reap).
     deadline = time.monotonic() + float(os.environ.get("MOTCUA_STOP_GRACE_SECONDS", 30))
