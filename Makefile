@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: up test install services
+.PHONY: up test install services proto tools
 
 install: $(VENV)/.installed
 
@@ -16,10 +16,23 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 services:
 	bash scripts/local-services.sh
 
-up: install services
+# The gateway's Python code, generated from its protobuf files (never edited, not in git).
+PROTOS = $(wildcard services/gateway/proto/motcua/v1/*.proto)
+proto: install
+	$(BIN)/python -m grpc_tools.protoc -I services/gateway/proto --python_out=. --pyi_out=. \
+		--grpc_python_out=. $(PROTOS)
+
+# buf lints the protobuf files in the tests (npm's @bufbuild/buf ships the binary).
+BUF_VERSION = 1.75.0
+tools: .tools/node_modules/.bin/buf
+.tools/node_modules/.bin/buf:
+	npm install --prefix .tools --no-save --no-audit --no-fund @bufbuild/buf@$(BUF_VERSION)
+
+up: install services proto
 	$(BIN)/motcua migrate
 	$(BIN)/motcua catalog load
 	exec $(BIN)/motcua up
 
-test: install services
+test: install services proto tools
 	$(BIN)/python -m pytest
+	MOTCUA_TESTS_UNPATCHED=1 $(BIN)/python -m pytest tests/gateway

@@ -5,11 +5,12 @@ import os
 
 from kombu import Connection, Exchange, Queue
 
-from motcua.events import DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE, EVENTS_EXCHANGE
+from motcua.events import DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE, EVENTS_EXCHANGE, UNITS_EXCHANGE
 
 DEFAULT_AMQP_URI = "amqp://guest:guest@127.0.0.1:5672//"
 
 events_exchange = Exchange(EVENTS_EXCHANGE, type="topic", durable=True)
+units_exchange = Exchange(UNITS_EXCHANGE, type="topic", durable=True)
 dead_letter_exchange = Exchange(DEAD_LETTER_EXCHANGE, type="topic", durable=True)
 dead_letter_queue = Queue(DEAD_LETTER_QUEUE, exchange=dead_letter_exchange, routing_key="#", durable=True)
 
@@ -25,6 +26,7 @@ def confirmed_connection(uri: str) -> Connection:
 
 def declare_topology(channel) -> None:
     events_exchange(channel).declare()
+    units_exchange(channel).declare()
     dead_letter_exchange(channel).declare()
     queue = dead_letter_queue(channel)
     queue.declare()

@@ -9,6 +9,10 @@
     motcua report ii06a --unit CODE --from DATE --to DATE [--format csv]
     motcua report fees --unit CODE --from DATE --to DATE [--format csv]
     motcua fees quote --procedure CODE [--pages N] [--copies N]
+    motcua demo [--days 5] [--seed 1] [--scale 1.0] [--units ...]  a simulated week, all in one process
+    motcua gateway token issue|revoke|list    the unit systems' gRPC tokens (stored as hashes)
+    motcua gateway audit verify               check the audit log's hash chain
+    motcua gateway rabbitmq-user UNIT         a RabbitMQ user that publishes only UNIT's events
 
 Bad input: a clear message on stderr and exit code 2.
 """
@@ -34,6 +38,7 @@ SERVICES_DIR = Path(__file__).resolve().parent.parent / "services"
 class ServiceSpec:
     name: str
     port: int
+    nameko: bool = True     # the gateway is a plain gRPC process (grpcio cannot run under eventlet)
 
     @property
     def module(self) -> str:
@@ -49,10 +54,11 @@ class ServiceSpec:
 
 
 # The built services, in start-up order. Ports: catalog 8001, intake 8002, routing 8003,
-# fees 8004, notify 8005; the gRPC gateway 50051.
+# fees 8004, notify 8005; the gateway's /metrics and /health 8006, its gRPC 50051.
 SERVICES = {spec.name: spec for spec in (ServiceSpec("catalog", 8001), ServiceSpec("intake", 8002),
                                                  ServiceSpec("routing", 8003), ServiceSpec("fees", 8004),
-                                                 ServiceSpec("notify", 8005))}
+                                                 ServiceSpec("notify", 8005),
+                                                 ServiceSpec("gateway", 8006, nameko=False))}
 DEFAULT_CATALOGUE = SERVICES_DIR / "catalog" / "data" / "catalogue.yml"
 
 
@@ -77,19 +83,30 @@ def _config(spec: ServiceSpec) -> dict:
 # --- run / up / migrate ----------------------------------------------------------------------
 
 def cmd_run(args) -> int:
+    spec = _service(args.service)
+    if not spec.nameko:
+        return _run_gateway(spec)
     import eventlet
     eventlet.monkey_patch()  # before anything opens a socket
     from nameko.cli.run import run
 
     from motcua.logs import configure_logging
 
-    spec = _service(args.service)
     config = _config(spec)
     configure_logging(spec.name)
     service_cls = next(cls for cls in vars(import_module(spec.module)).values()
                        if isinstance(cls, type) and getattr(cls, "name", None) == spec.name)
     run([service_cls], config)
     return 0
+
+
+def _run_gateway(spec: ServiceSpec) -> int:
+    from motcua.logs import configure_logging
+    from services.gateway.server import serve
+
+    config = _config(spec)
+    configure_logging(spec.name)
+    return serve(config)
 
 
 def cmd_up(args) -> int:
@@ -300,6 +317,86 @@ def cmd_fees_quote(args) -> int:
     return 0
 
 
+# --- the gateway's administration ----------------------------------------------------------
+
+def _gateway_config() -> dict:
+    return _config(_service("gateway"))
+
+
+def cmd_gateway_token_issue(args) -> int:
+    from services.gateway import admin
+    token = admin.issue_token(_gateway_config(), args.unit, label=args.label or "", days=args.days)
+    print(token)
+    print(f"token for {args.unit}: give it to the unit system now; only its hash is kept", file=sys.stderr)
+    return 0
+
+
+def cmd_gateway_token_revoke(args) -> int:
+    from motcua.errors import Refusal
+    from services.gateway import admin
+    try:
+        admin.revoke_token(_gateway_config(), args.token_id)
+    except Refusal as exc:
+        raise UsageError(str(exc)) from None
+    print(f"revoked {args.token_id}", file=sys.stderr)
+    return 0
+
+
+def cmd_gateway_token_list(args) -> int:
+    import json
+    from services.gateway import admin
+    print(json.dumps(admin.list_tokens(_gateway_config(), args.unit), ensure_ascii=False, indent=2))
+    return 0
+
+
+def cmd_gateway_audit_verify(args) -> int:
+    from services.gateway import admin
+    count, breaks = admin.verify_audit(_gateway_config(),
+                                       progress=lambda n: print(f"  {n} entries checked", file=sys.stderr))
+    for problem in breaks:
+        print(f"entry {problem.seq}: {problem.problem}")
+    if breaks:
+        print(f"audit log: {count} entries, {len(breaks)} problem(s): the chain is broken", file=sys.stderr)
+        return 1
+    print(f"audit log: {count} entries, chain intact")
+    return 0
+
+
+def cmd_gateway_rabbitmq_user(args) -> int:
+    from motcua.errors import Refusal
+    from services.gateway import admin
+    admin_user, _, admin_password = args.admin.partition(":")
+    try:
+        user, password = admin.rabbitmq_user(_gateway_config(), args.unit, args.management_url,
+                                             (admin_user, admin_password))
+    except Refusal as exc:
+        raise UsageError(str(exc)) from None
+    print(f"{user}\t{password}")
+    print(f"{user} may publish on motcua.units with routing keys {args.unit}.<event type> only",
+          file=sys.stderr)
+    return 0
+
+
+# --- demo ----------------------------------------------------------------------------------
+
+def cmd_demo(args) -> int:
+    """A simulated working week, every service in this process (see motcua/demo)."""
+    import eventlet
+    eventlet.monkey_patch()  # before anything opens a socket
+    from motcua import demo
+
+    try:
+        start = datetime.strptime(args.start, "%Y-%m-%d").date() if args.start else None
+    except ValueError:
+        raise UsageError(f"--start: {args.start!r} is not an ISO date such as 2026-11-23") from None
+    units = [u for text in args.units for u in text.split(",") if u.strip()] if args.units else None
+    try:
+        return demo.run(days=args.days, seed=args.seed, scale=args.scale, units=units, start=start, out=args.out,
+                        workdir=args.workdir)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
 # --- the parser ------------------------------------------------------------------------------
 
 class _Parser(argparse.ArgumentParser):
@@ -364,6 +461,43 @@ def build_parser() -> argparse.ArgumentParser:
     quote.add_argument("--condition", action="append", default=[],
                        help="an exemption condition that applies (e.g. on_time_registration); repeatable")
     quote.set_defaults(handler=cmd_fees_quote)
+
+    gateway = commands.add_parser("gateway", help="the unit systems' gateway: tokens, audit, RabbitMQ users")
+    gateway_commands = gateway.add_subparsers(dest="gateway_command", required=True, parser_class=_Parser)
+    token = gateway_commands.add_parser("token", help="the unit systems' tokens")
+    token_commands = token.add_subparsers(dest="token_command", required=True, parser_class=_Parser)
+    issue = token_commands.add_parser("issue", help="a new token for a unit (printed once)")
+    issue.add_argument("unit", help="unit code, e.g. 000.05.20.H29")
+    issue.add_argument("--label", help="which system holds it")
+    issue.add_argument("--days", type=int, help="valid for this many days (default: until revoked)")
+    issue.set_defaults(handler=cmd_gateway_token_issue)
+    revoke = token_commands.add_parser("revoke", help="revoke a token at once (no restart)")
+    revoke.add_argument("token_id")
+    revoke.set_defaults(handler=cmd_gateway_token_revoke)
+    listing = token_commands.add_parser("list", help="tokens (never their secrets)")
+    listing.add_argument("--unit")
+    listing.set_defaults(handler=cmd_gateway_token_list)
+    audit = gateway_commands.add_parser("audit", help="the audit log")
+    audit_commands = audit.add_subparsers(dest="audit_command", required=True, parser_class=_Parser)
+    verify = audit_commands.add_parser("verify", help="check the hash chain; exit 1 where it is broken")
+    verify.set_defaults(handler=cmd_gateway_audit_verify)
+    rabbit = gateway_commands.add_parser("rabbitmq-user", help="a RabbitMQ user publishing only its unit's events")
+    rabbit.add_argument("unit")
+    rabbit.add_argument("--management-url", default=os.environ.get("RABBITMQ_MANAGEMENT_URL",
+                                                                   "http://127.0.0.1:15672"))
+    rabbit.add_argument("--admin", default=os.environ.get("RABBITMQ_ADMIN", "guest:guest"),
+                        help="USER:PASSWORD of a RabbitMQ administrator (default: RABBITMQ_ADMIN)")
+    rabbit.set_defaults(handler=cmd_gateway_rabbitmq_user)
+    demo = commands.add_parser("demo", help="a simulated working week on an embedded broker and database")
+    demo.add_argument("--days", type=int, default=5, help="days to simulate (default 5)")
+    demo.add_argument("--seed", type=int, default=1, help="the same seed gives the same report (default 1)")
+    demo.add_argument("--scale", type=float, default=1.0, help="arrivals multiplier (default 1.0)")
+    demo.add_argument("--units", action="append", metavar="UNIT[,UNIT]",
+                      help="only these desks: code, short name, ward number or 'district' (default: all 17)")
+    demo.add_argument("--start", help="first day, ISO date (default 2026-11-23, a week with a holiday)")
+    demo.add_argument("--out", default="demo-report", help="the report's folder (default ./demo-report)")
+    demo.add_argument("--workdir", help="working folder: embedded database, clock, log (default: a new temporary one)")
+    demo.set_defaults(handler=cmd_demo)
     return parser
 
 

@@ -17,6 +17,9 @@ from typing import Any, Callable, Mapping
 
 EVENTS_EXCHANGE = "motcua.events"
 DEAD_LETTER_EXCHANGE = "motcua.dead-letter"
+# Where the units' own systems publish their events (routing key ``<unit code>.<event type>``);
+# each unit's RabbitMQ user may publish under its own unit code only (the gateway consumes them).
+UNITS_EXCHANGE = "motcua.units"
 DEAD_LETTER_QUEUE = "motcua.dead-letter"
 
 _TYPE = re.compile(r"^[a-z]+(\.[a-z_]+)+$")

@@ -9,7 +9,7 @@ from datetime import date, datetime
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from nameko.rpc import rpc
+from motcua.rpc import rpc
 from nameko.web.handlers import http
 from werkzeug.wrappers import Response
 

@@ -12,7 +12,8 @@ import json
 from datetime import date, datetime, timedelta
 
 import structlog
-from nameko.rpc import RpcProxy, rpc
+from nameko.rpc import RpcProxy
+from motcua.rpc import rpc
 from nameko.web.handlers import http
 from prometheus_client import Counter
 from werkzeug.wrappers import Response

@@ -12,7 +12,8 @@ from urllib.parse import urlencode
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from nameko.rpc import RpcProxy, rpc
+from nameko.rpc import RpcProxy
+from motcua.rpc import rpc
 from nameko.web.handlers import http
 import structlog
 from prometheus_client import Counter
@@ -173,17 +174,12 @@ class IntakeService(PlatformService):
         args = request.args
 
         def book(ctx, actor):
-            unit = args.get("unit") or actor.unit
-            if unit != actor.unit:
-                raise domain.Forbidden("unit", f"an official of {actor.unit} cannot read the book of {unit}")
-            start, end, first, last = desk.parse_period(args.get("from"), args.get("to"))
-            rows = store.tracking_book(ctx.session, unit, start, end)
             fmt = args.get("format", "json")
             if fmt not in ("json", "html", "pdf"):
                 raise domain.Invalid("format", "must be json, html or pdf")
             if fmt == "json":
-                return {"unit": unit, "from": first.isoformat(), "to": last.isoformat(),
-                        "lines": [dict(summary(r), line=r.book_line, volume=r.book_volume) for r in rows]}
+                return tracking_book(ctx, actor, args.get("unit"), args.get("from"), args.get("to"))
+            unit, rows, first, last = book_rows(ctx, actor, args.get("unit"), args.get("from"), args.get("to"))
             data = printing.tracking_book(rows, *self._unit_and_parent(unit), first, last, self._agency_name)
             return self._document("mau-06", data, fmt, f"so-theo-doi-{unit}-{first}-{last}")
         return self._answer(request, book, with_body=False)
@@ -285,6 +281,11 @@ class IntakeService(PlatformService):
         return self._call(desk.get, Actor(official, unit), code)
 
     @rpc
+    def tracking_book(self, official: str, unit: str, start: str | None = None, end: str | None = None) -> dict:
+        """The lines of the unit's tracking book (Mẫu 06) received between two dates."""
+        return self._call(tracking_book, Actor(official, unit), unit, start, end)
+
+    @rpc
     def act(self, official: str, unit: str, code: str, action: str, body: dict | None = None) -> dict:
         """``action``: accept, refuse, request_supplement, receive_supplement, withdraw, return."""
         use_cases = {"refuse": desk.refuse, "request_supplement": desk.request_supplement,
@@ -361,3 +362,19 @@ def summary(row) -> dict:
             "procedure": row.procedure["name"], "applicant": row.applicant_name,
             "received_at": row.received_at.astimezone(TZ).isoformat() if row.received_at else None,
             "appointment_date": row.appointment_date.isoformat() if row.appointment_date else None}
+
+
+def book_rows(ctx, actor: Actor, unit: str | None, start, end) -> tuple:
+    """The book's lines of ``unit`` (default: the official's own) between two dates."""
+    unit = unit or actor.unit
+    if unit != actor.unit:
+        raise domain.Forbidden("unit", f"an official of {actor.unit} cannot read the book of {unit}")
+    begin, finish, first, last = desk.parse_period(start, end)
+    return unit, store.tracking_book(ctx.session, unit, begin, finish), first, last
+
+
+def tracking_book(ctx, actor: Actor, unit: str | None, start, end) -> dict:
+    unit, rows, first, last = book_rows(ctx, actor, unit, start, end)
+    return {"unit": unit, "from": first.isoformat(), "to": last.isoformat(),
+            "lines": [dict(summary(r), line=r.book_line, volume=r.book_volume) for r in rows]}
+

@@ -9,7 +9,8 @@ from __future__ import annotations
 from datetime import datetime
 
 import structlog
-from nameko.rpc import RpcProxy, rpc
+from nameko.rpc import RpcProxy
+from motcua.rpc import rpc
 from nameko.web.handlers import http
 from prometheus_client import Counter, Histogram
 from werkzeug.wrappers import Response

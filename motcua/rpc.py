@@ -1,0 +1,23 @@
+"""nameko's ``rpc`` entry point, but a refusal reaches the caller as a refusal.
+
+nameko sends an RPC caller the exception's class path and arguments; a caller rebuilds it only
+if it knows the class. A service's own refusal classes (the desk's ``Incomplete``...) are sent as
+their ``motcua.errors`` base, so the gateway and every other service get the field, the reason
+and the details back, not an opaque ``RemoteError``.
+"""
+from __future__ import annotations
+
+from nameko.rpc import Rpc as NamekoRpc
+
+from motcua.errors import Refusal, portable
+
+
+class Rpc(NamekoRpc):
+    def handle_result(self, message, worker_ctx, result, exc_info):
+        if exc_info is not None and isinstance(exc_info[1], Refusal):
+            refusal = portable(exc_info[1])
+            exc_info = (type(refusal), refusal, exc_info[2])
+        return super().handle_result(message, worker_ctx, result, exc_info)
+
+
+rpc = Rpc.decorator

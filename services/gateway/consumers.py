@@ -1,0 +1,150 @@
+"""The gateway's two consumers, each a kombu thread (this process is not under eventlet):
+
+- ``feed``: the platform's dossier events into each concerned unit's feed (``feed.add``);
+- ``unit events``: what unit systems publish straight on the ``motcua.units`` exchange, applied
+  exactly as ``PublishEvents`` applies them (``ingest``).
+
+A message is acknowledged only after its effect is committed; a redelivery changes nothing.
+What cannot be read, or is refused, goes to the dead-letter queue with the reason.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import structlog
+from kombu import Connection, Queue
+from kombu.mixins import ConsumerMixin
+from prometheus_client import Counter, Histogram
+
+from motcua import broker
+from motcua.errors import Invalid, Refusal
+from motcua.events import EventInvalid, parse
+from motcua.inbox import dead_letter
+from services.gateway import feed, ingest
+
+log = structlog.get_logger("motcua.gateway")
+
+UNIT_EVENTS = Counter("motcua_gateway_unit_events_total", "Events published by unit systems, by unit, channel "
+                      "(grpc or amqp) and outcome (accepted, duplicate, rejected).", ["unit", "via", "outcome"])
+FEED_EVENTS = Counter("motcua_gateway_feed_events_total", "Platform events taken into the units' feeds, by "
+                      "outcome (added, duplicate, invalid).", ["outcome"])
+FEED_LAG = Histogram("motcua_gateway_feed_lag_seconds", "From an event's occurrence to its place in the feeds.",
+                     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
+
+FEED_QUEUE = "gateway.feed"
+UNIT_EVENTS_QUEUE = "gateway.unit-events"
+
+
+def ingest_one(platform, unit: str, data: dict, via: str, call) -> ingest.Outcome:
+    """One unit event, from gRPC or the broker: validated, then applied once under its key."""
+    try:
+        event = ingest.parse(data)
+    except Invalid as refusal:
+        outcome = ingest.Outcome(str(data.get("idempotency_key") or ""), "rejected", refusal.field, refusal.reason)
+    else:
+        outcome = ingest.ingest(platform.transaction, unit, event, via, platform.now(), call)
+    UNIT_EVENTS.labels(unit, via, outcome.outcome).inc()
+    log.info("unit event", unit=unit, via=via, key=outcome.key, outcome=outcome.outcome,
+             field=outcome.field or None, reason=outcome.reason or None)
+    return outcome
+
+
+class Worker(ConsumerMixin):
+    """A kombu consumer on its own thread, reconnecting when the broker goes away. Messages come
+    raw (``on_message``): the gateway reads the bytes itself, so nothing is dropped undecoded."""
+    name = "consumer"
+
+    def __init__(self, config: dict, platform):
+        self.connection = Connection(broker.amqp_uri(config), heartbeat=30)
+        self.config, self.platform = config, platform
+        self.amqp_uri = broker.amqp_uri(config)
+        self.thread = threading.Thread(target=self.run, name=self.name, daemon=True)
+
+    def start(self) -> "Worker":
+        with Connection(self.amqp_uri) as connection:
+            broker.declare_topology(connection.default_channel)
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.should_stop = True
+        self.thread.join(timeout=10)
+
+    def is_alive(self) -> bool:
+        return self.thread.is_alive()
+
+    def _dead_letter(self, message, queue: str, reason: str, category: str) -> None:
+        dead_letter(self.amqp_uri, message.body, service="gateway", queue=queue, reason=reason, category=category,
+                    headers={"routing_key": message.delivery_info.get("routing_key", "")})
+        message.ack()
+
+    def _retry_later(self, message, exc: Exception) -> None:
+        """The database or a service is away: put the message back and slow down."""
+        log.warning("message requeued", consumer=self.name, error=type(exc).__name__)
+        message.requeue()
+        time.sleep(1)
+
+
+class FeedWorker(Worker):
+    name = "feed"
+
+    def get_consumers(self, Consumer, channel):
+        queue = Queue(FEED_QUEUE, exchange=broker.events_exchange, routing_key="dossier.#", durable=True)
+        return [Consumer(queues=[queue], on_message=self.on_message, prefetch_count=50)]
+
+    def on_message(self, message):
+        try:
+            envelope = parse(message.body)
+        except EventInvalid as exc:
+            FEED_EVENTS.labels("invalid").inc()
+            self._dead_letter(message, FEED_QUEUE, str(exc), "invalid")
+            return
+        try:
+            with self.platform.transaction() as session:
+                added = feed.add(session, envelope)
+        except Exception as exc:  # the database is away: try again later, lose nothing
+            self._retry_later(message, exc)
+            return
+        FEED_EVENTS.labels("added" if added else "duplicate").inc()
+        if added:
+            FEED_LAG.observe(feed.lag_seconds(envelope.occurred_at, self.platform.now()))
+        message.ack()
+
+
+class UnitEventsWorker(Worker):
+    name = "unit-events"
+
+    def get_consumers(self, Consumer, channel):
+        queue = Queue(UNIT_EVENTS_QUEUE, exchange=broker.units_exchange, routing_key="#", durable=True)
+        return [Consumer(queues=[queue], on_message=self.on_message, prefetch_count=20)]
+
+    def _routing(self, method, *args):
+        return self.platform.call("routing", method, *args)
+
+    def on_message(self, message):
+        routing_key = message.delivery_info.get("routing_key", "")
+        unit, _, kind = routing_key.rpartition(".")
+        try:
+            data = json.loads(message.body)
+            if not isinstance(data, dict):
+                raise Invalid("body", "must be a JSON object")
+            if data.setdefault("type", kind) != kind:
+                raise Invalid("type", f"is {data['type']!r} but the routing key says {kind!r}")
+        except (ValueError, Refusal) as exc:
+            self._dead_letter(message, UNIT_EVENTS_QUEUE, f"{routing_key}: {exc}", "invalid")
+            return
+        try:
+            outcome = ingest_one(self.platform, unit, data, "amqp", self._routing)
+        except Exception as exc:  # the database or routing is away: the unit's event waits
+            self._retry_later(message, exc)
+            return
+        if outcome.outcome == "rejected":
+            self._dead_letter(message, UNIT_EVENTS_QUEUE, f"{outcome.field}: {outcome.reason}", "rejected")
+            return
+        message.ack()
+
+
+def start(config: dict, platform) -> list[Worker]:
+    return [FeedWorker(config, platform).start(), UnitEventsWorker(config, platform).start()]
