@@ -1,0 +1,167 @@
+"""The gateway's pure parts: the audit chain, the feeds' audience, unit events, tokens, the API files."""
+import filecmp
+import shutil
+import subprocess
+import sys
+from datetime import datetime, timezone
+
+import pytest
+
+from motcua.errors import Conflict, Forbidden, Invalid, Unauthenticated
+from motcua.events import new_event
+from services.gateway import audit, credentials, feed, ingest
+from tests.conftest import ROOT
+
+AT = datetime(2026, 3, 2, 3, 0, tzinfo=timezone.utc)
+PROTO_DIR = ROOT / "services" / "gateway" / "proto"
+
+
+def chain(n: int) -> list[dict]:
+    entries, prev = [], audit.GENESIS
+    for seq in range(1, n + 1):
+        entry = {"seq": seq, "at": AT, "unit": "000.03.20.H29", "credential": "t1", "method": "GetDossier",
+                 "dossier": f"D{seq}", "result": "OK", "detail": ""}
+        entry.update(prev_hash=prev, hash=audit.entry_hash(prev, entry))
+        prev = entry["hash"]
+        entries.append(entry)
+    return entries
+
+
+def test_an_intact_chain_verifies():
+    assert audit.verify(chain(5)) == (5, [])
+    assert audit.verify([]) == (0, [])
+
+
+@pytest.mark.parametrize("field,value", [("result", "PERMISSION_DENIED"), ("unit", "000.05.20.H29"),
+                                         ("dossier", "D9"), ("at", datetime(2026, 3, 2, tzinfo=timezone.utc))])
+def test_an_altered_entry_is_named(field, value):
+    entries = chain(5)
+    entries[2][field] = value
+    count, breaks = audit.verify(entries)
+    assert count == 5 and [(b.seq, b.problem.split(":")[0]) for b in breaks] == [(3, "altered")]
+
+
+def test_a_removed_or_rehashed_entry_breaks_the_chain_after_it():
+    entries = chain(5)
+    del entries[1]
+    assert {b.seq for b in audit.verify(entries)[1]} == {3}
+    entries = chain(5)
+    entries[1]["result"] = "X"
+    entries[1]["hash"] = audit.entry_hash(entries[1]["prev_hash"], entries[1])   # a forger re-hashes one entry
+    assert [b.seq for b in audit.verify(entries)[1]] == [3], "the next entry no longer follows"
+
+
+def test_the_feed_audience_and_what_an_agency_does_not_see():
+    received = new_event("dossier.received", {
+        "code": "000.00.20.H29-260302-0001", "procedure_code": "1.013831", "procedure_version": 1,
+        "channel": "in_person", "received_at": "2026-03-02T09:00:00+07:00", "appointment_date": "2026-03-16",
+        "time_limit": "10 working days", "handling_agency": "000.41.20.H29",
+        "applicant": {"name": "Nguyễn Thị Lan", "phone": "0903123456", "email": "lan@example.vn"},
+        "quantities": {"pages": 1, "copies": 1}, "secret": "s3cret"}, "000.00.20.H29")
+    assert feed.audience(received) == ["000.00.20.H29", "000.41.20.H29"]
+    assert feed.payload_for("000.00.20.H29", received)["secret"] == "s3cret"
+    agency = feed.payload_for("000.41.20.H29", received)
+    assert "secret" not in agency and agency["applicant"] == {"name": "Nguyễn Thị Lan"}
+    transferred = new_event("dossier.transferred", {
+        "code": "X", "from_agency": "000.41.20.H29", "to_agencies": ["000.42.20.H29", "000.43.20.H29"],
+        "transferred_at": "2026-03-03T09:00:00+07:00"}, "000.00.20.H29")
+    assert feed.audience(transferred) == ["000.00.20.H29", "000.41.20.H29", "000.42.20.H29", "000.43.20.H29"]
+
+
+EVENT = {"idempotency_key": "k1", "type": "result_signed", "dossier_code": "000.03.20.H29-260302-0001",
+         "step": 7, "official": "Chủ tịch UBND Phường 3", "occurred_at": "2026-03-02T10:32:00+07:00"}
+
+
+@pytest.mark.parametrize("change,field", [
+    ({"idempotency_key": ""}, "idempotency_key"), ({"idempotency_key": "x" * 201}, "idempotency_key"),
+    ({"type": "signed"}, "type"), ({"dossier_code": None}, "dossier_code"), ({"official": 5}, "official"),
+    ({"occurred_at": "10:32"}, "occurred_at"), ({"occurred_at": "2026-03-02T10:32:00"}, "occurred_at"),
+    ({"step": 0}, "step"), ({"step": True}, "step"), ({"type": "step_refused"}, "note"),
+    ({"type": "delay_reported"}, "reason"), ({"type": "delay_reported", "reason": "r", "proposed_date": "3/3"},
+                                             "proposed_date"),
+    ({"type": "supplement_needed", "reason": "r"}, "documents"),
+    ({"type": "supplement_needed", "reason": "r", "documents": [{"name": "Tờ khai", "form": "scan"}]},
+     "documents[0].form"),
+])
+def test_a_malformed_unit_event_names_its_field(change, field):
+    with pytest.raises(Invalid) as refused:
+        ingest.parse({**EVENT, **change})
+    assert refused.value.field == field
+
+
+def test_unit_events_become_routing_actions():
+    signed = ingest.parse(EVENT)
+    action, step, body = ingest.routing_action(signed)
+    assert (action, step, body["result"]) == ("complete", 7, "done")
+    assert "Chủ tịch UBND Phường 3" in body["note"] and "10:32" in body["note"]
+    delay = ingest.parse({**EVENT, "type": "delay_reported", "reason": "Chờ xác minh", "proposed_date": "2026-03-10"})
+    assert ingest.routing_action(delay) == ("apologise", None, {"reason": "Chờ xác minh", "new_date": "2026-03-10"})
+
+
+def view(stage, steps, state="running"):
+    return {"state": state, "stage": stage,
+            "steps": [{"stage": s, "agency": a, "state": st} for s, a, st in steps]}
+
+
+def test_after_a_signed_result_the_dossier_moves_on_once_its_stage_is_done():
+    ward, tax, land = "000.03.20.H29", "000.42.20.H29", "000.41.20.H29"
+    assert ingest.next_move(view(0, [(0, ward, "done")]), ward) == "return_to_desk"
+    assert ingest.next_move(view(0, [(0, land, "done"), (1, tax, "pending")]), land) == "transfer"
+    assert ingest.next_move(view(1, [(1, tax, "done"), (1, land, "held")]), tax) is None, "a parallel step works"
+    assert ingest.next_move(view(0, [(0, ward, "done")], state="processed"), ward) is None
+    assert ingest.next_move(view(0, [(0, land, "done")]), ward) is None
+
+
+class FakeRouting:
+    """routing's RPC as the gateway sees it: answers, or refuses as routing would."""
+
+    def __init__(self, *answers):
+        self.answers, self.calls = list(answers), []
+
+    def __call__(self, method, *args):
+        self.calls.append((method, args[3] if method == "act" else None))
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+def test_a_retry_after_a_crash_counts_what_was_done_as_done():
+    done = view(0, [(0, "W", "done")])
+    routing = FakeRouting(Conflict("step", "already done"), done, {})
+    ingest.apply(routing, "W", ingest.parse(EVENT), retry=True)
+    assert routing.calls == [("act", "complete"), ("get_dossier", None), ("act", "return_to_desk")]
+    with pytest.raises(Conflict):
+        ingest.apply(FakeRouting(Conflict("step", "already done")), "W", ingest.parse(EVENT), retry=False)
+    with pytest.raises(Forbidden):
+        ingest.apply(FakeRouting(Forbidden("code", "not yours")), "W", ingest.parse(EVENT), retry=True)
+
+
+def test_tokens_are_parsed_strictly_and_stored_as_hashes():
+    assert credentials.parse_token("abcd.s3cr3t") == ("abcd", "s3cr3t")
+    for bad in ("", "abcd", ".s3cr3t", "abcd."):
+        with pytest.raises(Unauthenticated):
+            credentials.parse_token(bad)
+    with pytest.raises(Unauthenticated):
+        credentials.bearer({"authorization": "Basic abc"})
+    assert credentials.bearer({"authorization": "Bearer a.b"}) == "a.b"
+    assert credentials.secret_hash("s") != "s" and len(credentials.secret_hash("s")) == 64
+
+
+def test_the_api_files_pass_bufs_standard_lint():
+    buf = ROOT / ".tools" / "node_modules" / ".bin" / "buf"
+    assert buf.exists(), "buf is installed by `make tools` (make test does it)"
+    result = subprocess.run([str(buf), "lint"], cwd=PROTO_DIR, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_generated_code_is_what_the_protos_make(tmp_path):
+    protos = sorted(str(p.relative_to(PROTO_DIR)) for p in PROTO_DIR.glob("motcua/v1/*.proto"))
+    subprocess.run([sys.executable, "-m", "grpc_tools.protoc", "-I", str(PROTO_DIR), f"--python_out={tmp_path}",
+                    f"--grpc_python_out={tmp_path}", f"--pyi_out={tmp_path}", *protos], check=True, cwd=PROTO_DIR)
+    generated = sorted(p.name for p in (tmp_path / "motcua" / "v1").iterdir())
+    assert len(generated) == 3 * len(protos)
+    match, mismatch, errors = filecmp.cmpfiles(tmp_path / "motcua" / "v1", ROOT / "motcua" / "v1", generated,
+                                               shallow=False)
+    assert not mismatch and not errors, f"run `make proto`: {mismatch or errors} differ from the protos"
+    shutil.rmtree(tmp_path / "motcua")
