@@ -32,7 +32,12 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
 # Then the project itself: a regular (non-editable) install, so the package data (service
 # config.yml, templates, migrations, catalogue and calendar data) lands in site-packages.
 COPY . .
-RUN pip install --no-cache-dir -c constraints.txt . \
+# The gateway's protobuf code is generated here, by the build, never kept in git.
+RUN pip install --no-cache-dir -c constraints.txt grpcio-tools \
+ && python -m grpc_tools.protoc -I services/gateway/proto --python_out=. --pyi_out=. --grpc_python_out=. \
+        services/gateway/proto/motcua/v1/*.proto \
+ && pip uninstall -y grpcio-tools \
+ && pip install --no-cache-dir -c constraints.txt . \
  && pip check
 
 # --- runtime: the virtualenv only, run as an unprivileged user --------------------------------
@@ -58,8 +63,8 @@ WORKDIR /home/motcua
 USER 10001:10001
 
 # HTTP (/health, /metrics, the API) of catalog 8001, intake 8002, routing 8003, fees 8004,
-# notify 8005; the gRPC gateway 50051.
-EXPOSE 8001 8002 8003 8004 8005 50051
+# notify 8005, the gateway 8006 (/health, /metrics); the gateway's gRPC 50051.
+EXPOSE 8001 8002 8003 8004 8005 8006 50051
 
 ENTRYPOINT ["motcua"]
 CMD ["up"]

@@ -775,6 +775,23 @@ def health() -> dict:
                    [q(f"sum by (service, reason) (increase(motcua_dead_letters_total{{{svc}}}[1h]))",
                       "{{service}} · {{reason}}", interval="1h")],
                    unit="short", thresholds=NONE_BAD, bars=True, stack=True, legend="right", w=24, decimals=0),
+        row("Cổng kết nối (gateway)"),
+        timeseries("Gateway: lời gọi theo đơn vị và mã", "gRPC calls per second through the unit systems' "
+                   "gateway, by the caller's unit and gRPC status code (OK, INVALID_ARGUMENT, PERMISSION_DENIED, "
+                   "UNAUTHENTICATED...).",
+                   [q("sum by (unit, code) (rate(motcua_gateway_calls_total[$__rate_interval]))",
+                      "{{unit}} · {{code}}")], unit="ops", thresholds=NEUTRAL, legend="right", w=12),
+        timeseries("Gateway: sự kiện của đơn vị", "Events the units' own systems published (gRPC or RabbitMQ) "
+                   "per second, by outcome: accepted, duplicate (a re-sent key), rejected.",
+                   [q("sum by (via, outcome) (rate(motcua_gateway_unit_events_total[$__rate_interval]))",
+                      "{{via}} · {{outcome}}")], unit="ops", thresholds=NEUTRAL, legend="right", w=12),
+        timeseries("Gateway: độ trễ nguồn sự kiện p99", "99th percentile of the time from an event's occurrence "
+                   "to its place in the units' feeds (what a subscribed unit system waits).",
+                   [q(quantile(0.99, "motcua_gateway_feed_lag_seconds_bucket", "$__rate_interval"), "p99")],
+                   unit="s", thresholds=steps("green", (5, "yellow"), (60, "red")), line=True, w=12),
+        timeseries("Gateway: hệ thống đang theo dõi", "Unit systems subscribed to their feed now (all replicas).",
+                   [q("sum(motcua_gateway_subscribers)", "subscribers")], unit="short", thresholds=NEUTRAL,
+                   w=12, decimals=0),
         row("RabbitMQ"),
         timeseries("Hàng đợi: sẵn sàng", "Messages ready for delivery, per queue (RabbitMQ's per-object "
                    "metrics).", [q("sum by (queue) (rabbitmq_queue_messages_ready)", "{{queue}}")], unit="short",
@@ -788,7 +805,7 @@ def health() -> dict:
     ]
     return dashboard("motcua-health", "Sức khỏe dịch vụ", "Service health: targets up per job; rate, errors and "
                      "duration (p50, p99) of every entry point; events consumed; the outbox's backlog and lag; "
-                     "dead letters; RabbitMQ queues (ready, unacked, consumers).", panels,
+                     "dead letters; the gateway's calls, unit events and feed lag; RabbitMQ queues (ready, unacked, consumers).", panels,
                      variables=[query_variable("service", "Dịch vụ",
                                                "label_values(motcua_entrypoint_calls_total, service)",
                                                multi=True, include_all=True)],

@@ -1,10 +1,12 @@
-"""What operators see is true: the real services (intake as two replicas), a real Prometheus
-scraping them and RabbitMQ's plugin, traffic through every one of the 17 desks, then every
-dashboard panel's query and every recording rule run against that Prometheus (issue 8)."""
+"""What operators see is true: the real services (intake as two replicas) and the gateway, a real
+Prometheus scraping them and RabbitMQ's plugin, traffic through every one of the 17 desks (and a
+ward system through the gateway), then every dashboard panel's query and every recording rule run
+against that Prometheus (issue 8)."""
 import importlib.util
 import json
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 from urllib.parse import quote
@@ -20,7 +22,7 @@ from motcua import broker
 from motcua.events import new_event
 from services.fees.domain import sign
 from tests.conftest import ROOT
-from tests.e2e.conftest import ServiceProcess, amqp
+from tests.e2e.conftest import ServiceProcess, amqp, run_cli
 from tests.e2e.test_intake_desk import APPLICANT, publish, wait_for
 from tests.e2e.test_notify import Fake
 
@@ -68,7 +70,9 @@ def stack(process_env, catalog_process, engine, clock, tmp_path_factory):
     services = {"intake": ServiceProcess("intake", env, folder),
                 "intake-2": ServiceProcess("intake", env, folder / "replica"),
                 "routing": ServiceProcess("routing", env, folder), "fees": ServiceProcess("fees", env, folder),
-                "notify": ServiceProcess("notify", notify_env, folder)}
+                "notify": ServiceProcess("notify", notify_env, folder),
+                "gateway": ServiceProcess("gateway", {**env, "GATEWAY_GRPC_ADDRESS": f"127.0.0.1:{find_free_port()}",
+                                                      "GATEWAY_FEED_POLL_SECONDS": "0.2"}, folder)}
     prometheus = None
     try:
         for service in services.values():
@@ -78,7 +82,8 @@ def stack(process_env, catalog_process, engine, clock, tmp_path_factory):
         catalog_url, _ = catalog_process
         targets = {"catalog": [catalog_url], "intake": [services["intake"].url, services["intake-2"].url],
                    "routing": [services["routing"].url], "fees": [services["fees"].url],
-                   "notify": [services["notify"].url], "rabbitmq": ["http://127.0.0.1:15692"]}
+                   "notify": [services["notify"].url], "gateway": [services["gateway"].url],
+                   "rabbitmq": ["http://127.0.0.1:15692"]}
         for job in config["scrape_configs"]:
             job["static_configs"] = [{"targets": [url.split("//")[1] for url in targets[job["job_name"]]]}]
             job["scrape_interval"], job["scrape_timeout"] = "1s", "1s"
@@ -256,6 +261,14 @@ def test_every_panel_and_recording_rule_returns_data(stack, clock):
                              json={"reason": "Chờ xác minh nghĩa vụ tài chính"}, timeout=10).status_code == 200
         process_all_steps(stack, code, DISTRICT)     # the tax office finishes late; the dossier ends late
         time.sleep(4)                    # several scrapes between the rounds: counters move, rates exist
+    # A ward's own system through the gRPC gateway: calls, its published events, its feed.
+    gateway = stack["gateway"]
+    token = run_cli(["gateway", "token", "issue", WARDS[2]], gateway.env).stdout.strip()
+    ward_system = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "ward_system.py"), "--token", token, "--timeout", "60",
+         "--target", gateway.env["GATEWAY_GRPC_ADDRESS"]],
+        env={**gateway.env, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=120)
+    assert ward_system.returncode == 0, ward_system.stdout + ward_system.stderr
     # Today's new dossiers at every desk: being processed, within their deadline.
     fresh = [(unit, receive(stack, unit, HOUSEHOLD_BUSINESS if unit == DISTRICT else CERTIFIED_COPY))
              for unit in DESKS]
