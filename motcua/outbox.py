@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 import eventlet
 from eventlet.event import Event
 import structlog
-from kombu import Producer
+from kombu import Connection, Producer
 from nameko.extensions import DependencyProvider
 from prometheus_client import Counter, Gauge
 from sqlalchemy import (BigInteger, Column, DateTime, Identity, Index, Integer, MetaData, Table, Text,
@@ -66,17 +66,60 @@ def add(session: Session, table: Table, envelope: Envelope) -> None:
 class Relay:
     """Publishes pending outbox rows in order, with confirms; safe with several replicas."""
 
-    def __init__(self, engine: Engine, table: Table, amqp_uri: str, service: str, batch: int = 200):
+    def __init__(self, engine: Engine, table: Table, amqp_uri: str, service: str, batch: int = 200,
+                 confirm_timeout: float = 30.0):
         self.engine, self.table, self.service, self.batch = engine, table, service, batch
-        self.connection = broker.confirmed_connection(amqp_uri)
+        # Confirms are handled here, a whole batch at a time (``_wait_for_confirms``): not kombu's
+        # ``confirm_publish``, which waits for each message before sending the next.
+        self.connection = Connection(amqp_uri, connect_timeout=5)
+        self.confirm_timeout = confirm_timeout
         self._declared = False
+        self._channel = None
+        self._sent = 0            # messages published on the channel since confirm.select: the last tag
+        self._acked = 0           # every tag up to this one is confirmed
+        self._nacked: list[int] = []
+        self._pending_single: set[int] = set()   # confirmed tags above an unconfirmed one
 
     def _producer(self) -> Producer:
         channel = self.connection.default_channel
+        if channel is not self._channel:
+            # A new channel (first use, or kombu reconnected): put it in confirm mode, count from 1.
+            channel.confirm_select()
+            channel.events["basic_ack"].add(self._on_ack)
+            channel.events["basic_nack"].add(self._on_nack)
+            self._channel, self._sent, self._acked, self._nacked = channel, 0, 0, []
+            self._pending_single = set()
         if not self._declared:
             broker.declare_topology(channel)
             self._declared = True
         return Producer(channel, exchange=broker.events_exchange)
+
+    def _on_ack(self, delivery_tag: int, multiple: bool) -> None:
+        # The broker may confirm several at once (multiple) and in any order: track the highest
+        # tag below which everything is confirmed only when acks are cumulative.
+        if multiple or delivery_tag == self._acked + 1:
+            self._acked = max(self._acked, delivery_tag)
+        else:
+            self._pending_single.add(delivery_tag)
+        while self._acked + 1 in self._pending_single:
+            self._acked += 1
+            self._pending_single.discard(self._acked)
+
+    def _on_nack(self, delivery_tag: int, multiple: bool) -> None:
+        self._nacked.append(delivery_tag)
+        self._on_ack(delivery_tag, multiple)
+
+    def _wait_for_confirms(self) -> None:
+        """Until the broker has confirmed every message published so far (persisted and routed)."""
+        deadline = time.monotonic() + self.confirm_timeout
+        while self._acked < self._sent:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"the broker confirmed {self._acked} of {self._sent} messages in time")
+            self.connection.drain_events(timeout=left)
+        if self._nacked:
+            nacked, self._nacked = self._nacked, []
+            raise RuntimeError(f"the broker refused (nack) deliveries {nacked[:5]}: the batch is kept")
 
     def publish_batch(self) -> int:
         """Publish one batch; returns how many rows it published."""
@@ -90,6 +133,9 @@ class Relay:
             if not rows:
                 return 0
             producer = self._producer()
+            # The whole batch goes out, then one wait for the broker's confirms: a round trip per
+            # batch, not per message. Marked sent only once every message is confirmed; a nack, a
+            # timeout or a lost connection rolls back and the rows go out again (consumers dedupe).
             for row in rows:
                 producer.publish(
                     row.envelope, routing_key=row.type, serializer="json", delivery_mode=2,
@@ -97,6 +143,8 @@ class Relay:
                     headers={"nameko.correlation_id": row.envelope.get("correlation_id", "")},
                     retry=False,
                 )
+                self._sent += 1
+            self._wait_for_confirms()
             session.execute(update(t).where(t.c.id.in_([r.id for r in rows]))
                             .values(published_at=func.now(), attempts=t.c.attempts + 1))
         PUBLISHED.labels(self.service).inc(len(rows))

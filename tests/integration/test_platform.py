@@ -77,6 +77,22 @@ def test_relay_publishes_rows_left_behind_by_a_crash(container, platform_schema,
     assert published[0]["correlation_id"] == event.correlation_id
 
 
+def test_a_backlog_goes_out_in_batches_in_order_each_once(container, platform_schema, event_tap):
+    """450 rows left behind: the relay publishes them in batches (one wait for the broker's
+    confirms per batch), in the order they were written, each once, and marks every one sent."""
+    tap = event_tap("test.noted")
+    events = [new_event("test.noted", {"note": f"backlog-{n}"}, ps.UNIT) for n in range(450)]
+    with Session(platform_schema) as session, session.begin():
+        session.execute(ps.outbox.insert(), [{"id": uuid.UUID(e.id), "type": e.type, "envelope": e.to_dict()}
+                                             for e in events])
+    published = tap.drain(expect=450, timeout=20)
+    assert [m["id"] for m in published if m["payload"]["note"].startswith("backlog-")] == [e.id for e in events]
+    with platform_schema.connect() as connection:
+        unsent = connection.execute(select(func.count()).select_from(ps.outbox).where(
+            ps.outbox.c.id.in_([uuid.UUID(e.id) for e in events]), ps.outbox.c.published_at.is_(None))).scalar_one()
+    assert unsent == 0
+
+
 def test_published_envelope_carries_the_callers_correlation_id(container, service_config, event_tap):
     tap = event_tap("test.noted")
     with ServiceRpcProxy("platform_test", service_config,
