@@ -294,6 +294,13 @@ def on_event(ctx: Context, event: Envelope) -> None:
     row = _known(ctx, payload["code"])
     agency = Actor(payload.get("agency", event.unit), payload.get("agency", event.unit))
     if event.type == "dossier.step_started":
+        if row.status in (Status.PROCESSED, Status.RETURNED):
+            # Each event type has its own queue: under load a step's start can arrive after the
+            # result. The step did start: it goes in the history, the status stays where it is.
+            store.record(ctx.session, row.code, at=ctx.now, actor=agency.name, actor_unit=agency.unit,
+                         action="step_started", status_from=row.status, status_to=row.status,
+                         note={"step": payload["step"], "arrived_after": "processed"})
+            return
         domain.require("start_step", row.status)
         _transition(ctx, row, "step_started", agency, Status.PROCESSING, {"step": payload["step"]},
                     transferred_at=row.transferred_at or datetime.fromisoformat(payload["started_at"]))

@@ -215,6 +215,26 @@ def test_fifty_parallel_receipts_get_consecutive_codes_and_book_lines(intake, en
     assert lines == list(range(before + 1, before + 51))
 
 
+def test_a_step_start_that_arrives_after_the_result_is_recorded_not_dead_lettered(intake):
+    """Each event type has its own queue: under load (the throughput benchmark) routing's
+    dossier.step_started reached intake after dossier.processed and was dead-lettered."""
+    from tests.conftest import dead_letters
+    with Connection(amqp()) as connection:
+        broker.declare_topology(connection.default_channel)
+        broker.dead_letter_queue(connection.default_channel).purge()
+    answer = receive(intake)
+    assert answer.status_code == 201, answer.text
+    code = answer.json()["code"]
+    publish(new_event("dossier.processed", {"code": code, "agency": WARD_5, "result": "done",
+                                            "processed_at": "2026-02-13T11:00:00+07:00"}, WARD_5))
+    wait_for(lambda: dossier(intake, code)["status"] == 9)
+    publish(new_event("dossier.step_started", {"code": code, "agency": WARD_5, "step": 1,
+                                               "started_at": "2026-02-13T10:30:00+07:00"}, WARD_5))
+    late = wait_for(lambda: (d := dossier(intake, code))["history"][-1]["action"] == "step_started" and d)
+    assert late["status"] == 9
+    assert dead_letters(amqp(), timeout=1.0) == []
+
+
 def test_an_event_about_an_unknown_dossier_is_dead_lettered(intake):
     from tests.conftest import dead_letters
     with Connection(amqp()) as connection:
