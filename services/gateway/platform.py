@@ -144,6 +144,8 @@ class Caller:
     def __init__(self, unit: str, credential: str, deadline: float | None):
         self.unit, self.credential, self.deadline = unit, credential, deadline
         self.official = ""      # the acting official, from the request
+        self.dossier = ""       # set by a handler whose request names no single dossier
+        self.summary = ""       # what the call did, for the audit entry (e.g. a batch's outcomes)
 
 
 def handler(platform_of: Callable[[Any], Platform], method: str, dossier_of: Callable[[Any], str] = lambda r: "",
@@ -165,12 +167,15 @@ def handler(platform_of: Callable[[Any], Platform], method: str, dossier_of: Cal
                 unit, credential = platform.authenticate(context)
                 dossier = dossier_of(request) if not streaming else ""
                 caller = Caller(unit, credential, deadline)
-                if streaming:
-                    yield from fn(self, request, caller, context)
-                else:
-                    return fn(self, request, caller, context)
+                try:
+                    if streaming:
+                        yield from fn(self, request, caller, context)
+                    else:
+                        return fn(self, request, caller, context)
+                finally:
+                    dossier, detail = dossier or caller.dossier, caller.summary
             except Refusal as refusal:
-                code, detail = status_code(refusal), str(refusal)
+                code, detail = status_code(refusal), "; ".join(filter(None, (str(refusal), detail)))
                 context.abort_with_status(rich_status(refusal))
             except (TimeoutError, Unavailable) as exc:
                 code = (grpc.StatusCode.DEADLINE_EXCEEDED if isinstance(exc, TimeoutError)

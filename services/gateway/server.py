@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import signal
+from collections import Counter
 import threading
 import time
 from concurrent import futures
@@ -224,13 +225,18 @@ class EventService(Servicer, event_grpc.EventServiceServicer):
 
     @handler(_platform, "PublishEvents")
     def PublishEvents(self, request_iterator, caller, context):
-        acks = []
+        acks, published = [], []
         for batch in request_iterator:
             if len(batch.events) > self.max_batch:
                 raise Invalid("events", f"a batch holds at most {self.max_batch} events, got {len(batch.events)}")
             for message in batch.events:
-                acks.append(consumers.ingest_one(self.platform, caller.unit, convert.unit_event(message), "grpc",
+                published.append(convert.unit_event(message))
+                acks.append(consumers.ingest_one(self.platform, caller.unit, published[-1], "grpc",
                                                  self._routing(caller)))
+        codes = {data.get("dossier_code") for data in published}
+        caller.dossier = codes.pop() if len(codes) == 1 else ""
+        counts = Counter(a.outcome for a in acks)
+        caller.summary = f"{len(acks)} events: " + ", ".join(f"{n} {o}" for o, n in sorted(counts.items()))
         return event_pb.PublishEventsResponse(acks=[
             event_pb.EventAck(idempotency_key=a.key, outcome=convert.OUTCOMES[a.outcome], field=a.field,
                               reason=a.reason) for a in acks])
@@ -279,6 +285,20 @@ def build_server(config: dict, platform: Platform) -> tuple[grpc.Server, health.
     return server, health_servicer
 
 
+def listen(server: grpc.Server, address: str, cert_file: str | None, key_file: str | None) -> int:
+    """TLS when a certificate and its key are configured (tokens then never cross the network in
+    clear); plaintext otherwise, for a gateway behind a TLS-terminating proxy, said in the log."""
+    if bool(cert_file) != bool(key_file):
+        raise SystemExit("gateway: GATEWAY_TLS_CERT_FILE and GATEWAY_TLS_KEY_FILE go together")
+    if cert_file:
+        with open(key_file, "rb") as key, open(cert_file, "rb") as cert:
+            credentials = grpc.ssl_server_credentials([(key.read(), cert.read())])
+        return server.add_secure_port(address, credentials)
+    log.warning("gRPC without TLS: put the gateway behind a TLS-terminating proxy or set GATEWAY_TLS_CERT_FILE "
+                "and GATEWAY_TLS_KEY_FILE", address=address)
+    return server.add_insecure_port(address)
+
+
 def http_server(address: str, platform: Platform) -> ThreadingHTTPServer:
     """``/metrics`` for Prometheus and ``/health`` (database and broker), as every service has."""
     host, _, port = address.rpartition(":")
@@ -325,7 +345,7 @@ def serve(config: dict) -> int:
     platform = Platform(config)
     server, health_servicer = build_server(config, platform)
     address = str(config.get("GRPC_ADDRESS", "0.0.0.0:50051"))
-    if server.add_insecure_port(address) == 0:
+    if listen(server, address, config.get("TLS_CERT_FILE"), config.get("TLS_KEY_FILE")) == 0:
         raise SystemExit(f"gateway: cannot listen on {address}")
     web = http_server(str(config.get("HTTP_ADDRESS", "0.0.0.0:8006")), platform)
     workers = consumers.start(config, platform)

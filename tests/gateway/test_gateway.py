@@ -247,13 +247,20 @@ def test_malformed_requests_name_their_fields(stack, token, engine):
 def test_the_audit_log_is_chained_and_tampering_is_reported(stack, token, process_env, engine):
     ward = client_for(stack, token(WARD_3))
     code = ward.receive(OFFICIAL, dossier()).code
+    ward.get(OFFICIAL, code)
+    ward.publish(signed(code, step_of(ward, code)))
     with pytest.raises(GatewayError):
         Client(stack["gateway"].target, "bad.token").get(OFFICIAL, code)
+    with engine.connect() as connection:
+        published = connection.execute(text("SELECT dossier, detail FROM gateway.audit_log WHERE method = "
+                                            "'PublishEvents' ORDER BY seq DESC LIMIT 1")).one()
+    assert tuple(published) == (code, "2 events: 2 accepted")
     with engine.connect() as connection:
         rows = connection.execute(text("SELECT seq, unit, method, dossier, result FROM gateway.audit_log "
                                        "ORDER BY seq")).all()
     assert (WARD_3, "ReceiveDossier", "", "OK") in [tuple(r[1:]) for r in rows]
     assert ("", "GetDossier", "", "UNAUTHENTICATED") in [tuple(r[1:]) for r in rows]
+    assert (WARD_3, "GetDossier", code, "OK") in [tuple(r[1:]) for r in rows]
     intact = run_cli(["gateway", "audit", "verify"], process_env)
     assert "chain intact" in intact.stdout
     target = rows[len(rows) // 2][0]
@@ -316,6 +323,24 @@ def test_a_full_gateway_answers_resource_exhausted(stack, process_env, clock, tm
         assert wait_for(answered, timeout=10), "places are freed when the subscriptions end"
     finally:
         small.stop()
+
+
+def test_tls_with_the_same_tokens(stack, process_env, clock, tmp_path, token):
+    cert, key = tmp_path / "gateway.crt", tmp_path / "gateway.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    secure = Gateway({**process_env, "CLOCK_FILE": str(clock.path)}, tmp_path, tls_cert_file=cert,
+                     tls_key_file=key).start()
+    try:
+        target = f"localhost:{secure.grpc_port}"
+        credentials = grpc.ssl_channel_credentials(root_certificates=cert.read_bytes())
+        assert Client(target, token(WARD_3), channel_credentials=credentials).procedures(unit=WARD_3)
+        with pytest.raises(GatewayError) as plaintext:
+            Client(target, token(WARD_3), timeout=3).procedures()
+        assert plaintext.value.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+    finally:
+        secure.stop()
 
 
 def test_a_deadline_is_honoured(stack, token):
