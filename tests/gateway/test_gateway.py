@@ -388,3 +388,31 @@ def test_the_example_ward_system_runs(stack, token):
         capture_output=True, text=True, timeout=120, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert result.returncode == 0, result.stdout + result.stderr
     assert "returned" in result.stdout and "dossier.processed" in result.stdout
+
+
+def test_a_crashed_gateway_loses_no_event_of_the_feeds(stack, token, engine):
+    """SIGKILL the gateway, receive dossiers while it is down, start it again: every event reaches
+    the ward's feed, once (the feed queue is durable and acknowledged only after the commit)."""
+    gateway = stack["gateway"]
+    ward = client_for(stack, token(WARD_5))
+    before = {e.id for _, e in ward.follow(0, timeout=2)}
+    gateway.crash()
+    intake = stack["intake"]
+    codes = []
+    for _ in range(5):
+        answer = requests.post(intake.url + "/api/v1/dossiers", json=dossier(), timeout=10,
+                               headers={"X-Official": "Tr%E1%BA%A7n", "X-Unit": WARD_5})
+        assert answer.status_code == 201, answer.text
+        codes.append(answer.json()["code"])
+    gateway.start()
+    ward = client_for(stack, token(WARD_5))
+
+    def received_codes():
+        events = [e for _, e in ward.follow(0, timeout=2)]
+        return [e.dossier_code for e in events if e.type == "dossier.received" and e.id not in before]
+    wait_for(lambda: set(codes) <= set(received_codes()), timeout=30)
+    assert sorted(received_codes()) == sorted(codes), "each once"
+    with engine.connect() as connection:
+        positions = connection.execute(text("SELECT position FROM gateway.feed WHERE unit = :u ORDER BY position"),
+                                       {"u": WARD_5}).scalars().all()
+    assert positions == list(range(1, len(positions) + 1))
