@@ -36,3 +36,8 @@ up: install services proto
 test: install services proto tools
 	$(BIN)/python -m pytest
 	MOTCUA_TESTS_UNPATCHED=1 $(BIN)/python -m pytest tests/gateway
+
+# A simulated working week, every service in one process on an embedded broker and PostgreSQL.
+.PHONY: demo
+demo: install
+	$(BIN)/motcua demo --days 5 --seed 1

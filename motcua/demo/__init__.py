@@ -108,7 +108,8 @@ def run(*, days: int = 5, seed: int = 1, scale: float = 1.0, units: list[str] | 
     folder = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="motcua-demo-"))
     folder.mkdir(parents=True, exist_ok=True)
     log_path = folder / "demo.log"
-    configure_logging("demo", json_lines=True)
+    # Warnings and errors only unless LOG_LEVEL says otherwise: a line per request costs CPU.
+    configure_logging("demo", json_lines=True, level=environ.get("LOG_LEVEL", "WARNING"))
     import logging
     logging.getLogger().handlers[0].setStream(open(log_path, "a", encoding="utf-8"))   # noqa: SIM115
     print(f"motcua demo: {len(arrivals)} citizens planned at {len(chosen)} desk(s), {first} … {last}"

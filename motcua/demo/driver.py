@@ -143,7 +143,7 @@ class Driver:
             dossier_id = item[1]
             if dossier_id in acted:
                 deferred.append(item)
-            elif not self.dossiers[dossier_id].finished:
+            elif not self.dossiers[dossier_id].finished or item[3] == "apologise":
                 acted.add(dossier_id)
                 batch.append(item)
         for item in deferred:
@@ -286,12 +286,13 @@ class Driver:
 
     def _collect(self, dossier: Dossier) -> None:
         unit = dossier.arrival.unit
-        intake = self._call("GET", "intake", f"/api/v1/dossiers/{dossier.code}", headers=official(unit))
-        if intake["fees"]["required"] and not intake["fees"]["settled"]:
-            self._later(dossier, 2.0, "collect")          # comes back once paid
+        answer = self.http.post(f"{self.stack.url('intake')}/api/v1/dossiers/{dossier.code}/return",
+                                headers=official(unit), json={"collected_by": dossier.arrival.citizen.name}, timeout=60)
+        if answer.status_code == 409 and answer.json().get("field") == "fees":
+            self._later(dossier, 2.0, "collect")          # not paid yet: comes back later
             return
-        self._call("POST", "intake", f"/api/v1/dossiers/{dossier.code}/return", headers=official(unit),
-                   json={"collected_by": dossier.arrival.citizen.name})
+        if answer.status_code != 200:
+            raise DemoError(f"POST intake return of {dossier.code}: {answer.status_code} {answer.text[:500]}")
         dossier.state = "returned"
         self.counters.returned += 1
 
@@ -301,7 +302,7 @@ class Driver:
         return [s for s in dossier.view["steps"] if s["stage"] == stage]
 
     def _accept(self, dossier: Dossier, stage: int) -> None:
-        view = self._refresh(dossier)
+        view = dossier.view or self._refresh(dossier)     # the first stage: routing started it from an event
         if view["state"] != "running":
             return
         for step in self._stage_steps(dossier, stage):
@@ -311,7 +312,7 @@ class Driver:
 
     def _complete(self, dossier: Dossier, stage: int) -> None:
         fate = dossier.arrival.fate
-        view = self._refresh(dossier)
+        view = dossier.view                               # the driver's own last answer from routing
         if view["state"] != "running" or dossier.supplement_pending or dossier.obligation_pending:
             return
         steps = [s for s in self._stage_steps(dossier, stage) if s["state"] == "held"]
@@ -355,8 +356,8 @@ class Driver:
             self._later(dossier, fate.collect_after, "collect")
 
     def _apologise(self, dossier: Dossier) -> None:
-        view = self._refresh(dossier)
-        if view["apology"] is not None or view["state"] != "running":
+        view = self._refresh(dossier)      # an apology is owed even when the result came late since
+        if view["apology"] is not None or not view["overdue_agency"]:
             return
         self._routing(dossier, "apology", view["overdue_agency"], {"reason": dossier.arrival.fate.apology_reason})
         dossier.apologised = True

@@ -48,7 +48,7 @@ PROCEDURE_WEIGHT = {
 }
 
 # Each agency's pace: the share of its time budget it usually uses, and its chance to run late.
-DEFAULT_PACE = (0.45, 0.04)
+DEFAULT_PACE = (0.45, 0.10)          # a ward's own officers, a district office
 AGENCY_PACE = {
     "000.41.20.H29": (0.75, 0.20),    # land registry branch: busy
     "000.42.20.H29": (0.80, 0.25),    # tax: slowest
@@ -250,7 +250,8 @@ def _pace(rng: random.Random, procedure: ProcedureInfo, stage: int, unit: str) -
     speed, late = max((AGENCY_PACE.get(a, DEFAULT_PACE) for a in agencies), key=lambda p: p[1])
     budget = stage_budget_hours(days)
     if rng.random() < late:
-        factor = rng.uniform(1.1, 1.9)            # runs late: past its share
+        # runs late: past its share (a same-day step spills over into the next days)
+        factor = rng.uniform(3.0, 8.0) if days == 0 else rng.uniform(1.1, 1.9)
     else:
         factor = rng.uniform(0.15, 1.0) * speed / 0.6
         factor = min(factor, 0.95)
@@ -270,14 +271,15 @@ def fate(rng: random.Random, procedure: ProcedureInfo, channel: str, unit: str) 
             payment = "cash" if roll < 0.85 else ("transfer" if roll < 0.93 else "online")
     supplement_stage = refuse_stage = None
     roll = rng.random()
-    if not procedure.same_day and roll < 0.07:
-        supplement_stage = rng.randrange(stages)
+    if roll < 0.07:
+        if not procedure.same_day:                 # the one supplement the law allows
+            supplement_stage = rng.randrange(stages)
     elif roll < 0.095:
         refuse_stage = rng.randrange(stages)
     obligation = 0
     if any(agency == TAX_AGENCY for stage in procedure.stages for agency, _ in stage) and rng.random() < 0.6:
         obligation = rng.randint(5, 150) * 1_000_000
-    withdraw = rng.uniform(2, 20) if not procedure.same_day and rng.random() < 0.015 else None
+    withdraw = rng.uniform(2, 20) if not procedure.same_day and rng.random() < 0.03 else None
     return Fate(
         paces=paces,
         incomplete_first=channel != "online" and rng.random() < 0.08,
@@ -291,7 +293,7 @@ def fate(rng: random.Random, procedure: ProcedureInfo, channel: str, unit: str) 
         obligation=obligation,
         obligation_paid_after=round(rng.uniform(2, 16), 3),
         withdraw_after=round(withdraw, 3) if withdraw else None,
-        apology_after=round(rng.uniform(0.3, 6.0), 3) if rng.random() < 0.9 else None,
+        apology_after=round(rng.uniform(0.2, 3.0), 3) if rng.random() < 0.9 else None,
         apology_reason=rng.choice(APOLOGY_REASONS),
         collect_after=round(rng.uniform(0.2, 1.5) if procedure.same_day else rng.uniform(0.5, 12.0), 3),
     )

@@ -120,7 +120,8 @@ class Stack:
             "GATEWAY_MERCHANTS": f"{GATEWAY_MERCHANT}={GATEWAY_SECRET}", "TRUST_FORWARDED_FOR": True,
             # Between ticks everything settles, so an event that waits for another waits in vain:
             # e.g. routing and notify never hear of an online submission refused before receipt.
-            "EVENT_WAIT_SECONDS": 2, "OUTBOX_POLL_SECONDS": 0.5,
+            "EVENT_WAIT_SECONDS": 2, "OUTBOX_POLL_SECONDS": 0.05,
+            "NOTIFY_POLL_SECONDS": 0.05,
             "SMS_GATEWAY_URL": f"{providers_url}/sms", "SMS_GATEWAY_KEY": "demo", "OFFICIALS_FILE": str(officials),
         }
         if memory_broker.is_memory(self.amqp_uri):
