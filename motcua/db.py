@@ -42,11 +42,11 @@ PING_AFTER_IDLE_SECONDS = 10.0
 
 
 def make_engine(url: str, *, pool_size: int = 10, application_name: str = "motcua",
-                ping_after_idle: float = PING_AFTER_IDLE_SECONDS) -> Engine:
+                ping_after_idle: float = PING_AFTER_IDLE_SECONDS, max_overflow: int | None = None) -> Engine:
     engine = create_engine(
         url,
         pool_size=pool_size,
-        max_overflow=pool_size,
+        max_overflow=pool_size if max_overflow is None else max_overflow,
         connect_args={"application_name": application_name},
     )
     ping_idle_connections(engine, ping_after_idle)
@@ -124,7 +124,13 @@ class Database(DependencyProvider):
         self.after_commit: list[Callable[[], None]] = []
 
     def setup(self) -> None:
-        self.engine = make_engine(database_url(self.container.config), pool_size=self.pool_size,
+        config = self.container.config
+        # DB_POOL_SIZE / DB_MAX_OVERFLOW (config or environment): the connections of every replica
+        # of every service must fit in the server's max_connections.
+        pool_size = int(config.get("DB_POOL_SIZE") or os.environ.get("DB_POOL_SIZE") or self.pool_size)
+        max_overflow = config.get("DB_MAX_OVERFLOW", os.environ.get("DB_MAX_OVERFLOW"))
+        self.engine = make_engine(database_url(config), pool_size=pool_size,
+                                  max_overflow=int(max_overflow) if max_overflow not in (None, "") else None,
                                   application_name=self.container.service_name)
         self.sessions = sessionmaker(bind=self.engine, expire_on_commit=False)
 
