@@ -14,13 +14,14 @@ import structlog
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
-from nameko.exceptions import RpcTimeout
+from nameko.exceptions import RemoteError, RpcTimeout
 from nameko.standalone.rpc import ClusterRpcProxy
 from prometheus_client import Counter, Gauge
 from sqlalchemy.orm import Session
 
 from motcua.db import make_engine
 from motcua.errors import Conflict, Forbidden, Invalid, NotFound, Refusal, Unauthenticated
+from motcua.inbox import transient
 from motcua.observability import ENTRYPOINT_CALLS, ENTRYPOINT_SECONDS, ENTRYPOINTS_IN_FLIGHT
 from services.gateway import audit, credentials
 
@@ -182,6 +183,11 @@ def handler(platform_of: Callable[[Any], Platform], method: str, dossier_of: Cal
                         else grpc.StatusCode.UNAVAILABLE)
                 detail = str(exc) or "the call's deadline passed before the platform answered"
                 context.abort(code, detail)
+            except RemoteError as exc:
+                if not transient(exc):
+                    raise
+                code, detail = grpc.StatusCode.UNAVAILABLE, f"{exc.exc_type} in a service"
+                context.abort(code, "a service cannot reach its database or the broker now; try again")
             except grpc.RpcError:
                 raise
             except Exception as exc:
