@@ -288,9 +288,35 @@ class Stack:
             env[name] = value
         return env
 
+    def connection_budget(self) -> dict:
+        """Each service process pools up to 20 PostgreSQL connections (10 + 10 overflow): with
+        replicas, and other users of the same server, that passes max_connections (100 by default)
+        and the services fail with "remaining connection slots are reserved". Share what is free."""
+        import psycopg2
+        connection = psycopg2.connect(libpq_url(self.args.database_url))
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT current_setting('max_connections')::int, "
+                           "current_setting('superuser_reserved_connections')::int, "
+                           "(SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')")
+            max_connections, reserved, used = cursor.fetchone()
+        connection.close()
+        processes = self.replicas * len(SERVICES)
+        free = max_connections - reserved - used - 25          # room for other users and for this bench
+        per_process = max(free // processes, 4)
+        budget = {"max_connections": max_connections, "in_use_at_start": used, "per_process": per_process}
+        if per_process < 20:
+            budget["DB_POOL_SIZE"] = max(3, per_process * 2 // 3)
+            budget["DB_MAX_OVERFLOW"] = max(1, per_process - budget["DB_POOL_SIZE"])
+        return budget
+
     def start(self) -> None:
         self.management.create_vhost(self.vhost)
         env = self.env()
+        self.db_budget = self.connection_budget()
+        for name in ("DB_POOL_SIZE", "DB_MAX_OVERFLOW"):
+            if name in self.db_budget and name not in env:
+                env[name] = str(self.db_budget[name])
+        say(f"PostgreSQL connections: {self.db_budget}")
         fresh_schemas(self.args.database_url, env)
         folder = self.run_dir / f"replicas-{self.replicas}"
         folder.mkdir(parents=True, exist_ok=True)
@@ -870,13 +896,16 @@ def plot(result: dict, path: Path) -> None:
     fig, axes = plt.subplots(2, 2, figsize=(13, 8.5))
     ax = axes[0][0]
     for replicas, ph in phases:
-        ax.plot(ph["timeline"]["completed_per_s"], label=f"{replicas}× target {ph['target_lives_per_s']:g}/s")
-    ax.set_title("complete lives per second")
+        done = ph["timeline"]["completed_per_s"]
+        smooth = [sum(done[max(0, i - 4):i + 1]) / len(done[max(0, i - 4):i + 1]) for i in range(len(done))]
+        ax.plot(smooth, label=f"{replicas}× target {ph['target_lives_per_s']:g}/s")
+    ax.set_title("complete lives per second (5 s moving mean)")
     ax.set_xlabel("seconds since the phase started")
     ax.legend(fontsize=8)
     ax = axes[0][1]
     for replicas, ph in phases:
-        ax.plot(ph["timeline"]["receive_p99_ms"], label=f"{replicas}× {ph['target_lives_per_s']:g}/s")
+        ax.plot([v or None for v in ph["timeline"]["receive_p99_ms"]], marker=".", markersize=3,
+                label=f"{replicas}× {ph['target_lives_per_s']:g}/s")   # None: no receipt that second
     ax.axhline(100, color="red", linestyle=":", label="target p99 100 ms")
     ax.set_title("desk receive p99 per second (ms, client side)")
     ax.set_yscale("log")
@@ -960,7 +989,7 @@ def run_stack(args, replicas: int, run_dir: Path, rng: random.Random, base: dict
             say(f"phase done: sustained {figures['sustained_lives_per_s']} lives/s, receive p99 "
                 f"{figures['latency_ms'].get('receive', {}).get('p99')} ms, exactly once: {eo}")
             phases.append(figures)
-        return {"replicas": replicas, "vhost": stack.vhost, "phases": phases}
+        return {"replicas": replicas, "vhost": stack.vhost, "db_connections": stack.db_budget, "phases": phases}
     finally:
         if sampler:
             sampler.stop()
