@@ -110,7 +110,8 @@ def plot_on_time(ii06a: dict, names: dict[str, str], path: Path) -> None:
         axes.annotate(f"{unit['total']['resolved']}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
                       ha="center", va="bottom", fontsize=7)
     axes.set_ylim(0, 105)
-    axes.set_ylabel("% đúng hạn và trước hạn (số trên cột: đã giải quyết)")
+    axes.set_ylabel("% đúng hạn và trước hạn")
+    axes.set_xlabel("số trên cột: hồ sơ đã giải quyết")
     axes.set_title("Tỷ lệ giải quyết đúng hạn theo đơn vị")
     axes.tick_params(axis="x", rotation=60)
     _save(pyplot, figure, path)
