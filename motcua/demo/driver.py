@@ -23,6 +23,7 @@ import structlog
 
 from motcua.calendar import TZ, WorkingCalendar, local_date
 from motcua.demo import plan as planning
+from motcua.logs import mask_text
 from motcua.demo.plan import Arrival, ProcedureInfo
 from motcua.demo.stack import GATEWAY_MERCHANT, GATEWAY_SECRET, Stack
 
@@ -172,7 +173,7 @@ class Driver:
     def _call(self, method: str, service: str, path: str, *, headers=None, expect=(200, 201), **kwargs) -> dict:
         response = self.http.request(method, self.stack.url(service) + path, headers=headers, timeout=60, **kwargs)
         if response.status_code not in expect:
-            raise DemoError(f"{method} {service}{path}: {response.status_code} {response.text[:500]}")
+            raise DemoError(mask_text(f"{method} {service}{path}: {response.status_code} {response.text[:500]}"))
         return response.json() if response.content else {}
 
     def _routing(self, dossier: Dossier, path: str, agency: str, body: dict | None = None) -> dict:
@@ -292,7 +293,7 @@ class Driver:
             self._later(dossier, 2.0, "collect")          # not paid yet: comes back later
             return
         if answer.status_code != 200:
-            raise DemoError(f"POST intake return of {dossier.code}: {answer.status_code} {answer.text[:500]}")
+            raise DemoError(mask_text(f"POST intake return of {dossier.code}: {answer.status_code} {answer.text[:500]}"))
         dossier.state = "returned"
         self.counters.returned += 1
 

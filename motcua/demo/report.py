@@ -11,7 +11,6 @@ import json
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
-from statistics import median
 
 II06A_COLUMNS = [("received", "(3)"), ("online", "(4)"), ("in_person_or_post", "(5)"), ("carried_over", "(6)"),
                  ("resolved", "(7)"), ("early", "(8)"), ("on_time", "(9)"), ("late", "(10)"), ("pending", "(11)"),
