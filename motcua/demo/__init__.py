@@ -11,6 +11,7 @@ this process on an embedded broker and an embedded PostgreSQL (or on the real on
 from __future__ import annotations
 
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -116,24 +117,33 @@ def run(*, days: int = 5, seed: int = 1, scale: float = 1.0, units: list[str] | 
           f" ({', '.join(d['date'] + ' ' + d['name'] for d in days_off) or 'no day off'}); seed {seed}, scale {scale}",
           file=stderr)
     stack = Stack(folder, environ)
+
+    def stopped(*_):
+        raise KeyboardInterrupt        # SIGTERM stops as Ctrl-C does: services and database first
+
+    signal.signal(signal.SIGTERM, stopped)
     try:
-        stack.start(begin, catalogue_file)
-        broker = "RabbitMQ " + stack.amqp_uri.split("@")[-1] if "AMQP_URI" in environ else "embedded (memory://)"
-        database = "PostgreSQL (DATABASE_URL)" if "DATABASE_URL" in environ else "embedded PostgreSQL 18"
-        print(f"motcua demo: broker {broker}, database {database}, started in "
-              f"{time.monotonic() - wall_start:.1f} s; logs in {log_path}", file=stderr)
-        print(f"  catalogue page  {stack.url('catalog')}/", file=stderr)
-        for name in stack.services:
-            print(f"  {name:<8} metrics {stack.url(name)}/metrics", file=stderr)
-        driver = Driver(stack, arrivals, {p.code: p for p in procedures}, calendar, progress=Progress(stderr))
-        driver.run(begin, end)
-        stack.quiesce()
-        views = driver.final_views()
-        ii06a = driver._call("GET", "routing", f"/api/v1/reports/ii06a?from={first}&to={last}")
-        fees_rows = driver._call("GET", "fees", f"/api/v1/reports/fees?from={first}&to={last}",
-                                 headers={"X-Official": "demo", "X-Unit": chosen[0].code})["units"]
-    finally:
-        stack.stop()
+        try:
+            stack.start(begin, catalogue_file)
+            broker = "RabbitMQ " + stack.amqp_uri.split("@")[-1] if "AMQP_URI" in environ else "embedded (memory://)"
+            database = "PostgreSQL (DATABASE_URL)" if "DATABASE_URL" in environ else "embedded PostgreSQL 18"
+            print(f"motcua demo: broker {broker}, database {database}, started in "
+                  f"{time.monotonic() - wall_start:.1f} s; logs in {log_path}", file=stderr)
+            print(f"  catalogue page  {stack.url('catalog')}/", file=stderr)
+            for name in stack.services:
+                print(f"  {name:<8} metrics {stack.url(name)}/metrics", file=stderr)
+            driver = Driver(stack, arrivals, {p.code: p for p in procedures}, calendar, progress=Progress(stderr))
+            driver.run(begin, end)
+            stack.quiesce()
+            views = driver.final_views()
+            ii06a = driver._call("GET", "routing", f"/api/v1/reports/ii06a?from={first}&to={last}")
+            fees_rows = driver._call("GET", "fees", f"/api/v1/reports/fees?from={first}&to={last}",
+                                     headers={"X-Official": "demo", "X-Unit": chosen[0].code})["units"]
+        finally:
+            stack.stop()
+    except KeyboardInterrupt:
+        print("motcua demo: interrupted; the services and the database are stopped", file=stderr)
+        return 130
     data = {
         "from": first.isoformat(), "to": last.isoformat(), "seed": seed, "scale": scale, "days": days,
         "units": [u.code for u in chosen], "days_off": days_off,
