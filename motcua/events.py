@@ -129,8 +129,9 @@ SCHEMAS: dict[tuple[str, int], Schema] = {
         quantities="object", secret="str", conditions="list?", notifications="object?",
     ),
     ("dossier.refused", 1): schema(
-        "The desk refused the dossier (status 3, Mẫu 03).",
-        code="str", reason="str", official="str", refused_at="instant",
+        "The desk refused the dossier (status 3, Mẫu 03). ``received``: it had been received (the other "
+        "services know it); false for an online submission refused before receipt, which they never saw.",
+        code="str", reason="str", official="str", refused_at="instant", received="bool?",
     ),
     ("dossier.supplement_requested", 1): schema(
         "The dossier's one supplement request was made (status 5, Mẫu 02); its clock stops.",

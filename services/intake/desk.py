@@ -192,7 +192,8 @@ def refuse(ctx: Context, actor: Actor, code: str, body: Any) -> dict:
     refusal = {"reason": reason, "official": actor.name, "refused_at": _iso(ctx.now)}
     _transition(ctx, row, "refuse", actor, Status.REFUSED, {"reason": reason}, refusal=refusal)
     _event(ctx, "dossier.refused", row.unit, {"code": code, "reason": reason, "official": actor.name,
-                                              "refused_at": _iso(ctx.now)})
+                                              "refused_at": _iso(ctx.now),
+                                              "received": row.status == Status.RECEIVED})
     return view(ctx, store.get(ctx.session, code), actor)
 
 

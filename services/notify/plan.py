@@ -119,6 +119,8 @@ def on_event(ctx: Context, event: Envelope) -> None:
     elif kind == "dossier.supplement_received":
         store.change_dossier(ctx.session, p["code"], appointment_date=p["appointment_date"])
     elif kind == "dossier.refused":
+        if p.get("received") is False and store.dossier(ctx.session, p["code"]) is None:
+            return    # an online submission refused before receipt: its citizen reads it on the status page
         tell_citizen(ctx, event, "refused", {"reason": p["reason"]})
         store.change_dossier(ctx.session, p["code"], open=False)
     elif kind == "dossier.withdrawn":

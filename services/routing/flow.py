@@ -288,6 +288,8 @@ def on_event(ctx: Context, event: Envelope) -> None:
     code = event.payload["code"]
     workflow = store.get(ctx.session, code, for_update=True)
     if workflow is None:
+        if never_received(event):
+            return
         raise UnknownDossier(f"no dossier with code {code} in routing")
     if event.type == "dossier.supplement_requested":
         if workflow.state == "running" and not domain.clock_stopped(workflow.clock_stops):
@@ -316,6 +318,11 @@ def on_event(ctx: Context, event: Envelope) -> None:
                      action=event.type.split(".")[1], note={"reason": event.payload["reason"]})
     else:
         raise ValueError(f"routing does not handle {event.type}")
+
+
+def never_received(event: Envelope) -> bool:
+    """An online submission refused before receipt: routing never had it, and never will."""
+    return event.type == "dossier.refused" and event.payload.get("received") is False
 
 
 class UnknownDossier(NotYet):

@@ -149,6 +149,16 @@ def test_a_provider_that_keeps_failing_ends_in_the_dead_letter_with_the_reason(s
     assert failed[0]["channel"] == "webhook" and failed[0]["attempts"] == 3
 
 
+def test_an_online_submission_refused_before_receipt_is_not_an_error(stack):
+    code = "000.05.20.H29-260302-8100"
+    publish(new_event("dossier.refused", {"code": code, "reason": "Hồ sơ không hợp lệ", "official": "Trần Văn Bình",
+                                          "refused_at": "2026-03-02T09:00:00+07:00", "received": False},
+                      "000.05.20.H29"))
+    dead = [d for d in dead_letters(amqp(), timeout=6) if d.headers["x-dead-letter-service"] == "notify"
+            and code.encode() in d.body]
+    assert not dead, [d.headers["x-dead-letter-reason"] for d in dead]
+
+
 def test_templates_are_validated_when_saved(stack):
     base = stack["notify"].url + "/api/v1/templates"
     broken = requests.put(f"{base}/received/sms", headers=DESK, timeout=5,

@@ -281,6 +281,23 @@ def test_bad_events_are_dead_lettered_and_change_nothing(stack, engine, event, r
         assert connection.execute(text("SELECT count(*) FROM routing.workflows")).scalar_one() == before
 
 
+@pytest.mark.parametrize("received, dead_lettered", [(False, False), (True, True)])
+def test_a_refusal_of_a_dossier_routing_never_had(stack, received, dead_lettered):
+    """An online submission refused before receipt is nothing to routing; a refusal of a received
+    dossier routing does not know is an error, dead-lettered once its wait runs out."""
+    from kombu import Connection
+    from motcua import broker
+    with Connection(amqp()) as connection:
+        broker.declare_topology(connection.default_channel)
+        broker.dead_letter_queue(connection.default_channel).purge()
+    code = f"000.05.20.H29-260302-{8000 + int(received)}"
+    publish(new_event("dossier.refused", {"code": code, "reason": "Hồ sơ không hợp lệ", "official": "Trần Văn Bình",
+                                          "refused_at": "2026-03-02T09:00:00+07:00", "received": received},
+                      "000.05.20.H29"))
+    dead = [d for d in dead_letters(amqp(), timeout=8) if d.headers["x-dead-letter-service"] == "routing"]
+    assert bool(dead) == dead_lettered, [d.headers["x-dead-letter-reason"] for d in dead]
+
+
 def test_report_ii06a_balances(stack, process_env):
     _, (routing, _) = stack
     report = requests.get(routing.url + "/api/v1/reports/ii06a", timeout=10,
