@@ -155,7 +155,13 @@ class AgencyService(Servicer, agency_grpc.AgencyServiceServicer):
 
     @handler(_platform, "TransferDossier", _code)
     def TransferDossier(self, request, caller, context):
-        return agency_pb.TransferDossierResponse(workflow=self._act(request, caller, "transfer", None,
+        """To the next stage's agencies, or, after the last stage, back to the desk (processed)."""
+        _official(request, caller)
+        code = required(request.code, "code")
+        view = self.platform.call("routing", "get_dossier", caller.official, caller.unit, code,
+                                  deadline=caller.deadline)
+        action = "return_to_desk" if ingest.next_move(view, caller.unit) == "return_to_desk" else "transfer"
+        return agency_pb.TransferDossierResponse(workflow=self._act(request, caller, action, None,
                                                                     {"note": request.note or None}))
 
     @handler(_platform, "ReportDelay", _code)

@@ -10,6 +10,7 @@ import uuid
 import grpc
 import pytest
 import requests
+from google.protobuf import json_format
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from kombu import Connection, Producer
@@ -19,7 +20,7 @@ from motcua import broker
 from motcua.v1 import catalogue_service_pb2, catalogue_service_pb2_grpc, event_service_pb2
 from motcua_client import Client, GatewayError
 from tests.conftest import ROOT, dead_letters
-from tests.gateway.conftest import LAND_REGISTRY, WARD_3, WARD_5, Gateway, amqp, run_cli
+from tests.gateway.conftest import LAND_REGISTRY, TAX, WARD_3, WARD_5, Gateway, amqp, run_cli
 
 MARITAL_STATUS = "1.004873"      # ward, 3 working days, lệ phí; the ward handles it itself
 APPLICANT = {"name": "Nguyễn Thị Lan", "id_number": "079203001234", "address": "12 Lê Đức Thọ, Phường 3",
@@ -107,6 +108,52 @@ def test_the_whole_life_of_a_dossier_through_the_gateway(stack, token):
     procedure = ward.procedure(MARITAL_STATUS)
     assert procedure.code == MARITAL_STATUS and procedure.time_limit
     assert MARITAL_STATUS in [p.code for p in ward.procedures(unit=WARD_3)]
+
+
+LAND_TRANSFER, DISTRICT = "1.013831", "000.00.20.H29"   # land registry, tax office, land registry
+
+
+def test_an_inter_agency_dossier_through_the_agencies_own_systems(stack, token):
+    desk, registry, tax = (client_for(stack, token(unit)) for unit in (DISTRICT, LAND_REGISTRY, TAX))
+    procedure = json_format.MessageToDict(desk.procedure(LAND_TRANSFER).detail)
+    documents = [{"name": d["name"], "form": d["form"], "count": int(d["count"])} for d in procedure["documents"]]
+    code = desk.receive("Trần Văn Bình", dossier(procedure_code=LAND_TRANSFER, documents=documents)).code
+    workflow = wait_for(lambda: _workflow_or_none(registry, code))
+    assert [s.agency for s in workflow.steps] == [LAND_REGISTRY, TAX, LAND_REGISTRY]
+    for client, official, step in ((registry, "Lê Văn Đức", workflow.steps[0].id),
+                                   (tax, "Phạm Thị Mai", workflow.steps[1].id)):
+        client.accept_step(official, code, step)
+        client.complete_step(official, code, step, note="Đã xử lý")
+        moved = client.transfer(official, code)
+        assert moved.state == "running"
+    obliged = tax.workflow("Phạm Thị Mai", code)
+    assert obliged.stage == 2
+    with pytest.raises(GatewayError) as not_holding:
+        tax.request_obligation("Phạm Thị Mai", code, "Thuế thu nhập cá nhân", 1_500_000)
+    assert not_holding.value.code == grpc.StatusCode.PERMISSION_DENIED, "the tax office's step is over"
+    with pytest.raises(GatewayError) as not_late:
+        registry.report_delay("Lê Văn Đức", code, "Chờ xác minh")
+    assert not_late.value.code == grpc.StatusCode.FAILED_PRECONDITION, "no apology for a dossier on time"
+    last = workflow.steps[2].id
+    registry.accept_step("Lê Văn Đức", code, last)
+    registry.request_obligation("Lê Văn Đức", code, "Lệ phí trước bạ", 500_000)
+    assert registry.workflow("Lê Văn Đức", code).clock_stopped
+    owed = wait_for(lambda: (d := desk.get("Trần Văn Bình", code)).fees_outstanding >= 500_000 and d).fees_outstanding
+    assert desk.pay("Trần Văn Bình", code, owed, method="transfer", reference="VCB-0001").outstanding == 0
+    wait_for(lambda: not registry.workflow("Lê Văn Đức", code).clock_stopped)
+    registry.complete_step("Lê Văn Đức", code, last, note="Đã cập nhật biến động")
+    returned = registry.transfer("Lê Văn Đức", code)        # the last stage: back to the desk
+    assert returned.state == "processed"
+    wait_for(lambda: desk.get("Trần Văn Bình", code).status == 9)
+
+
+def _workflow_or_none(client, code):
+    try:
+        return client.workflow("Lê Văn Đức", code)
+    except GatewayError as error:
+        if error.code == grpc.StatusCode.NOT_FOUND:
+            return None
+        raise
 
 
 def test_a_resent_batch_changes_nothing(stack, token, engine):
@@ -265,8 +312,8 @@ def test_the_audit_log_is_chained_and_tampering_is_reported(stack, token, proces
     assert "chain intact" in intact.stdout
     target = rows[len(rows) // 2][0]
     with engine.begin() as connection:
-        connection.execute(text("UPDATE gateway.audit_log SET result = 'OK', unit = :u WHERE seq = :s"),
-                           {"u": WARD_5, "s": target})
+        connection.execute(text("UPDATE gateway.audit_log SET result = 'OK', detail = detail || ' ', unit = :u "
+                                "WHERE seq = :s"), {"u": WARD_5, "s": target})      # always a change
     broken = run_cli(["gateway", "audit", "verify"], process_env, check=False)
     assert broken.returncode == 1
     assert f"entry {target}: altered" in broken.stdout
