@@ -157,6 +157,19 @@ def broker_reachable(amqp_uri: str, timeout: float = 2.0) -> None:
         connection.ensure_connection(max_retries=1, timeout=timeout)
 
 
+def health_report(service: str, ping_database, amqp_uri: str) -> dict:
+    """``/health``'s answer: the database and the broker each ``ok`` or the error's class."""
+    checks = {}
+    for name, check in (("database", ping_database), ("broker", lambda: broker_reachable(amqp_uri))):
+        try:
+            check()
+            checks[name] = "ok"
+        except Exception as exc:  # any failure means unhealthy; say which
+            checks[name] = f"error: {type(exc).__name__}"
+    healthy = all(value == "ok" for value in checks.values())
+    return {"status": "ok" if healthy else "unhealthy", "service": service, **checks}
+
+
 class PlatformService:
     """Base of every service: a database, observability, /metrics and /health."""
 
@@ -170,17 +183,5 @@ class PlatformService:
 
     @http("GET", "/health")
     def health(self, request):
-        checks = {}
-        try:
-            self.db.ping()
-            checks["database"] = "ok"
-        except Exception as exc:  # any failure means unhealthy; say which
-            checks["database"] = f"error: {type(exc).__name__}"
-        try:
-            broker_reachable(self.config["AMQP_URI"])
-            checks["broker"] = "ok"
-        except Exception as exc:
-            checks["broker"] = f"error: {type(exc).__name__}"
-        healthy = all(value == "ok" for value in checks.values())
-        return json_response({"status": "ok" if healthy else "unhealthy", "service": self.name, **checks},
-                             status=200 if healthy else 503)
+        body = health_report(self.name, self.db.ping, self.config["AMQP_URI"])
+        return json_response(body, status=200 if body["status"] == "ok" else 503)

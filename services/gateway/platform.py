@@ -17,6 +17,7 @@ from grpc_status import rpc_status
 from nameko.exceptions import RemoteError, RpcTimeout
 from nameko.standalone.rpc import ClusterRpcProxy
 from prometheus_client import Counter, Gauge
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from motcua.db import make_engine
@@ -75,6 +76,10 @@ class Platform:
     def transaction(self):
         with Session(self.engine) as session, session.begin():
             yield session
+
+    def ping(self) -> None:
+        with self.transaction() as session:
+            session.execute(text("SELECT 1"))
 
     def now(self) -> datetime:
         return datetime.now(timezone.utc)
@@ -149,80 +154,93 @@ class Caller:
         self.summary = ""       # what the call did, for the audit entry (e.g. a batch's outcomes)
 
 
+class Answer:
+    """What one call did, for its metrics, log line and audit entry."""
+
+    def __init__(self, platform: Platform, context):
+        self.platform, self.context = platform, context
+        self.started = time.monotonic()
+        self.unit = self.credential = self.dossier = self.detail = ""
+        self.code = grpc.StatusCode.OK
+        self.caller: Caller | None = None
+
+    def authenticate(self) -> Caller:
+        self.unit, self.credential = self.platform.authenticate(self.context)
+        remaining = self.context.time_remaining()
+        self.caller = Caller(self.unit, self.credential,
+                             self.started + remaining if remaining is not None else None)
+        return self.caller
+
+
+@contextmanager
+def answering(platform: Platform, method: str, context):
+    """One call: refusals answered with their gRPC status (nothing changed), a service out of reach
+    as UNAVAILABLE, a passed deadline as DEADLINE_EXCEEDED; then measured, logged and audited."""
+    answer = Answer(platform, context)
+    ENTRYPOINTS_IN_FLIGHT.labels("gateway").inc()
+    try:
+        yield answer
+    except Refusal as refusal:
+        answer.code, answer.detail = status_code(refusal), str(refusal)
+        context.abort_with_status(rich_status(refusal))
+    except (TimeoutError, Unavailable) as exc:
+        answer.code = (grpc.StatusCode.DEADLINE_EXCEEDED if isinstance(exc, TimeoutError)
+                       else grpc.StatusCode.UNAVAILABLE)
+        answer.detail = str(exc) or "the call's deadline passed before the platform answered"
+        context.abort(answer.code, answer.detail)
+    except RemoteError as exc:
+        if not transient(exc):
+            raise
+        answer.code, answer.detail = grpc.StatusCode.UNAVAILABLE, f"{exc.exc_type} in a service"
+        context.abort(answer.code, "a service cannot reach its database or the broker now; try again")
+    except grpc.RpcError:
+        raise
+    except Exception as exc:
+        if not context.is_active():      # the client went away (cancelled, deadline passed)
+            answer.code = grpc.StatusCode.CANCELLED
+            return
+        answer.code, answer.detail = grpc.StatusCode.INTERNAL, type(exc).__name__
+        log.exception("gateway call failed", method=method, unit=answer.unit)
+        context.abort(answer.code, "internal error; the platform's operators have the details")
+    finally:
+        _record(answer, method)
+
+
+def _record(answer: Answer, method: str) -> None:
+    caller = answer.caller
+    dossier = answer.dossier or (caller.dossier if caller else "")
+    detail = "; ".join(filter(None, (answer.detail, caller.summary if caller else "")))
+    ENTRYPOINTS_IN_FLIGHT.labels("gateway").dec()
+    elapsed = time.monotonic() - answer.started
+    ENTRYPOINT_SECONDS.labels("gateway", method, "grpc").observe(elapsed)
+    ENTRYPOINT_CALLS.labels("gateway", method, "grpc", "ok" if answer.code == grpc.StatusCode.OK else "error").inc()
+    CALLS.labels(answer.unit or "unknown", answer.code.name).inc()
+    log.info("grpc call", method=method, unit=answer.unit or None, dossier=dossier or None, code=answer.code.name,
+             duration_ms=round(elapsed * 1000, 1))
+    try:
+        answer.platform.audit(unit=answer.unit, credential=answer.credential, method=method, dossier=dossier,
+                              result=answer.code.name, detail=detail)
+    except Exception:
+        log.exception("audit entry not written", method=method, unit=answer.unit)
+
+
 def handler(platform_of: Callable[[Any], Platform], method: str, dossier_of: Callable[[Any], str] = lambda r: "",
             streaming: bool = False):
-    """Wrap a servicer method ``fn(self, request, caller, context)``: authenticate, honour the
-    deadline, answer refusals with their gRPC status, audit and measure. A streaming method's
-    audit entry is written when its stream ends."""
+    """Wrap a servicer method ``fn(self, request, caller, context)`` in ``answering``: the caller
+    authenticated first. A streaming method's audit entry is written when its stream ends."""
 
     def decorate(fn):
-        def wrapper(self, request, context):
-            platform = platform_of(self)
-            started = time.monotonic()
-            remaining = context.time_remaining()
-            deadline = started + remaining if remaining is not None else None
-            unit = credential = dossier = ""
-            code, detail = grpc.StatusCode.OK, ""
-            ENTRYPOINTS_IN_FLIGHT.labels("gateway").inc()
-            try:
-                unit, credential = platform.authenticate(context)
-                dossier = dossier_of(request) if not streaming else ""
-                caller = Caller(unit, credential, deadline)
-                try:
-                    if streaming:
-                        yield from fn(self, request, caller, context)
-                    else:
-                        return fn(self, request, caller, context)
-                finally:
-                    dossier, detail = dossier or caller.dossier, caller.summary
-            except Refusal as refusal:
-                code, detail = status_code(refusal), "; ".join(filter(None, (str(refusal), detail)))
-                context.abort_with_status(rich_status(refusal))
-            except (TimeoutError, Unavailable) as exc:
-                code = (grpc.StatusCode.DEADLINE_EXCEEDED if isinstance(exc, TimeoutError)
-                        else grpc.StatusCode.UNAVAILABLE)
-                detail = str(exc) or "the call's deadline passed before the platform answered"
-                context.abort(code, detail)
-            except RemoteError as exc:
-                if not transient(exc):
-                    raise
-                code, detail = grpc.StatusCode.UNAVAILABLE, f"{exc.exc_type} in a service"
-                context.abort(code, "a service cannot reach its database or the broker now; try again")
-            except grpc.RpcError:
-                raise
-            except Exception as exc:
-                if not context.is_active():      # the client went away (cancelled, deadline passed)
-                    code = grpc.StatusCode.CANCELLED
-                    return
-                code, detail = grpc.StatusCode.INTERNAL, type(exc).__name__
-                log.exception("gateway call failed", method=method, unit=unit)
-                context.abort(code, "internal error; the platform's operators have the details")
-            finally:
-                ENTRYPOINTS_IN_FLIGHT.labels("gateway").dec()
-                elapsed = time.monotonic() - started
-                ENTRYPOINT_SECONDS.labels("gateway", method, "grpc").observe(elapsed)
-                ENTRYPOINT_CALLS.labels("gateway", method, "grpc",
-                                        "ok" if code == grpc.StatusCode.OK else "error").inc()
-                CALLS.labels(unit or "unknown", code.name).inc()
-                log.info("grpc call", method=method, unit=unit or None, dossier=dossier or None, code=code.name,
-                         duration_ms=round(elapsed * 1000, 1))
-                try:
-                    platform.audit(unit=unit, credential=credential, method=method, dossier=dossier,
-                                   result=code.name, detail=detail)
-                except Exception:
-                    log.exception("audit entry not written", method=method, unit=unit)
-
         if streaming:
-            return wrapper
+            def stream(self, request, context):
+                with answering(platform_of(self), method, context) as answer:
+                    yield from fn(self, request, answer.authenticate(), context)
+            return stream
 
         def unary(self, request, context):
-            # ``wrapper`` is a generator function (for streams); run it to its return value.
-            generator = wrapper(self, request, context)
-            try:
-                next(generator)
-            except StopIteration as stop:
-                return stop.value
-            raise RuntimeError(f"{method} yielded: not a unary handler")
+            with answering(platform_of(self), method, context) as answer:
+                caller = answer.authenticate()
+                answer.dossier = dossier_of(request)
+                return fn(self, request, caller, context)
         return unary
 
     return decorate

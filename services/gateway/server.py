@@ -19,10 +19,9 @@ import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
-from sqlalchemy import text
 
 from motcua.errors import Invalid, NotFound
-from motcua.observability import broker_reachable
+from motcua.observability import health_report
 from motcua.v1 import (agency_service_pb2 as agency_pb, agency_service_pb2_grpc as agency_grpc,
                        catalogue_service_pb2 as catalogue_pb, catalogue_service_pb2_grpc as catalogue_grpc,
                        desk_service_pb2 as desk_pb, desk_service_pb2_grpc as desk_grpc,
@@ -314,21 +313,8 @@ def http_server(address: str, platform: Platform) -> ThreadingHTTPServer:
             if self.path == "/metrics":
                 self._send(200, CONTENT_TYPE_LATEST, generate_latest(REGISTRY))
             elif self.path == "/health":
-                checks = {}
-                try:
-                    with platform.transaction() as session:
-                        session.execute(text("SELECT 1"))
-                    checks["database"] = "ok"
-                except Exception as exc:  # any failure means unhealthy; say which
-                    checks["database"] = f"error: {type(exc).__name__}"
-                try:
-                    broker_reachable(platform.config["AMQP_URI"])
-                    checks["broker"] = "ok"
-                except Exception as exc:
-                    checks["broker"] = f"error: {type(exc).__name__}"
-                healthy = all(value == "ok" for value in checks.values())
-                body = json.dumps({"status": "ok" if healthy else "unhealthy", "service": "gateway", **checks})
-                self._send(200 if healthy else 503, "application/json", body.encode())
+                body = health_report("gateway", platform.ping, platform.config["AMQP_URI"])
+                self._send(200 if body["status"] == "ok" else 503, "application/json", json.dumps(body).encode())
             else:
                 self._send(404, "text/plain", b"not found")
 

@@ -3,9 +3,9 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 import uuid
+from functools import partial
 
 import grpc
 import pytest
@@ -20,6 +20,7 @@ from motcua import broker
 from motcua.v1 import catalogue_service_pb2, catalogue_service_pb2_grpc, event_service_pb2
 from motcua_client import Client, GatewayError
 from tests.conftest import ROOT, dead_letters
+from tests.e2e.test_intake_desk import wait_for as wait_until
 from tests.gateway.conftest import LAND_REGISTRY, TAX, WARD_3, WARD_5, Gateway, amqp, run_cli
 
 MARITAL_STATUS = "1.004873"      # ward, 3 working days, lệ phí; the ward handles it itself
@@ -34,14 +35,7 @@ def dossier(**overrides) -> dict:
     return {"procedure_code": MARITAL_STATUS, "applicant": APPLICANT, "documents": DOCUMENTS, **overrides}
 
 
-def wait_for(predicate, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("condition not met in time")
+wait_for = partial(wait_until, timeout=15.0)     # the gateway adds a hop: a little more time
 
 
 def client_for(stack, token) -> Client:
