@@ -18,7 +18,7 @@ from pathlib import Path
 
 import eventlet
 from eventlet.event import Event
-from nameko.containers import ServiceContainer
+from nameko.containers import ServiceContainer, get_container_cls
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
@@ -132,7 +132,7 @@ class Stack:
                       "WEB_SERVER_ADDRESS": addresses[name]}
             service_cls = next(cls for cls in vars(import_module(spec.module)).values()
                                if isinstance(cls, type) and getattr(cls, "name", None) == name)
-            container = ServiceContainer(service_cls, config)
+            container = get_container_cls(config)(service_cls, config)
             container.start()
             host, port = addresses[name].rsplit(":", 1)
             host = "127.0.0.1" if host in ("0.0.0.0", "") else host

@@ -12,7 +12,7 @@ import json
 from datetime import date, datetime, timedelta
 
 import structlog
-from nameko.rpc import RpcProxy
+from motcua.catalogue import CatalogueProxy
 from motcua.rpc import rpc
 from nameko.web.handlers import http
 from prometheus_client import Counter
@@ -73,7 +73,7 @@ def report_csv(rows: list[dict]) -> str:
 class FeesService(PlatformService):
     name = "fees"
     outbox = OutboxRelay(models.outbox)
-    catalog = RpcProxy("catalog")
+    catalog = CatalogueProxy()
     now = Clock()
     outstanding_gauge = DatabaseGauge("motcua_fees_outstanding_vnd", "VND charged and not yet paid, by desk (from "
                                       "the database: max over replicas).", ["unit"], outstanding)

@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from nameko.rpc import RpcProxy
+from motcua.catalogue import CatalogueProxy
 from motcua.rpc import rpc
 from nameko.web.handlers import http
 import structlog
@@ -50,7 +50,7 @@ def open_dossiers(session, now):
 class IntakeService(PlatformService):
     name = "intake"
     outbox = OutboxRelay(models.outbox)
-    catalog = RpcProxy("catalog")
+    catalog = CatalogueProxy()
     now = Clock()
     open_gauge = DatabaseGauge("motcua_dossiers_open", "Dossiers not yet returned nor closed, by unit and status "
                                "(from the database: max over replicas).", ["unit", "status"], open_dossiers)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import structlog
 import yaml
-from nameko.rpc import RpcProxy
+from motcua.catalogue import CatalogueProxy
 from nameko.web.handlers import http
 
 from motcua.calendar import TZ, default_calendar
@@ -71,7 +71,7 @@ class NotifyService(PlatformService):
     name = "notify"
     outbox = OutboxRelay(models.outbox)
     dispatcher = dispatch.Dispatcher()
-    catalog = RpcProxy("catalog")
+    catalog = CatalogueProxy()
     now = Clock()
     depth_gauge = DatabaseGauge("motcua_notify_queue_depth", "Messages waiting to be sent, by channel.",
                                 ["channel"], queue_depth)

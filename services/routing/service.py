@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import structlog
-from nameko.rpc import RpcProxy
+from motcua.catalogue import CatalogueProxy
 from motcua.rpc import rpc
 from nameko.web.handlers import http
 from prometheus_client import Counter, Histogram
@@ -59,7 +59,7 @@ def running_dossiers(session, now):
 class RoutingService(PlatformService):
     name = "routing"
     outbox = OutboxRelay(models.outbox)
-    catalog = RpcProxy("catalog")
+    catalog = CatalogueProxy()
     now = Clock()
     running_gauge = DatabaseGauge("motcua_dossiers_running", "Dossiers being processed, by receiving unit and "
                                   "deadline (within_deadline, overdue); from the database: max over replicas.",

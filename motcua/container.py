@@ -1,0 +1,44 @@
+"""The service container: desk requests and messages get worker pools of their own.
+
+nameko runs every worker of a service on one pool of ``max_workers``. Under load the desks'
+HTTP requests (each in its own green thread, all waiting for a slot) then starve the one
+green thread that hands out events and RPC calls: the throughput benchmark saw routing take
+13 s to hear of a received dossier while the desks polled it for that very dossier. Here HTTP
+requests run on a pool of ``HTTP_MAX_WORKERS`` (default ``max_workers``) and everything else
+(events, RPC, timers) on the pool of ``max_workers``, whose size is also the broker's prefetch.
+"""
+from __future__ import annotations
+
+from eventlet import GreenPool
+from nameko.containers import ServiceContainer
+from nameko.web.handlers import HttpRequestHandler
+
+CONTAINER_CLASS_PATH = "motcua.container.PlatformContainer"
+
+
+class WorkerPools:
+    """Stands in for the container's single ``GreenPool`` (nameko uses ``spawn`` and ``waitall``)."""
+
+    def __init__(self, messages: int, requests: int):
+        self.messages = GreenPool(size=messages)
+        self.requests = GreenPool(size=requests)
+
+    def pool_for(self, entrypoint) -> GreenPool:
+        return self.requests if isinstance(entrypoint, HttpRequestHandler) else self.messages
+
+    def spawn(self, run_worker, worker_ctx, *args):
+        return self.pool_for(worker_ctx.entrypoint).spawn(run_worker, worker_ctx, *args)
+
+    def waitall(self) -> None:
+        self.requests.waitall()
+        self.messages.waitall()
+
+    def running(self) -> int:
+        return self.requests.running() + self.messages.running()
+
+
+class PlatformContainer(ServiceContainer):
+    def __init__(self, service_cls, config):
+        super().__init__(service_cls, config)
+        requests = int(config.get("HTTP_MAX_WORKERS") or self.max_workers)
+        self._worker_pool = WorkerPools(messages=self.max_workers, requests=requests)
