@@ -19,7 +19,7 @@ from prometheus_client import Counter
 LOOKUPS = Counter("motcua_catalogue_lookups_total", "Catalogue look-ups by a calling service, answered from "
                   "memory (hit) or over RPC (miss).", ["service", "kind", "outcome"])
 UNIT_SECONDS = 60.0
-MAX_ENTRIES = 4096        # far more than a catalogue has; a bound all the same
+MAX_ENTRIES = 4096        # far more than a catalogue has; a bound all the same (least recently used go)
 
 
 class CatalogueProxy(RpcProxy):
@@ -57,7 +57,7 @@ class RememberingCatalogue:
         if version is None:
             return self._proxy.get_procedure(code, at=at)
         key = (code, int(version))
-        found = self._memory.versions.get(key)
+        found = _recall(self._memory.versions, key)
         if found is None:
             found = self._proxy.get_procedure(code, version=version)
             self._count("procedure_version", "miss")
@@ -70,7 +70,7 @@ class RememberingCatalogue:
 
     def get_unit(self, code: str) -> dict | None:
         now = time.monotonic()
-        entry = self._memory.units.get(code)
+        entry = _recall(self._memory.units, code)
         if entry is not None and now - entry[0] < self._memory.unit_seconds:
             self._count("unit", "hit")
             return copy.deepcopy(entry[1])
@@ -85,6 +85,17 @@ class RememberingCatalogue:
 
 
 def _remember(memory: dict, key, value) -> None:
+    """Store (or refresh) an entry as the most recently used; past ``MAX_ENTRIES`` the least
+    recently used goes (dicts keep insertion order: the first key is the least recent)."""
+    memory.pop(key, None)
     if len(memory) >= MAX_ENTRIES:
-        memory.pop(next(iter(memory)))      # the oldest entry
+        memory.pop(next(iter(memory)))
     memory[key] = value
+
+
+def _recall(memory: dict, key):
+    """An entry, now the most recently used; None if absent."""
+    value = memory.pop(key, None)
+    if value is not None:
+        memory[key] = value
+    return value

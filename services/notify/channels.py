@@ -216,11 +216,11 @@ def _snippet(response: requests.Response) -> str:
     return mask_text(" ".join(text.split()))[:_SNIPPET_CHARS]
 
 
-def _post(channel: str, url: str, payload: Mapping[str, Any], headers: Mapping[str, str],
-          timeout: float) -> requests.Response:
+def _post(session: requests.Session, channel: str, url: str, payload: Mapping[str, Any],
+          headers: Mapping[str, str], timeout: float) -> requests.Response:
     target = _origin(url)
     try:
-        response = requests.post(url, json=payload, headers=dict(headers), timeout=timeout, allow_redirects=False)
+        response = session.post(url, json=payload, headers=dict(headers), timeout=timeout, allow_redirects=False)
     except requests.Timeout:
         raise TransientError(f"{channel}: {target} timed out after {timeout} s") from None
     except requests.ConnectionError as exc:
@@ -253,6 +253,7 @@ class SmsChannel:
         self.url = url
         self.api_key = api_key
         self.timeout = timeout
+        self.session = requests.Session()     # kept-alive connections to the gateway
 
     def send(self, message: Outgoing) -> str:
         _check(message, self.name)
@@ -262,7 +263,7 @@ class SmsChannel:
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
         payload = {"to": message.to.strip(), "text": message.text, "idempotency_key": message.idempotency_key}
-        response = _post(self.name, self.url, payload, headers, self.timeout)
+        response = _post(self.session, self.name, self.url, payload, headers, self.timeout)
         try:
             answer = response.json()
         except ValueError:
@@ -281,6 +282,7 @@ class WebhookChannel:
 
     def __init__(self, timeout: float = 10):
         self.timeout = timeout
+        self.session = requests.Session()     # kept-alive connections, per host
 
     def send(self, message: Outgoing) -> str:
         _check(message, self.name)
@@ -294,7 +296,7 @@ class WebhookChannel:
             raise PermanentError("webhook: the recipient is not an http(s) URL")
         payload = {**(message.metadata or {}), "text": message.text, "subject": message.subject,
                    "idempotency_key": message.idempotency_key}
-        response = _post(self.name, url, payload, _headers(message), self.timeout)
+        response = _post(self.session, self.name, url, payload, _headers(message), self.timeout)
         try:
             answer = response.json()
         except ValueError:

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Callable
 
-import eventlet
 import structlog
+from eventlet import GreenPool
 from eventlet.event import Event
 from nameko.extensions import DependencyProvider
 from prometheus_client import Counter, Histogram
@@ -54,6 +54,7 @@ class Dispatcher(DependencyProvider):
         self.policy = Policy(int(config.get("NOTIFY_MAX_ATTEMPTS", 5)), float(config.get("NOTIFY_BACKOFF_SECONDS", 30)),
                              float(config.get("NOTIFY_LEASE_SECONDS", 60)))
         self.poll = float(config.get("NOTIFY_POLL_SECONDS", 0.5))
+        self.senders = GreenPool(int(config.get("NOTIFY_SENDERS", 8)))
         self.channels = channel_module.build_channels(config)
         self.amqp_uri = broker.amqp_uri(config)
         self.running = False
@@ -95,11 +96,22 @@ class Dispatcher(DependencyProvider):
         now = self.now()
         with self.sessions() as session, session.begin():
             leased = store.claim(session, now, now + timedelta(seconds=self.policy.lease_seconds))
+        # Providers answer in milliseconds to seconds: recipients are served side by side, each
+        # recipient's messages one after the other, in the order they were queued.
+        in_turn: dict[str, list] = {}
         for message in leased:
-            self._deliver(message)
+            in_turn.setdefault(message.recipient, []).append(message)
+        sent = [delivery for deliveries in self.senders.imap(self._deliver_in_turn, in_turn.values())
+                for delivery in deliveries]
+        self._record_sent(sent)
         return len(leased)
 
-    def _deliver(self, message) -> None:
+    def _deliver_in_turn(self, messages: list) -> list[tuple]:
+        return [delivery for delivery in map(self._deliver, messages) if delivery is not None]
+
+    def _deliver(self, message) -> tuple | None:
+        """Send one message: ``(message, provider id, seconds)`` once the provider accepted it;
+        None when it failed (recorded here, retried or dead-lettered)."""
         channel = self.channels.get(message.channel)
         outgoing = channel_module.Outgoing(channel=message.channel, to=message.recipient, subject=message.subject,
                                            text=message.text, idempotency_key=message.idempotency_key,
@@ -111,18 +123,27 @@ class Dispatcher(DependencyProvider):
             provider_id = channel.send(outgoing)
         except channel_module.TransientError as error:
             self._failed(message, str(error), retry=message.attempts < self.policy.max_attempts)
-            return
+            return None
         except channel_module.PermanentError as error:
             self._failed(message, str(error), retry=False)
+            return None
+        return message, provider_id, wall.monotonic() - started
+
+    def _record_sent(self, sent: list[tuple]) -> None:
+        """One transaction for the round's sent messages. Until it commits they stay 'sending';
+        a crash before that sends them again after the lease, with the same idempotency keys."""
+        if not sent:
             return
         now = self.now()
         with self.sessions() as session, session.begin():
-            store.mark(session, message.id, state="sent", sent_at=now, provider_id=provider_id, last_error=None)
-            self._event(session, message, "notify.delivered", {"state": "sent"}, now)
-        MESSAGES.labels(message.channel, message.template, "sent").inc()
-        LATENCY.labels(message.channel).observe(max((now - message.created_at).total_seconds(), 0.0))
-        log.info("message sent", message_id=message.id, channel=message.channel, template=message.template,
-                 attempt=message.attempts, send_s=round(wall.monotonic() - started, 3))
+            for message, provider_id, _ in sent:
+                store.mark(session, message.id, state="sent", sent_at=now, provider_id=provider_id, last_error=None)
+                self._event(session, message, "notify.delivered", {"state": "sent"}, now)
+        for message, _, seconds in sent:
+            MESSAGES.labels(message.channel, message.template, "sent").inc()
+            LATENCY.labels(message.channel).observe(max((now - message.created_at).total_seconds(), 0.0))
+            log.info("message sent", message_id=message.id, channel=message.channel, template=message.template,
+                     attempt=message.attempts, send_s=round(seconds, 3))
 
     def _failed(self, message, reason: str, *, retry: bool) -> None:
         now = self.now()
