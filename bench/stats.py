@@ -152,3 +152,12 @@ def ratio(ours: float | None, baseline: float | None) -> float | None:
     if not ours or not baseline:
         return None
     return round(ours / baseline, 4)
+
+
+def steady_from(warmup: float, life_seconds: Iterable[float], load_seconds: float) -> float:
+    """Seconds into a phase where its steady window starts: after ``warmup`` and after the p90
+    duration of a life, at most half-way through the load. Before that the pipeline is still
+    filling (a life that takes 15 s completes nothing in its first 15 s); counting those seconds
+    would understate the rate the system keeps up."""
+    filled = summary(life_seconds, digits=3)["p90"] or 0.0
+    return min(max(warmup, filled), load_seconds / 2)

@@ -19,8 +19,9 @@ ward desks (one step, the ward itself), 20 % land transfers at the district desk
 through the land registry and the tax office): ``--land-share``. Requests go round-robin to the
 replicas, as a load balancer would. It reports:
 
-- complete lives per second sustained (completions in the steady window, from ``--warmup`` seconds
-  after the start to the end of the load) and every life's duration;
+- complete lives per second sustained (completions in the steady window: from ``--warmup`` seconds
+  or the p90 duration of a life after the start, whichever is later but at most half-way, to the end
+  of the load) and every life's duration;
 - desk-call latency p50/p99 per call (client side; also intake's own histogram for the receipt);
 - event lag, from the producer's outbox row to the consumer's processed-events row, per service;
 - CPU (% of one core) and resident memory of every process, and the machine's load;
@@ -98,7 +99,7 @@ def parse_args(argv=None):
     parser.add_argument("--duration", type=float, default=60, help="seconds of load per phase (%(default)s)")
     parser.add_argument("--replicas", default="1,2", help="replicas of every service, one stack each (%(default)s)")
     parser.add_argument("--warmup", type=float, default=10,
-                        help="seconds at the start of a phase left out of the sustained rate (%(default)s)")
+                        help="seconds at the start of a phase left out of the sustained rate, at least (%(default)s)")
     parser.add_argument("--land-share", type=float, default=0.2, help="share of three-agency land transfers")
     parser.add_argument("--max-in-flight", type=int, default=150,
                         help="lives running at once, at most: past it, new lives start late (counted) instead of "
@@ -764,7 +765,7 @@ def phase_figures(args, rate: float, phase: dict, sampler: Sampler, accounting: 
     lives = phase["lives"]
     done = [l for l in lives if l["end"] and not l["error"]]
     start, load_end = phase["start"], phase["load_end"]
-    warm = min(args.warmup, (load_end - start) / 3)
+    warm = stats.steady_from(args.warmup, [l["end"] - l["start"] for l in done], load_end - start)
     sustained = stats.rate_in_window([l["end"] for l in done], start + warm, load_end)
     last_end = max((l["end"] for l in done), default=load_end)
     calls = defaultdict(list)

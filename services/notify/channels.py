@@ -13,6 +13,7 @@ exception is not chained (its text may hold the address).
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import smtplib
 from dataclasses import dataclass, field
@@ -244,6 +245,16 @@ def _headers(message: Outgoing) -> dict[str, str]:
             "Accept": "application/json"}
 
 
+def _session_for(url: str) -> requests.Session:
+    """Kept-alive connections to one gateway, with the environment's proxy and CA settings read
+    once: requests would otherwise walk the whole environment again for every message."""
+    session = requests.Session()
+    session.trust_env = False
+    session.proxies.update(requests.utils.get_environ_proxies(url))
+    session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+    return session
+
+
 class SmsChannel:
     """An SMS gateway (brandname SMS of the district): ``POST {to, text, idempotency_key}``."""
 
@@ -253,7 +264,7 @@ class SmsChannel:
         self.url = url
         self.api_key = api_key
         self.timeout = timeout
-        self.session = requests.Session()     # kept-alive connections to the gateway
+        self.session = _session_for(url)
 
     def send(self, message: Outgoing) -> str:
         _check(message, self.name)

@@ -284,3 +284,16 @@ def test_build_channels_from_configuration():
     assert set(build_channels({"SMS_GATEWAY_URL": "", "SMTP_HOST": None})) == {"webhook"}
     with pytest.raises(ValueError):
         build_channels({"SMTP_HOST": "relay.govap.example.vn"})   # no sender
+
+
+def test_the_sms_channel_reads_the_proxy_settings_once(monkeypatch):
+    """Proxy and CA settings come from the environment when the channel is built, not per message."""
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.quan.local:3128")
+    monkeypatch.setenv("NO_PROXY", "sms.internal")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/district-ca.pem")
+    through_proxy = SmsChannel("https://sms.example.vn/send")
+    assert through_proxy.session.proxies.get("https") == "http://proxy.quan.local:3128"
+    assert through_proxy.session.verify == "/etc/ssl/district-ca.pem"
+    assert not SmsChannel("https://sms.internal/send").session.proxies
+    monkeypatch.delenv("HTTPS_PROXY")
+    assert through_proxy.session.proxies.get("https") == "http://proxy.quan.local:3128"   # read once

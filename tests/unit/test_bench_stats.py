@@ -31,6 +31,14 @@ def test_p99_of_a_hundred_values_is_near_the_top_not_the_max():
     assert stats.summary([])["p99"] is None
 
 
+def test_the_steady_window_starts_once_the_pipeline_is_full():
+    """Lives of 15 s: nothing completes in the first 15 s, which are left out; never past half-way."""
+    assert stats.steady_from(10, [15.0] * 10, 60) == 15.0
+    assert stats.steady_from(10, [0.5] * 10, 60) == 10          # fast lives: the warm-up rules
+    assert stats.steady_from(10, [45.0] * 10, 60) == 30          # at most half the load
+    assert stats.steady_from(10, [], 60) == 10                   # nothing completed yet
+
+
 def test_rate_in_window_counts_only_the_window():
     instants = [0.5, 1.0, 1.5, 2.0, 9.9, 10.0]
     assert stats.rate_in_window(instants, 1.0, 10.0) == pytest.approx(4 / 9)    # 1.0, 1.5, 2.0, 9.9
