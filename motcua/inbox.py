@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from functools import partial
+from functools import lru_cache, partial
 
 import eventlet
 import structlog
@@ -77,15 +77,21 @@ def inbox_table(metadata: MetaData) -> Table:
     )
 
 
+@lru_cache(maxsize=None)
+def _record_statement(table: Table):
+    # Built once per table: SQLAlchemy then also keeps its cache key, which it would otherwise
+    # compute again for every event.
+    return (insert(table).on_conflict_do_nothing(index_elements=["event_id"])
+            .returning(table.c.event_id))
+
+
 def first_time(session: Session, table: Table, envelope: Envelope) -> bool:
     """Record the event as processed in this transaction; False if it already was.
 
     A concurrent duplicate blocks on the first one's row until it commits, then sees it.
     """
-    inserted = session.execute(
-        insert(table).values(event_id=uuid.UUID(envelope.id), type=envelope.type)
-        .on_conflict_do_nothing(index_elements=["event_id"]).returning(table.c.event_id)
-    ).first()
+    inserted = session.execute(_record_statement(table),
+                               {"event_id": uuid.UUID(envelope.id), "type": envelope.type}).first()
     if inserted is None:
         DUPLICATES.labels(table.schema or "", envelope.type).inc()
         return False

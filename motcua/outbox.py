@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 import uuid
 from datetime import datetime, timezone
+from functools import lru_cache
 
 import eventlet
 from eventlet.event import Event
@@ -55,11 +56,17 @@ def outbox_table(metadata: MetaData) -> Table:
     return table
 
 
+@lru_cache(maxsize=None)
+def _insert_statement(table: Table):
+    # Built once per table: SQLAlchemy then also keeps its cache key (computed per event otherwise).
+    return table.insert()
+
+
 def add(session: Session, table: Table, envelope: Envelope) -> None:
     """Write an event in the caller's transaction."""
     validate(envelope)
-    session.execute(table.insert().values(
-        id=uuid.UUID(envelope.id), type=envelope.type, envelope=envelope.to_dict()))
+    session.execute(_insert_statement(table),
+                    {"id": uuid.UUID(envelope.id), "type": envelope.type, "envelope": envelope.to_dict()})
     session.info["wake_outbox"] = True
 
 
