@@ -6,6 +6,8 @@ green thread that hands out events and RPC calls: the throughput benchmark saw r
 13 s to hear of a received dossier while the desks polled it for that very dossier. Here HTTP
 requests run on a pool of ``HTTP_MAX_WORKERS`` (default ``max_workers``) and everything else
 (events, RPC, timers) on the pool of ``max_workers``, whose size is also the broker's prefetch.
+``/metrics`` and ``/health`` have a small pool of their own: a health check that waits behind the
+desks' requests would time out and get a busy service restarted.
 """
 from __future__ import annotations
 
@@ -13,28 +15,34 @@ from eventlet import GreenPool
 from nameko.containers import ServiceContainer
 from nameko.web.handlers import HttpRequestHandler
 
-CONTAINER_CLASS_PATH = "motcua.container.PlatformContainer"
+from motcua.observability import PLATFORM_ENDPOINTS
+
+CONTAINER_CLASS_PATH = "motcua.container.PlatformContainer"    # as the services' config.yml name it
+PLATFORM_WORKERS = 4
 
 
 class WorkerPools:
     """Stands in for the container's single ``GreenPool`` (nameko uses ``spawn`` and ``waitall``)."""
 
-    def __init__(self, messages: int, requests: int):
+    def __init__(self, messages: int, requests: int, platform: int = PLATFORM_WORKERS):
         self.messages = GreenPool(size=messages)
         self.requests = GreenPool(size=requests)
+        self.platform = GreenPool(size=platform)
 
     def pool_for(self, entrypoint) -> GreenPool:
-        return self.requests if isinstance(entrypoint, HttpRequestHandler) else self.messages
+        if not isinstance(entrypoint, HttpRequestHandler):
+            return self.messages
+        return self.platform if entrypoint.method_name in PLATFORM_ENDPOINTS else self.requests
 
     def spawn(self, run_worker, worker_ctx, *args):
         return self.pool_for(worker_ctx.entrypoint).spawn(run_worker, worker_ctx, *args)
 
     def waitall(self) -> None:
-        self.requests.waitall()
-        self.messages.waitall()
+        for pool in (self.requests, self.platform, self.messages):
+            pool.waitall()
 
     def running(self) -> int:
-        return self.requests.running() + self.messages.running()
+        return self.requests.running() + self.platform.running() + self.messages.running()
 
 
 class PlatformContainer(ServiceContainer):

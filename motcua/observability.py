@@ -43,7 +43,9 @@ ENTRYPOINTS_IN_FLIGHT = Gauge(
     "motcua_entrypoints_in_flight", "Workers running now.", ["service"],
 )
 
-UNTIMED = frozenset({"metrics", "health"})
+# The platform's own endpoints (Prometheus and health checks): not timed, and served on a pool of
+# their own (motcua/container.py) so that a flood of desk requests cannot make them time out.
+PLATFORM_ENDPOINTS = frozenset({"metrics", "health"})
 
 
 def entrypoint_kind(entrypoint: Any) -> str:
@@ -77,7 +79,7 @@ class Observability(DependencyProvider):
     def worker_result(self, worker_ctx, result=None, exc_info=None) -> None:
         ENTRYPOINTS_IN_FLIGHT.labels(worker_ctx.service_name).dec()
         method = worker_ctx.entrypoint.method_name
-        if method in UNTIMED:
+        if method in PLATFORM_ENDPOINTS:
             return
         kind = entrypoint_kind(worker_ctx.entrypoint)
         elapsed = time.perf_counter() - worker_ctx.data.pop("_started", time.perf_counter())

@@ -27,6 +27,10 @@ class Desk:
         eventlet.sleep(SLOW)
         return "done"
 
+    @http("GET", "/health")
+    def health(self, request):
+        return "ok"
+
     @rpc
     def ping(self):
         return "pong"
@@ -101,6 +105,20 @@ def test_rpc_is_answered_at_once_while_desk_requests_queue(container_factory, de
     assert time.monotonic() - started >= FLOOD / 2 * SLOW * 0.9
 
 
+def test_health_is_answered_at_once_while_desk_requests_queue(container_factory, desk_config, flood):
+    """A health check waiting behind the desks would time out and get a busy service restarted."""
+    container = container_factory(Desk, {**desk_config, "SERVICE_CONTAINER_CLS": CONTAINER_CLASS_PATH})
+    container.start()
+    fired = flood(desk_config)
+    wait_until(lambda: container._worker_pool.requests.waiting() == FLOOD - 2)
+    started = time.monotonic()
+    answer = requests.get(f"http://{desk_config['WEB_SERVER_ADDRESS']}/health", timeout=10)
+    assert (answer.status_code, answer.text) == (200, "ok")
+    assert time.monotonic() - started < 0.8
+    assert container._worker_pool.requests.waiting() > 0      # the backlog was still there
+    assert [thread.wait().text for thread in fired] == ["done"] * FLOOD
+
+
 def test_on_nameko_s_own_container_rpc_waits_behind_the_desk_requests(container_factory, desk_config, flood):
     """The contrast: one pool for all, and the RPC call takes its turn after the queued requests."""
     container = container_factory(Desk, desk_config)
@@ -134,6 +152,7 @@ def test_desk_requests_go_to_the_requests_pool_and_all_else_to_the_messages_pool
     container = PlatformContainer(Desk, NOT_STARTED)
     pools = container._worker_pool
     assert pools.pool_for(entrypoint(container, "slow")) is pools.requests
+    assert pools.pool_for(entrypoint(container, "health")) is pools.platform
     for method_name in ("ping", "on_poked", "tick"):
         assert pools.pool_for(entrypoint(container, method_name)) is pools.messages
 
