@@ -12,19 +12,19 @@ import json
 from datetime import date, datetime, timedelta
 
 import structlog
-from motcua.catalogue import CatalogueProxy
-from motcua.rpc import rpc
 from nameko.web.handlers import http
 from prometheus_client import Counter
 from werkzeug.wrappers import Response
 
 from motcua.calendar import TZ
+from motcua.catalogue import CatalogueProxy
 from motcua.clock import Clock
-from motcua.inbox import event_consumer, first_time
 from motcua.errors import Refusal
+from motcua.inbox import event_consumer, first_time
 from motcua.observability import DatabaseGauge, PlatformService, error_response, json_response
-from motcua.web import answer, json_body, official
 from motcua.outbox import OutboxRelay
+from motcua.rpc import rpc
+from motcua.web import answer, json_body, official
 from services.fees import domain, forms, ledger, models, store
 from services.fees.ledger import Actor
 

@@ -12,20 +12,20 @@ from urllib.parse import urlencode
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from motcua.catalogue import CatalogueProxy
-from motcua.rpc import rpc
 from nameko.web.handlers import http
 import structlog
 from prometheus_client import Counter
 from werkzeug.wrappers import Response
 
 from motcua.calendar import TZ, default_calendar, local_date
+from motcua.catalogue import CatalogueProxy
 from motcua.clock import Clock
 from motcua.inbox import event_consumer, first_time
 from motcua.observability import DatabaseGauge, PlatformService, error_response
-from motcua.web import answer, json_body, official
 from motcua.outbox import OutboxRelay
 from motcua.ratelimit import RateLimiter
+from motcua.rpc import rpc
+from motcua.web import answer, json_body, official
 from services.intake import desk, domain, forms, models, printing, store
 from services.intake.desk import Actor
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import structlog
 import yaml
-from motcua.catalogue import CatalogueProxy
 from nameko.web.handlers import http
 
 from motcua.calendar import TZ, default_calendar
+from motcua.catalogue import CatalogueProxy
 from motcua.clock import Clock
 from motcua.errors import Refusal
 from motcua.inbox import event_consumer, first_time

@@ -9,19 +9,19 @@ from __future__ import annotations
 from datetime import datetime
 
 import structlog
-from motcua.catalogue import CatalogueProxy
-from motcua.rpc import rpc
 from nameko.web.handlers import http
 from prometheus_client import Counter, Histogram
 from werkzeug.wrappers import Response
 
 from motcua.calendar import default_calendar, local_date
+from motcua.catalogue import CatalogueProxy
 from motcua.clock import Clock
 from motcua.inbox import event_consumer, first_time
 from motcua.observability import DatabaseGauge, PlatformService
+from motcua.outbox import OutboxRelay
+from motcua.rpc import rpc
 from motcua.timer import configured_timer
 from motcua.web import answer, json_body, official
-from motcua.outbox import OutboxRelay
 from services.routing import domain, flow, forms, models, reports, store
 from services.routing.flow import Actor
 
