@@ -57,4 +57,23 @@ def load_config(path: str | os.PathLike, environ: Mapping[str, str] | None = Non
         raise ConfigError(f"{path}: cannot read: {exc}") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: must be a mapping of settings")
-    return _walk(raw, os.environ if environ is None else environ, str(path))
+    config = _walk(raw, os.environ if environ is None else environ, str(path))
+    check_numbers(config, str(path))
+    return config
+
+
+# Settings that size pools or set times: a wrong one would deadlock a pool or crash a worker later,
+# far from its cause. Checked when the file is read, naming the file and the key.
+POSITIVE_WHOLE_NUMBERS = ("max_workers", "HTTP_MAX_WORKERS", "NOTIFY_SENDERS")
+NON_NEGATIVE_SECONDS = ("CATALOGUE_CACHE_SECONDS",)
+
+
+def check_numbers(config: Mapping[str, Any], source: str) -> None:
+    for key in POSITIVE_WHOLE_NUMBERS:
+        value = config.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ConfigError(f"{source}: {key} must be a whole number of at least 1, not {value!r}")
+    for key in NON_NEGATIVE_SECONDS:
+        value = config.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
+            raise ConfigError(f"{source}: {key} must be a number of seconds, 0 or more, not {value!r}")
