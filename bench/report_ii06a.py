@@ -39,7 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import create_engine, event, text  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
-from motcua.calendar import TZ, WorkingCalendar, due_date, parse_time_limit  # noqa: E402
+from motcua.contracts.calendar import TZ, WorkingCalendar, due_date, parse_time_limit  # noqa: E402
+from motcua.contracts.periods import parse_period  # noqa: E402
 from services.routing import models, reports  # noqa: E402
 
 DEFAULT_URL = os.environ.get("TEST_DATABASE_URL", "postgresql+psycopg2://motcua@127.0.0.1:5432/motcua_test")
@@ -258,13 +259,13 @@ def run_reports(engine, schema: str, year: int, repeat: int, unit: str) -> list[
     try:
         for scope, who in ((f"unit {unit}", unit), ("whole district", None)):
             for kind, first_text, last_text in periods:
-                period = reports.parse_period(first_text, last_text)
+                period = parse_period(first_text, last_text)
                 timings, report = [], None
                 for _ in range(repeat):
                     captured.clear()
                     with Session(scoped) as session:
                         t0 = time.perf_counter()
-                        report = reports.ii06a(session, who, *period)
+                        report = reports.ii06a(session, who, period)
                         timings.append(time.perf_counter() - t0)
                 total = report["total"]
                 results.append({

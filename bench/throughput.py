@@ -6,7 +6,7 @@
 For each replica count (``--replicas 1,2``) it builds a fresh stack: the database ``motcua_bench``
 (every service's schema dropped, migrated, the catalogue loaded as ``motcua catalog load`` does), a
 RabbitMQ vhost of its own (created through the management API, deleted at the end), a fake SMTP
-server and a fake SMS gateway (``tests/fakes``), and every service (``python -m motcua.cli run
+server and a fake SMS gateway (``tests/fakes``), and every service (``python -m apps.cli run
 NAME``) that many times, each replica on a free port. Then for each rate (``--rates 50,100``) it
 starts complete lives at that rate for ``--duration`` seconds, over HTTP as the officials do:
 
@@ -185,7 +185,7 @@ class Management:
 
     def consumers_by_type(self, vhost: str) -> dict[str, set]:
         """{event type: services consuming it}, from the bindings of the events exchange."""
-        answer = self.session.get(f"{MANAGEMENT}/exchanges/{quote(vhost, safe='')}/motcua.events/bindings/source",
+        answer = self.session.get(f"{MANAGEMENT}/exchanges/{quote(vhost, safe='')}/motcua.contracts.events/bindings/source",
                                   timeout=10)
         answer.raise_for_status()
         out: dict[str, set] = defaultdict(set)
@@ -228,8 +228,8 @@ def ensure_database(url: str) -> None:
 def fresh_schemas(url: str, env: dict) -> None:
     from sqlalchemy import text
 
-    from motcua.db import make_engine
-    from motcua.migrations import upgrade
+    from motcua.runtime.db import make_engine
+    from motcua.runtime.migrations import upgrade
     engine = make_engine(url, pool_size=1, application_name="bench-setup")
     with engine.begin() as connection:
         for name in SERVICES:
@@ -237,7 +237,7 @@ def fresh_schemas(url: str, env: dict) -> None:
     engine.dispose()
     for name in SERVICES:
         upgrade(ROOT / "services" / name / "migrations", url)
-    result = subprocess.run([sys.executable, "-m", "motcua.cli", "catalog", "load"], env=env, cwd=ROOT,
+    result = subprocess.run([sys.executable, "-m", "apps.cli", "catalog", "load"], env=env, cwd=ROOT,
                             capture_output=True, text=True, timeout=120)
     if result.returncode:
         raise RuntimeError(f"motcua catalog load failed: {result.stderr}")
@@ -337,7 +337,7 @@ class Stack:
         for name in SERVICES:
             for replica in range(self.replicas):
                 port = free_port()
-                process = Process(f"{name}#{replica + 1}", [sys.executable, "-m", "motcua.cli", "run", name],
+                process = Process(f"{name}#{replica + 1}", [sys.executable, "-m", "apps.cli", "run", name],
                                   {**env, f"{name.upper()}_HTTP_ADDRESS": f"127.0.0.1:{port}"},
                                   folder / f"{name}-{replica + 1}.log", kind="service")
                 self.processes.append(process)
@@ -946,7 +946,7 @@ def plot(result: dict, path: Path) -> None:
 # --- main ---------------------------------------------------------------------------------------------
 
 def run_stack(args, replicas: int, run_dir: Path, rng: random.Random, base: dict | None) -> dict:
-    from motcua.db import make_engine
+    from motcua.runtime.db import make_engine
     stack = Stack(args, replicas, run_dir)
     dbname = args.database_url.rsplit("/", 1)[1]
     sampler = None

@@ -1,4 +1,4 @@
-"""Một Cửa: the shared contracts and platform of the one-stop services, and the CLI."""
+"""Một Cửa: the contracts (`motcua.contracts`) and the runtime (`motcua.runtime`) of the one-stop services."""
 import warnings
 
 # eventlet (nameko's runtime) announces its deprecation on import; we know (engineering.md §1).

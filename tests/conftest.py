@@ -24,10 +24,10 @@ from kombu import Connection, Queue  # noqa: E402
 from nameko.testing.utils import find_free_port  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 
-from motcua import broker  # noqa: E402
-from motcua.cli import SERVICES  # noqa: E402
-from motcua.db import make_engine  # noqa: E402
-from motcua.migrations import upgrade  # noqa: E402
+from motcua.runtime import broker  # noqa: E402
+from apps.registry import SERVICES  # noqa: E402
+from motcua.runtime.db import make_engine  # noqa: E402
+from motcua.runtime.migrations import upgrade  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL",
@@ -134,4 +134,4 @@ def cli_env(database_url, rabbit_config):
 
 @pytest.fixture
 def motcua_cmd():
-    return [sys.executable, "-m", "motcua.cli"]
+    return [sys.executable, "-m", "apps.cli"]

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Iterable, Mapping
 
-from motcua.calendar import TimeLimit, TimeLimitKind, parse_time_limit
+from motcua.contracts.calendar import TimeLimit, TimeLimitKind, parse_time_limit
 
 __all__ = [
     "UNIT_CODE_RE",

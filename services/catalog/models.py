@@ -3,8 +3,8 @@ from sqlalchemy import (ARRAY, Boolean, Column, Date, DateTime, Index, Integer, 
                         Text, func)
 from sqlalchemy.dialects.postgresql import JSONB
 
-from motcua.db import service_metadata
-from motcua.outbox import outbox_table
+from motcua.runtime.db import service_metadata
+from motcua.runtime.outbox import outbox_table
 
 metadata = service_metadata("catalog")
 

@@ -9,13 +9,13 @@ from datetime import date, datetime
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from motcua.rpc import rpc
+from motcua.runtime.rpc import rpc
 from nameko.web.handlers import http
 from werkzeug.wrappers import Response
 
-from motcua.calendar import TZ, local_date, parse_time_limit
-from motcua.observability import PlatformService, error_response, json_response
-from motcua.outbox import OutboxRelay
+from motcua.contracts.calendar import TZ, local_date, parse_time_limit
+from motcua.runtime.observability import PlatformService, error_response, json_response
+from motcua.runtime.outbox import OutboxRelay
 from services.catalog import models, store
 from services.catalog.domain import parse_catalogue
 

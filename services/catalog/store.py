@@ -9,9 +9,9 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from motcua import outbox
-from motcua.events import new_event
-from motcua.text import fold
+from motcua.runtime import outbox
+from motcua.contracts.events import new_event
+from motcua.contracts.text import fold
 from services.catalog import models
 from services.catalog.domain import Catalogue, Procedure, Unit
 

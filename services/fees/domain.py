@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Iterable, Mapping
 
-from motcua.errors import Invalid
-from motcua.codes import CodeError, parse_dossier_code
+from motcua.contracts.refusals import Invalid
+from motcua.contracts.codes import CodeError, parse_dossier_code
 
 __all__ = [
     "CURRENCY",

@@ -1,5 +1,5 @@
 """The receipt of fees and charges (biên lai thu phí, lệ phí) as printable HTML and as PDF, in
-the style of the desk's forms (:mod:`motcua.documents` holds what they share; the template is
+the style of the desk's forms (:mod:`motcua.runtime.documents` holds what they share; the template is
 in ``templates/forms/`` beside this module).
 
 Forms:
@@ -39,7 +39,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from motcua.documents import (LINE, Column, Fields, FormError, FormFontError, FormSet, Grid, Sheet, at_time,
+from motcua.runtime.documents import (LINE, Column, Fields, FormError, FormFontError, FormSet, Grid, Sheet, at_time,
                               document_context, letterhead, place_date, procedure)
 from services.fees.domain import MAX_AMOUNT, vnd_in_words
 

@@ -10,11 +10,11 @@ from typing import Any, Callable, Mapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from motcua.calendar import TZ, local_date
-from motcua.events import Envelope, new_event
-from motcua.inbox import NotYet
+from motcua.contracts.calendar import TZ, local_date
+from motcua.contracts.events import Envelope, new_event
+from motcua.runtime.inbox import NotYet
 from services.fees import domain, store
-from motcua.errors import Conflict, Forbidden, NotFound
+from motcua.contracts.refusals import Conflict, Forbidden, NotFound
 from services.fees.domain import FeeError
 
 METHODS = ("cash", "transfer", "online")

@@ -3,9 +3,9 @@ from sqlalchemy import (BigInteger, Boolean, Column, Date, DateTime, ForeignKey,
                         Text, UniqueConstraint, func)
 from sqlalchemy.dialects.postgresql import JSONB
 
-from motcua.db import service_metadata
-from motcua.inbox import inbox_table
-from motcua.outbox import outbox_table
+from motcua.runtime.db import service_metadata
+from motcua.runtime.inbox import inbox_table
+from motcua.runtime.outbox import outbox_table
 
 metadata = service_metadata("fees")
 

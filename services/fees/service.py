@@ -9,22 +9,21 @@ routing's events.
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, timedelta
 
 import structlog
 from nameko.web.handlers import http
 from prometheus_client import Counter
 from werkzeug.wrappers import Response
 
-from motcua.calendar import TZ
-from motcua.catalogue import CatalogueProxy
-from motcua.clock import Clock
-from motcua.errors import Refusal
-from motcua.inbox import event_consumer, first_time
-from motcua.observability import DatabaseGauge, PlatformService, error_response, json_response
-from motcua.outbox import OutboxRelay
-from motcua.rpc import rpc
-from motcua.web import answer, json_body, official
+from motcua.contracts.periods import parse_period
+from motcua.runtime.catalogue import CatalogueProxy
+from motcua.runtime.clock import Clock
+from motcua.contracts.refusals import Refusal
+from motcua.runtime.inbox import event_consumer, first_time
+from motcua.runtime.observability import DatabaseGauge, PlatformService, error_response, json_response
+from motcua.runtime.outbox import OutboxRelay
+from motcua.runtime.rpc import rpc
+from motcua.runtime.web import answer, json_body, official
 from services.fees import domain, forms, ledger, models, store
 from services.fees.ledger import Actor
 
@@ -38,21 +37,6 @@ REJECTED = Counter("motcua_gateway_callbacks_rejected_total", "Gateway callbacks
 
 def outstanding(session, now):
     return store.outstanding_by_unit(session, now)
-
-
-def parse_period(start, end) -> tuple[date, date, datetime, datetime]:
-    try:
-        first = date.fromisoformat(start)
-    except (TypeError, ValueError):
-        raise domain.FeeError("from", f"must be an ISO date, got {start!r}") from None
-    try:
-        last = date.fromisoformat(end)
-    except (TypeError, ValueError):
-        raise domain.FeeError("to", f"must be an ISO date, got {end!r}") from None
-    if last < first:
-        raise domain.FeeError("to", "must not be before from")
-    begin = datetime(first.year, first.month, first.day, tzinfo=TZ)
-    return first, last, begin, datetime(last.year, last.month, last.day, tzinfo=TZ) + timedelta(days=1)
 
 
 def report_csv(rows: list[dict]) -> str:
@@ -231,15 +215,15 @@ class FeesService(PlatformService):
         args = request.args
 
         def report():
-            first, last, begin, finish = parse_period(args.get("from"), args.get("to"))
+            period = parse_period(args.get("from"), args.get("to"))
             fmt = args.get("format", "json")
             if fmt not in ("json", "csv"):
                 raise domain.FeeError("format", "must be json or csv")
             with self.db.transaction() as session:
-                rows = store.report(session, args.get("unit") or None, begin, finish)
+                rows = store.report(session, args.get("unit") or None, period.begin, period.end)
             if fmt == "csv":
                 return Response(report_csv(rows), mimetype="text/csv")
-            return {"from": first.isoformat(), "to": last.isoformat(), "units": rows}
+            return {"from": period.first.isoformat(), "to": period.last.isoformat(), "units": rows}
         return answer(report)
 
     # --- RPC ---------------------------------------------------------------------------------

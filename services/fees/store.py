@@ -6,7 +6,7 @@ from datetime import date, datetime
 from sqlalchemy import and_, func, select, update
 from sqlalchemy.orm import Session
 
-from motcua.codes import increment
+from motcua.contracts.codes import increment
 from services.fees import models
 
 acc, ch, pay, ref, rec = models.accounts, models.charges, models.payments, models.refunds, models.receipts

@@ -10,9 +10,9 @@ from urllib.parse import quote, urlparse
 import requests
 from kombu import Connection
 
-from motcua import broker
-from motcua.errors import Invalid
-from motcua.events import UNITS_EXCHANGE
+from motcua.runtime import broker
+from motcua.contracts.refusals import Invalid
+from motcua.contracts.events import UNITS_EXCHANGE
 from services.gateway import audit, credentials
 from services.gateway.platform import Platform
 

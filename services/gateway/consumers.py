@@ -18,10 +18,10 @@ from kombu import Connection, Queue
 from kombu.mixins import ConsumerMixin
 from prometheus_client import Counter, Histogram
 
-from motcua import broker
-from motcua.errors import Invalid, Refusal
-from motcua.events import EventInvalid, parse
-from motcua.inbox import dead_letter
+from motcua.runtime import broker
+from motcua.contracts.refusals import Invalid, Refusal
+from motcua.contracts.events import EventInvalid, parse
+from motcua.runtime.inbox import dead_letter
 from services.gateway import feed, ingest
 
 log = structlog.get_logger("motcua.gateway")

@@ -6,7 +6,7 @@ from typing import Any
 
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
-from motcua.errors import Invalid
+from motcua.contracts.refusals import Invalid
 from motcua.v1 import (agency_service_pb2 as agency_pb, catalogue_service_pb2 as catalogue_pb, dossier_pb2,
                        event_service_pb2 as event_pb)
 

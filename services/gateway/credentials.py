@@ -14,7 +14,7 @@ from datetime import datetime
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
-from motcua.errors import Invalid, NotFound, Unauthenticated
+from motcua.contracts.refusals import Invalid, NotFound, Unauthenticated
 from services.gateway.models import credentials
 
 

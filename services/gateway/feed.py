@@ -1,7 +1,7 @@
 """Each unit's feed: the platform's dossier events that concern it, numbered 1, 2, 3... per unit.
 
 A unit system subscribes from the last position it saw. Positions are taken under the unit's
-row lock (``motcua.codes.increment``), so they are gapless and become visible in order: a reader
+row lock (``motcua.contracts.codes.increment``), so they are gapless and become visible in order: a reader
 that has seen position n never later finds an n-1 it missed.
 """
 from __future__ import annotations
@@ -11,8 +11,8 @@ from datetime import datetime
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from motcua.codes import increment
-from motcua.events import Envelope
+from motcua.contracts.codes import increment
+from motcua.contracts.events import Envelope
 from services.gateway.models import feed, feed_heads
 
 # Payload keys naming the agencies an event concerns, besides the receiving desk (envelope.unit).

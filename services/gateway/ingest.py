@@ -20,7 +20,7 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from motcua.errors import Conflict, Invalid, Refusal
+from motcua.contracts.refusals import Conflict, Invalid, Refusal
 from services.gateway.models import unit_events
 
 TYPES = ("step_accepted", "result_signed", "step_refused", "supplement_needed", "delay_reported")

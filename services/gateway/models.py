@@ -3,7 +3,7 @@ chain), what units published, and each unit's feed of platform events."""
 from sqlalchemy import (BigInteger, Column, DateTime, Index, Table, Text, UniqueConstraint, func)
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
-from motcua.db import service_metadata
+from motcua.runtime.db import service_metadata
 
 metadata = service_metadata("gateway")
 

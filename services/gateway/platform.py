@@ -20,10 +20,10 @@ from prometheus_client import Counter, Gauge
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from motcua.db import make_engine
-from motcua.errors import Conflict, Forbidden, Invalid, NotFound, Refusal, Unauthenticated
-from motcua.inbox import transient
-from motcua.observability import ENTRYPOINT_CALLS, ENTRYPOINT_SECONDS, ENTRYPOINTS_IN_FLIGHT
+from motcua.runtime.db import make_engine
+from motcua.contracts.refusals import Conflict, Forbidden, Invalid, NotFound, Refusal, Unauthenticated
+from motcua.runtime.inbox import transient
+from motcua.runtime.observability import ENTRYPOINT_CALLS, ENTRYPOINT_SECONDS, ENTRYPOINTS_IN_FLIGHT
 from services.gateway import audit, credentials
 
 log = structlog.get_logger("motcua.gateway")

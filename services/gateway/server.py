@@ -20,8 +20,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
-from motcua.errors import Invalid, NotFound
-from motcua.observability import health_report
+from motcua.contracts.refusals import Invalid, NotFound
+from motcua.runtime.observability import health_report
 from motcua.v1 import (agency_service_pb2 as agency_pb, agency_service_pb2_grpc as agency_grpc,
                        catalogue_service_pb2 as catalogue_pb, catalogue_service_pb2_grpc as catalogue_grpc,
                        desk_service_pb2 as desk_pb, desk_service_pb2_grpc as desk_grpc,

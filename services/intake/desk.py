@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import datetime
 from typing import Any, Callable, Mapping
 
 from sqlalchemy.orm import Session
 
-from motcua.calendar import TZ, WorkingCalendar, local_date, parse_time_limit
-from motcua.events import Envelope, new_event
-from motcua.text import fold
+from motcua.contracts.calendar import TZ, WorkingCalendar, local_date, parse_time_limit
+from motcua.contracts.events import Envelope, new_event
+from motcua.contracts.text import fold
 from services.intake import domain, store
 from services.intake.domain import Conflict, Forbidden, Invalid, NotFound, Status
 
@@ -398,25 +398,6 @@ def public_status(ctx: Context, code: str, secret: str) -> dict:
 def _same(a: str, b: str) -> bool:
     import hmac
     return hmac.compare_digest(a.encode(), b.encode())
-
-
-def parse_period(start: Any, end: Any) -> tuple[datetime, datetime, date, date]:
-    """``from`` and ``to`` as ISO dates (inclusive), as local-midnight instants [start, end+1)."""
-    try:
-        first = date.fromisoformat(start)
-    except (TypeError, ValueError):
-        raise Invalid("from", f"must be an ISO date such as 2026-02-01, got {start!r}") from None
-    try:
-        last = date.fromisoformat(end)
-    except (TypeError, ValueError):
-        raise Invalid("to", f"must be an ISO date such as 2026-02-28, got {end!r}") from None
-    if last < first:
-        raise Invalid("to", "must not be before from")
-    if (last - first).days > 366:
-        raise Invalid("to", "a period is at most one year")
-    begin = datetime(first.year, first.month, first.day, tzinfo=TZ)
-    finish = datetime(last.year, last.month, last.day, tzinfo=TZ) + timedelta(days=1)
-    return begin, finish, first, last
 
 
 def time_limit_vi(text: str) -> str:

@@ -9,9 +9,9 @@ from datetime import date, datetime
 from enum import IntEnum
 from typing import Any, Iterable, Mapping, Sequence
 
-from motcua.errors import Conflict, Forbidden, Invalid, NotFound, Refusal
-from motcua.calendar import ClockStop, WorkingCalendar, classify, due_date, local_date, parse_time_limit
-from motcua.text import fold
+from motcua.contracts.refusals import Conflict, Forbidden, Invalid, NotFound, Refusal
+from motcua.contracts.calendar import ClockStop, WorkingCalendar, classify, due_date, local_date, parse_time_limit
+from motcua.contracts.text import fold
 
 
 class Status(IntEnum):

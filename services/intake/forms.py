@@ -3,7 +3,7 @@ as PDF.
 
 Pure rendering: no database, no network. What every official document shares (validation,
 Vietnamese dates, the letterhead, the PDF sheet, the base template, the fonts from
-``MOTCUA_FONT_DIR``) is in :mod:`motcua.documents`; this module keeps what is specific to the
+``MOTCUA_FONT_DIR``) is in :mod:`motcua.runtime.documents`; this module keeps what is specific to the
 desk's four forms, and their templates are in ``templates/forms/`` beside it.
 
 Forms:
@@ -28,7 +28,7 @@ from urllib.parse import urlsplit, urlunsplit
 import segno
 from markupsafe import Markup
 
-from motcua.documents import (BODY_PT, DESK, VIETNAM, Column, Fields, FormError,
+from motcua.runtime.documents import (BODY_PT, DESK, VIETNAM, Column, Fields, FormError,
                               FormFontError, FormSet, Grid, Sheet, at_time, document_context, letterhead,
                               on_day, place_date, procedure, short_date_time)
 

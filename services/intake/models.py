@@ -3,10 +3,10 @@ from sqlalchemy import (BigInteger, Boolean, Column, Date, DateTime, ForeignKey,
                         SmallInteger, Table, Text, func)
 from sqlalchemy.dialects.postgresql import JSONB
 
-from motcua.codes import code_counter_table
-from motcua.db import service_metadata
-from motcua.inbox import inbox_table
-from motcua.outbox import outbox_table
+from motcua.contracts.codes import code_counter_table
+from motcua.runtime.db import service_metadata
+from motcua.runtime.inbox import inbox_table
+from motcua.runtime.outbox import outbox_table
 
 metadata = service_metadata("intake")
 

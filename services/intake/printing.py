@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from motcua.calendar import TZ
+from motcua.contracts.calendar import TZ
 from services.intake.desk import time_limit_vi
 
 

@@ -17,15 +17,16 @@ import structlog
 from prometheus_client import Counter
 from werkzeug.wrappers import Response
 
-from motcua.calendar import TZ, default_calendar, local_date
-from motcua.catalogue import CatalogueProxy
-from motcua.clock import Clock
-from motcua.inbox import event_consumer, first_time
-from motcua.observability import DatabaseGauge, PlatformService, error_response
-from motcua.outbox import OutboxRelay
-from motcua.ratelimit import RateLimiter
-from motcua.rpc import rpc
-from motcua.web import answer, json_body, official
+from motcua.contracts.calendar import TZ, default_calendar, local_date
+from motcua.contracts.periods import parse_period
+from motcua.runtime.catalogue import CatalogueProxy
+from motcua.runtime.clock import Clock
+from motcua.runtime.inbox import event_consumer, first_time
+from motcua.runtime.observability import DatabaseGauge, PlatformService, error_response
+from motcua.runtime.outbox import OutboxRelay
+from motcua.runtime.ratelimit import RateLimiter
+from motcua.runtime.rpc import rpc
+from motcua.runtime.web import answer, json_body, official
 from services.intake import desk, domain, forms, models, printing, store
 from services.intake.desk import Actor
 
@@ -369,8 +370,8 @@ def book_rows(ctx, actor: Actor, unit: str | None, start, end) -> tuple:
     unit = unit or actor.unit
     if unit != actor.unit:
         raise domain.Forbidden("unit", f"an official of {actor.unit} cannot read the book of {unit}")
-    begin, finish, first, last = desk.parse_period(start, end)
-    return unit, store.tracking_book(ctx.session, unit, begin, finish), first, last
+    period = parse_period(start, end)
+    return unit, store.tracking_book(ctx.session, unit, period.begin, period.end), period.first, period.last
 
 
 def tracking_book(ctx, actor: Actor, unit: str | None, start, end) -> dict:

@@ -6,8 +6,8 @@ from datetime import date, datetime
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from motcua.codes import increment, next_dossier_code
-from motcua.text import fold
+from motcua.contracts.codes import increment, next_dossier_code
+from motcua.contracts.text import fold
 from services.intake import models
 
 d = models.dossiers

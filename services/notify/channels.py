@@ -7,7 +7,7 @@ SMTP 5xx, other HTTP 4xx, a refused recipient, a message that cannot be sent). E
 the idempotency key so that a retry after a lost answer is recognisably the same message.
 
 The errors never carry a recipient: their texts are built from the channel, the provider's host,
-the status and a short answer passed through :func:`motcua.logs.mask_text`; the original
+the status and a short answer passed through :func:`motcua.runtime.logs.mask_text`; the original
 exception is not chained (its text may hold the address).
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from motcua.logs import mask_text
+from motcua.runtime.logs import mask_text
 
 __all__ = [
     "Outgoing", "TransientError", "PermanentError", "Channel",

@@ -19,10 +19,11 @@ from nameko.extensions import DependencyProvider
 from prometheus_client import Counter, Histogram
 from sqlalchemy.orm import Session
 
-from motcua import broker, outbox
-from motcua.db import Database
-from motcua.events import new_event
-from motcua.inbox import dead_letter
+from motcua.runtime import broker
+from motcua.runtime import outbox
+from motcua.runtime.db import Database
+from motcua.contracts.events import new_event
+from motcua.runtime.inbox import dead_letter
 from services.notify import channels as channel_module, models, store
 
 log = structlog.get_logger("motcua.notify")
@@ -64,7 +65,7 @@ class Dispatcher(DependencyProvider):
                 dependency.after_commit.append(self.wake)
 
     def start(self) -> None:
-        from motcua.clock import clock_from_config
+        from motcua.runtime.clock import clock_from_config
         database = next(d for d in self.container.dependencies if isinstance(d, Database))
         self.sessions = database.sessions
         self.now: Callable[[], datetime] = clock_from_config(self.container.config)

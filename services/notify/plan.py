@@ -12,9 +12,9 @@ from typing import Callable, Mapping
 
 from sqlalchemy.orm import Session
 
-from motcua.calendar import TZ, local_date
-from motcua.events import Envelope
-from motcua.inbox import NotYet
+from motcua.contracts.calendar import TZ, local_date
+from motcua.contracts.events import Envelope
+from motcua.runtime.inbox import NotYet
 from services.notify import store, templates
 
 CITIZEN_CHANNELS = ("sms", "email")

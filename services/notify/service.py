@@ -15,15 +15,15 @@ import structlog
 import yaml
 from nameko.web.handlers import http
 
-from motcua.calendar import TZ, default_calendar
-from motcua.catalogue import CatalogueProxy
-from motcua.clock import Clock
-from motcua.errors import Refusal
-from motcua.inbox import event_consumer, first_time
-from motcua.observability import DatabaseGauge, PlatformService, error_response, json_response
-from motcua.outbox import OutboxRelay
-from motcua.timer import configured_timer
-from motcua.web import official
+from motcua.contracts.calendar import TZ, default_calendar
+from motcua.runtime.catalogue import CatalogueProxy
+from motcua.runtime.clock import Clock
+from motcua.contracts.refusals import Refusal
+from motcua.runtime.inbox import event_consumer, first_time
+from motcua.runtime.observability import DatabaseGauge, PlatformService, error_response, json_response
+from motcua.runtime.outbox import OutboxRelay
+from motcua.runtime.timer import configured_timer
+from motcua.runtime.web import official
 from services.notify import dispatch, models, plan, store, templates
 
 log = structlog.get_logger("motcua.notify")

@@ -8,7 +8,7 @@ text rendered in a sandbox (:class:`jinja2.sandbox.ImmutableSandboxedEnvironment
 Channels:
 
 * ``email``: a subject and a body, with Vietnamese diacritics;
-* ``sms``: a body only, sent without diacritics (:func:`motcua.text.unaccent`), whitespace
+* ``sms``: a body only, sent without diacritics (:func:`motcua.contracts.text.unaccent`), whitespace
   collapsed, typographic punctuation replaced by ASCII; the text must fit
   :data:`SMS_MAX_CHARS` (two concatenated GSM 7-bit messages) with the worst-case sample;
 * ``webhook``: a short text (and an optional subject) put in a JSON payload for Zalo or a
@@ -35,8 +35,8 @@ from jinja2 import Template as JinjaTemplate
 from jinja2.exceptions import SecurityError, TemplateSyntaxError, UndefinedError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from motcua.logs import mask_text
-from motcua.text import unaccent
+from motcua.runtime.logs import mask_text
+from motcua.contracts.text import unaccent
 
 __all__ = [
     "KEYS", "CHANNELS", "REQUIRED", "SMS_MAX_CHARS", "FORMS",

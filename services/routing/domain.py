@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Iterable, Mapping, Sequence
 
-from motcua.errors import Conflict, Forbidden, Invalid, NotFound, Refusal
-from motcua.calendar import (ClockStop, TimeLimit, TimeLimitKind, WorkingCalendar, classify, due_date, local_date,
+from motcua.contracts.refusals import Conflict, Forbidden, Invalid, NotFound, Refusal
+from motcua.contracts.calendar import (ClockStop, TimeLimit, TimeLimitKind, WorkingCalendar, classify, due_date, local_date,
                              parse_time_limit)
 
 

@@ -8,9 +8,9 @@ from typing import Any, Callable, Mapping
 
 from sqlalchemy.orm import Session
 
-from motcua.calendar import TZ, WorkingCalendar, local_date
-from motcua.events import Envelope, new_event
-from motcua.inbox import NotYet
+from motcua.contracts.calendar import TZ, WorkingCalendar, local_date
+from motcua.contracts.events import Envelope, new_event
+from motcua.runtime.inbox import NotYet
 from services.routing import domain, store
 from services.routing.domain import (DONE, HANDED_OVER, HELD, PENDING, STOPPED, Conflict, Forbidden, Invalid,
                                      NotFound)

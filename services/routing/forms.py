@@ -1,5 +1,5 @@
 """The official forms of inter-agency routing (Circular 01/2018/TT-VPCP) as printable HTML and
-as PDF, in the style of the desk's forms (:mod:`motcua.documents` holds what they share; the
+as PDF, in the style of the desk's forms (:mod:`motcua.runtime.documents` holds what they share; the
 templates are in ``templates/forms/`` beside this module).
 
 Forms:
@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from motcua.documents import (Column, Fields, FormError, FormFontError, FormSet, Grid, Sheet, at_time, dmy,
+from motcua.runtime.documents import (Column, Fields, FormError, FormFontError, FormSet, Grid, Sheet, at_time, dmy,
                               document_context, letterhead, on_day, place_date, procedure)
 
 __all__ = ["FORMS", "FormError", "FormFontError", "form_title", "render_html", "render_pdf"]

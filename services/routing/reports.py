@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import date, datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from motcua.calendar import TZ
+from motcua.contracts.periods import Period
 from services.routing import store
-from services.routing.domain import II06a, Invalid
+from services.routing.domain import II06a
 
 COLUMNS = [("received", "(3) Tổng số hồ sơ tiếp nhận"), ("online", "(4) Trực tuyến"),
            ("in_person_or_post", "(5) Trực tiếp, bưu chính"), ("carried_over", "(6) Kỳ trước chuyển qua"),
@@ -19,26 +18,10 @@ COLUMNS = [("received", "(3) Tổng số hồ sơ tiếp nhận"), ("online", "(
            ("online_rate", "Tỷ lệ trực tuyến")]
 
 
-def parse_period(start, end) -> tuple[date, date, datetime, datetime]:
-    try:
-        first = date.fromisoformat(start)
-    except (TypeError, ValueError):
-        raise Invalid("from", f"must be an ISO date such as 2026-01-01, got {start!r}") from None
-    try:
-        last = date.fromisoformat(end)
-    except (TypeError, ValueError):
-        raise Invalid("to", f"must be an ISO date such as 2026-12-31, got {end!r}") from None
-    if last < first:
-        raise Invalid("to", "must not be before from")
-    begin = datetime(first.year, first.month, first.day, tzinfo=TZ)
-    finish = datetime(last.year, last.month, last.day, tzinfo=TZ) + timedelta(days=1)
-    return first, last, begin, finish
-
-
-def ii06a(session: Session, unit: str | None, first: date, last: date, begin: datetime, finish: datetime) -> dict:
+def ii06a(session: Session, unit: str | None, period: Period) -> dict:
     """The report: a row per (unit, field), a total per unit and a grand total, each balanced."""
     by_unit: dict[str, list[II06a]] = {}
-    for row in store.report_rows(session, unit, begin, finish):
+    for row in store.report_rows(session, unit, period.begin, period.end):
         line = II06a(online=row.online, in_person_or_post=row.in_person_or_post, carried_over=row.carried_over,
                      early=row.early, on_time=row.on_time, late=row.late, within_deadline=row.within_deadline,
                      overdue=row.overdue, label=row.field)
@@ -51,7 +34,7 @@ def ii06a(session: Session, unit: str | None, first: date, last: date, begin: da
             unit_total.add(line)
         total.add(unit_total)
         units.append({"unit": code, "fields": [line.as_dict() for line in lines], "total": unit_total.as_dict()})
-    return {"form": "II.06a", "from": first.isoformat(), "to": last.isoformat(), "units": units,
+    return {"form": "II.06a", "from": period.first.isoformat(), "to": period.last.isoformat(), "units": units,
             "total": total.as_dict()}
 
 

@@ -13,15 +13,16 @@ from nameko.web.handlers import http
 from prometheus_client import Counter, Histogram
 from werkzeug.wrappers import Response
 
-from motcua.calendar import default_calendar, local_date
-from motcua.catalogue import CatalogueProxy
-from motcua.clock import Clock
-from motcua.inbox import event_consumer, first_time
-from motcua.observability import DatabaseGauge, PlatformService
-from motcua.outbox import OutboxRelay
-from motcua.rpc import rpc
-from motcua.timer import configured_timer
-from motcua.web import answer, json_body, official
+from motcua.contracts.calendar import default_calendar, local_date
+from motcua.contracts.periods import parse_period
+from motcua.runtime.catalogue import CatalogueProxy
+from motcua.runtime.clock import Clock
+from motcua.runtime.inbox import event_consumer, first_time
+from motcua.runtime.observability import DatabaseGauge, PlatformService
+from motcua.runtime.outbox import OutboxRelay
+from motcua.runtime.rpc import rpc
+from motcua.runtime.timer import configured_timer
+from motcua.runtime.web import answer, json_body, official
 from services.routing import domain, flow, forms, models, reports, store
 from services.routing.flow import Actor
 
@@ -211,23 +212,23 @@ class RoutingService(PlatformService):
         args = request.args
 
         def report():
-            first, last, begin, finish = reports.parse_period(args.get("from"), args.get("to"))
+            period = parse_period(args.get("from"), args.get("to"))
             fmt = args.get("format", "json")
             if fmt not in ("json", "csv"):
                 raise domain.Invalid("format", "must be json or csv")
             with self.db.transaction() as session:
-                result = reports.ii06a(session, args.get("unit") or None, first, last, begin, finish)
+                result = reports.ii06a(session, args.get("unit") or None, period)
             if fmt == "csv":
                 return Response(reports.as_csv(result), mimetype="text/csv",
-                                headers={"Content-Disposition": f'attachment; filename="ii06a-{first}-{last}.csv"'})
+                                headers={"Content-Disposition": f'attachment; filename="ii06a-{period.first}-{period.last}.csv"'})
             return result
         return answer(report)
 
     @rpc
     def report_ii06a(self, unit: str | None, start: str, end: str) -> dict:
-        first, last, begin, finish = reports.parse_period(start, end)
+        period = parse_period(start, end)
         with self.db.transaction() as session:
-            return reports.ii06a(session, unit, first, last, begin, finish)
+            return reports.ii06a(session, unit, period)
 
     # --- RPC for the gateway -----------------------------------------------------------------
 

@@ -27,7 +27,7 @@ def wait_healthy(url: str, process: subprocess.Popen, timeout: float = 30) -> No
 
 
 def run_cli(args, env, check=True):
-    result = subprocess.run([sys.executable, "-m", "motcua.cli", *args], env=env, cwd=ROOT,
+    result = subprocess.run([sys.executable, "-m", "apps.cli", *args], env=env, cwd=ROOT,
                             capture_output=True, text=True, timeout=120)
     if check and result.returncode != 0:
         raise AssertionError(f"motcua {' '.join(args)} failed ({result.returncode}): {result.stderr}")
@@ -72,7 +72,7 @@ class ServiceProcess:
 
     def start(self, **extra_env) -> "ServiceProcess":
         with open(self.log_path, "a") as log:
-            self.process = subprocess.Popen([sys.executable, "-m", "motcua.cli", "run", self.name],
+            self.process = subprocess.Popen([sys.executable, "-m", "apps.cli", "run", self.name],
                                             env={**self.env, **extra_env}, cwd=ROOT, stdout=log,
                                             stderr=subprocess.STDOUT)
         try:

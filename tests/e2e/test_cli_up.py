@@ -8,7 +8,7 @@ import pytest
 import requests
 from nameko.testing.utils import find_free_port
 
-from motcua.cli import SERVICES
+from apps.registry import SERVICES
 from tests.conftest import ROOT
 from tests.e2e.conftest import run_cli, wait_healthy
 
@@ -23,7 +23,7 @@ def test_up_starts_every_service_and_a_stop_stops_them_all(process_env, stop_sig
     run_cli(["migrate"], process_env)
     port = find_free_port()
     env = {**process_env, "CATALOG_HTTP_ADDRESS": f"127.0.0.1:{port}"}
-    up = subprocess.Popen([sys.executable, "-m", "motcua.cli", "up"], env=env, cwd=ROOT,
+    up = subprocess.Popen([sys.executable, "-m", "apps.cli", "up"], env=env, cwd=ROOT,
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         wait_healthy(f"http://127.0.0.1:{port}", up)

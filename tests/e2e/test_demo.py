@@ -20,7 +20,7 @@ def demo_process(out, workdir):
     env = {key: value for key, value in os.environ.items() if key not in ("AMQP_URI", "DATABASE_URL")}
     env.update({f"{name.upper()}_HTTP_ADDRESS": f"127.0.0.1:{find_free_port()}" for name in SERVICES})
     env.update({"PYTHONPATH": str(ROOT), "LOG_LEVEL": "WARNING"})
-    return subprocess.Popen([sys.executable, "-m", "motcua.cli", "demo", *ARGS, "--out", str(out),
+    return subprocess.Popen([sys.executable, "-m", "apps.cli", "demo", *ARGS, "--out", str(out),
                              "--workdir", str(workdir)], env=env, cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 

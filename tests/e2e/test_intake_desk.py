@@ -12,8 +12,8 @@ from kombu import Connection, Producer
 from pypdf import PdfReader
 from sqlalchemy import text
 
-from motcua import broker
-from motcua.events import new_event
+from motcua.runtime import broker
+from motcua.contracts.events import new_event
 from tests.conftest import EventTap
 from tests.e2e.conftest import amqp, ServiceProcess, run_cli
 

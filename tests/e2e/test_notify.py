@@ -13,7 +13,7 @@ import requests
 from nameko.testing.utils import find_free_port
 from sqlalchemy import text
 
-from motcua.events import new_event
+from motcua.contracts.events import new_event
 from tests.conftest import ROOT, EventTap, dead_letters
 from tests.e2e.conftest import amqp, ServiceProcess
 from tests.e2e.test_intake_desk import APPLICANT, DOCUMENTS, MARITAL_STATUS, publish, wait_for
@@ -110,7 +110,7 @@ def test_a_redelivered_event_produces_nothing_new(stack, providers):
     wait_for(lambda: len([m for m in history(stack, code) if m["state"] == "sent"]) == 2, timeout=30)
     mails, sms = len(providers["smtp"].lines()), len(providers["sms"].lines())
     from kombu import Connection, Producer
-    from motcua import broker
+    from motcua.runtime import broker
     with broker.confirmed_connection(amqp()) as connection:
         Producer(connection.default_channel, exchange=broker.events_exchange).publish(
             json.dumps(event), routing_key="dossier.received", content_type="application/json",
@@ -135,7 +135,7 @@ def test_an_overdue_dossiers_apology_reaches_the_citizen_with_the_new_date(stack
 
 def test_a_provider_that_keeps_failing_ends_in_the_dead_letter_with_the_reason(stack, providers):
     from kombu import Connection
-    from motcua import broker
+    from motcua.runtime import broker
     with Connection(amqp()) as connection:
         broker.declare_topology(connection.default_channel)
         broker.dead_letter_queue(connection.default_channel).purge()

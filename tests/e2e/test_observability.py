@@ -18,8 +18,8 @@ from kombu import Producer
 from nameko.testing.utils import find_free_port
 from sqlalchemy import text
 
-from motcua import broker
-from motcua.events import new_event
+from motcua.runtime import broker
+from motcua.contracts.events import new_event
 from services.fees.domain import sign
 from tests.conftest import ROOT
 from tests.e2e.conftest import ServiceProcess, amqp, run_cli

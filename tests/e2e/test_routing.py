@@ -10,7 +10,7 @@ import requests
 from pypdf import PdfReader
 from sqlalchemy import text
 
-from motcua.events import new_event
+from motcua.contracts.events import new_event
 from tests.conftest import EventTap, dead_letters
 from tests.e2e.conftest import amqp, ServiceProcess, run_cli
 from tests.e2e.test_intake_desk import APPLICANT, publish, wait_for
@@ -270,7 +270,7 @@ def test_bad_events_are_dead_lettered_and_change_nothing(stack, engine, event, r
     with engine.connect() as connection:
         before = connection.execute(text("SELECT count(*) FROM routing.workflows")).scalar_one()
     from kombu import Connection
-    from motcua import broker
+    from motcua.runtime import broker
     with Connection(amqp()) as connection:
         broker.declare_topology(connection.default_channel)
         broker.dead_letter_queue(connection.default_channel).purge()
@@ -286,7 +286,7 @@ def test_a_refusal_of_a_dossier_routing_never_had(stack, received, dead_lettered
     """An online submission refused before receipt is nothing to routing; a refusal of a received
     dossier routing does not know is an error, dead-lettered once its wait runs out."""
     from kombu import Connection
-    from motcua import broker
+    from motcua.runtime import broker
     with Connection(amqp()) as connection:
         broker.declare_topology(connection.default_channel)
         broker.dead_letter_queue(connection.default_channel).purge()

@@ -16,7 +16,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from kombu import Connection, Producer
 from sqlalchemy import text
 
-from motcua import broker
+from motcua.runtime import broker
 from motcua.v1 import catalogue_service_pb2, catalogue_service_pb2_grpc, event_service_pb2
 from motcua_client import Client, GatewayError
 from tests.conftest import ROOT, dead_letters

@@ -7,8 +7,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from motcua.errors import Conflict, Forbidden, Invalid, Unauthenticated
-from motcua.events import new_event
+from motcua.contracts.refusals import Conflict, Forbidden, Invalid, Unauthenticated
+from motcua.contracts.events import new_event
 from services.gateway import audit, credentials, feed, ingest
 from tests.conftest import ROOT
 

@@ -4,13 +4,13 @@ PostgreSQL and RabbitMQ without any domain in the way. Its tables live in the
 from nameko.rpc import rpc
 from sqlalchemy import Column, Integer, Table, Text, func, select
 
-from motcua import inbox
-from motcua.codes import code_counter_table
-from motcua.db import service_metadata
-from motcua.events import SCHEMAS, new_event, schema
-from motcua.inbox import event_consumer, first_time
-from motcua.observability import PlatformService
-from motcua.outbox import OutboxRelay, outbox_table
+from motcua.runtime import inbox
+from motcua.contracts.codes import code_counter_table
+from motcua.runtime.db import service_metadata
+from motcua.contracts.events import SCHEMAS, new_event, schema
+from motcua.runtime.inbox import event_consumer, first_time
+from motcua.runtime.observability import PlatformService
+from motcua.runtime.outbox import OutboxRelay, outbox_table
 
 metadata = service_metadata("platform_test")
 effects = Table("effects", metadata, Column("id", Integer, primary_key=True), Column("note", Text))

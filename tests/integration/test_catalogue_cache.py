@@ -8,8 +8,8 @@ from nameko.rpc import rpc
 from nameko.standalone.rpc import ServiceRpcProxy
 from prometheus_client import REGISTRY
 
-from motcua import catalogue
-from motcua.catalogue import CatalogueProxy
+from motcua.runtime import catalogue
+from motcua.runtime.catalogue import CatalogueProxy
 
 CALLER = "catalogue_caller"
 calls = Counter()           # (method, code) -> RPC calls the fake catalogue answered

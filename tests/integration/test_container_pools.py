@@ -13,7 +13,7 @@ from nameko.testing.utils import find_free_port
 from nameko.timer import timer
 from nameko.web.handlers import http
 
-from motcua.container import CONTAINER_CLASS_PATH, PlatformContainer, WorkerPools
+from motcua.runtime.container import CONTAINER_CLASS_PATH, PlatformContainer, WorkerPools
 
 SLOW = 1.0      # seconds a desk request takes
 FLOOD = 8       # desk requests at once: on 2 workers a backlog of 4 s

@@ -4,7 +4,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
-from motcua.cli import SERVICES
+from apps.registry import SERVICES
 
 
 @pytest.mark.parametrize("service", sorted(SERVICES))

@@ -11,9 +11,9 @@ from nameko.testing.services import entrypoint_waiter
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from motcua import broker
-from motcua.codes import next_dossier_code, parse_dossier_code
-from motcua.events import new_event
+from motcua.runtime import broker
+from motcua.contracts.codes import next_dossier_code, parse_dossier_code
+from motcua.contracts.events import new_event
 from tests.conftest import dead_letters
 from tests.integration import platform_service as ps
 

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
-from motcua.calendar import TZ, classify, local_date
+from motcua.contracts.calendar import TZ, classify, local_date
+from motcua.contracts.periods import parse_period
 from services.routing import reports, store
 from services.routing.domain import classify_for_report
 from services.routing.models import workflows
@@ -40,8 +41,8 @@ def _anchors() -> list[datetime]:
     """The boundaries of every checked period, local midnights."""
     out = []
     for first, last in PERIODS[:-1]:
-        _, _, begin, finish = reports.parse_period(first, last)
-        out += [begin, finish]
+        period = parse_period(first, last)
+        out += [period.begin, period.end]
     return sorted(set(out))
 
 
@@ -134,10 +135,10 @@ def actual(report: dict) -> dict:
 
 
 def check_report(engine, rows, unit, first_text, last_text):
-    first, last, begin, finish = reports.parse_period(first_text, last_text)
+    period = parse_period(first_text, last_text)
     with Session(engine) as session:
-        report = reports.ii06a(session, unit, first, last, begin, finish)
-    assert actual(report) == expected(rows, unit, begin, finish)
+        report = reports.ii06a(session, unit, period)
+    assert actual(report) == expected(rows, unit, period.begin, period.end)
     mine = [u for u in report["units"] if u["unit"] in UNITS]
     for u in mine:
         assert all(line["balanced"] for line in u["fields"]), u
@@ -160,8 +161,8 @@ def test_the_database_counts_what_the_domain_counts(engine, dossiers, unit, peri
 
 def test_the_data_reaches_every_column_and_every_edge(dossiers):
     """Guards the generator: the comparison above is only worth something if every column is hit."""
-    _, _, begin, finish = reports.parse_period("2026-03-01", "2026-03-31")
-    march = expected(dossiers, None, begin, finish)
+    period = parse_period("2026-03-01", "2026-03-31")
+    march = expected(dossiers, None, period.begin, period.end)
     totals = Counter()
     for fields in march.values():
         for counts in fields.values():
@@ -169,9 +170,9 @@ def test_the_data_reaches_every_column_and_every_edge(dossiers):
     assert all(totals[c] >= 3 for c in COUNTED), totals
     assert set(march) == set(UNITS)
     assert sum(1 for r in dossiers if r["received_at"] in (begin, finish)) >= 3
-    assert sum(1 for r in dossiers if r["resolved_at"] in (begin, finish)) >= 3
-    assert sum(1 for r in dossiers if r["received_at"] in (begin - timedelta(microseconds=1),
-                                                           finish - timedelta(microseconds=1))) >= 3
+    assert sum(1 for r in dossiers if r["resolved_at"] in (period.begin, period.end)) >= 3
+    assert sum(1 for r in dossiers if r["received_at"] in (period.begin - timedelta(microseconds=1),
+                                                           period.end - timedelta(microseconds=1))) >= 3
     assert sum(1 for r in dossiers if r["due_date"] == date(2026, 3, 31)) >= 3
     assert sum(1 for r in dossiers if r["due_date"] is None) >= 3
     assert sum(1 for r in dossiers if r["resolved_at"] is not None and r["result_class"] is None) >= 3

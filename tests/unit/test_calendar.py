@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from motcua.calendar import (
+from motcua.contracts.calendar import (
     OVERRIDES_ENV,
     SAME_DAY_CUTOFF,
     TZ,
@@ -147,7 +147,7 @@ def test_override_wins_over_package() -> None:
 
 
 def test_calendar_rejects_contradictory_overrides_built_by_hand() -> None:
-    from motcua.calendar import OverrideDay, YearOverrides
+    from motcua.contracts.calendar import OverrideDay, YearOverrides
 
     day = OverrideDay(date(2027, 4, 24), "x")
     bad = CalendarOverrides((YearOverrides(2027, days_off=(day,), working_days=(day,)),))

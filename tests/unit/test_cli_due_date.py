@@ -1,7 +1,7 @@
 """``motcua due-date`` answers the calendar's edge cases; bad input exits 2 with a message."""
 import pytest
 
-from motcua.cli import main
+from apps.cli import main
 
 
 @pytest.mark.parametrize("received, limit, due", [

@@ -2,8 +2,8 @@ from datetime import date
 
 import pytest
 
-from motcua.codes import CodeError, format_dossier_code, parse_dossier_code
-from motcua.text import fold, unaccent
+from motcua.contracts.codes import CodeError, format_dossier_code, parse_dossier_code
+from motcua.contracts.text import fold, unaccent
 
 
 def test_dossier_code_shape_and_round_trip():

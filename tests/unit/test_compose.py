@@ -3,7 +3,7 @@
 Runs Debian's ``docker-compose`` 1.29 (package ``docker-compose``) on the file with the values
 of ``.env.example``; a missing tool fails the test (CI installs it), it is not skipped. Compose
 v2 (``docker compose``) is run too where it is installed. The rest reads the YAML itself: every
-service of ``motcua.cli.SERVICES`` with its port, health check and conditional ``depends_on``;
+service of ``apps.registry.SERVICES`` with its port, health check and conditional ``depends_on``;
 Prometheus, Alertmanager and Grafana with their configuration mounted from files that exist
 where the configuration expects them; one image for everything built from the Dockerfile.
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from motcua.cli import SERVICES
+from apps.registry import SERVICES
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -150,7 +150,7 @@ def test_env_example_documents_every_line():
 def test_service_is_in_compose_with_its_port_health_check_and_dependencies(name):
     port = SERVICES[name].port
     service = SERVICES_IN_COMPOSE.get(name)
-    assert service is not None, f"{name} is in motcua.cli.SERVICES, not in docker-compose.yml"
+    assert service is not None, f"{name} is in apps.registry.SERVICES, not in docker-compose.yml"
     assert service["command"] == ["run", name]
     assert port in [container_port(mapping) for mapping in service["ports"]]
     assert service["environment"][f"{name.upper()}_HTTP_ADDRESS"] == f"0.0.0.0:{port}"

@@ -1,6 +1,6 @@
 import pytest
 
-from motcua.config import ConfigError, load_config, substitute
+from motcua.runtime.config import ConfigError, load_config, substitute
 
 
 def test_placeholders_take_the_environment_or_the_default(tmp_path):
@@ -46,8 +46,8 @@ def test_a_pool_size_or_a_time_that_cannot_be_used_is_refused_naming_the_key(tmp
 
 
 def test_every_service_config_passes_the_checks_and_names_the_platform_container():
-    from motcua.cli import SERVICES
-    from motcua.container import CONTAINER_CLASS_PATH
+    from apps.registry import SERVICES
+    from motcua.runtime.container import CONTAINER_CLASS_PATH
     for spec in SERVICES.values():
         config = load_config(spec.config_file, {})
         if spec.nameko:

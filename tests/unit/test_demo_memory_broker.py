@@ -9,7 +9,7 @@ from nameko.events import EventDispatcher, event_handler
 from nameko.rpc import RpcProxy, rpc
 from nameko.standalone.rpc import ServiceRpcProxy
 
-from motcua.demo import memory_broker
+from apps.demo import memory_broker
 
 CONFIG = {"AMQP_URI": memory_broker.MEMORY_URI}
 received = []
@@ -144,7 +144,7 @@ def test_publisher_confirms_are_given_at_once_per_channel(shimmed):
 def test_the_outbox_relay_publishes_with_confirms_on_memory(shimmed):
     """The relay as the services run it: rows published, confirmed and marked (no broker needed
     but the shim; the database part is a fake that records what the relay asks)."""
-    from motcua import outbox
+    from motcua.runtime import outbox
     relay = outbox.Relay(engine=None, table=None, amqp_uri=memory_broker.MEMORY_URI, service="demo")
     producer = relay._producer()
     for i in range(5):

@@ -5,11 +5,11 @@ from datetime import date, datetime, timedelta
 
 import pytest
 
-from motcua.calendar import TZ, default_calendar
-from motcua.cli import DEFAULT_CATALOGUE
-from motcua.demo import catalogue_infos
-from motcua.demo import plan as planning
-from motcua.demo.driver import ticks
+from motcua.contracts.calendar import TZ, default_calendar
+from apps.registry import DEFAULT_CATALOGUE
+from apps.demo import catalogue_infos
+from apps.demo import plan as planning
+from apps.demo.driver import ticks
 from services.intake import domain as intake_domain
 
 CALENDAR = default_calendar()

@@ -1,5 +1,5 @@
 """The demo's report: figures from the services' answers, II.06a as text, the same files twice."""
-from motcua.demo import report
+from apps.demo import report
 
 VIEWS = [
     {"unit": "000.05.20.H29", "state": "processed", "received_at": "2026-11-23T08:00:00+07:00",

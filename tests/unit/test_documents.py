@@ -1,4 +1,4 @@
-"""The shared building blocks of the official documents (motcua.documents): Vietnamese text and
+"""The shared building blocks of the official documents (motcua.runtime.documents): Vietnamese text and
 dates at their edges, the field validation, the letterhead, the template loader a service
 registers, the fonts, and the PDF sheet and grid. No database, no broker."""
 from __future__ import annotations
@@ -9,8 +9,8 @@ from datetime import date, datetime, timedelta, timezone
 import pypdf
 import pytest
 
-from motcua import documents
-from motcua.documents import Column, Fields, FormError, FormFontError, FormSet, Grid, Sheet
+from motcua.runtime import documents
+from motcua.runtime.documents import Column, Fields, FormError, FormFontError, FormSet, Grid, Sheet
 
 UTC = timezone.utc
 VN = timezone(timedelta(hours=7))

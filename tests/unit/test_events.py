@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from motcua.events import EventInvalid, new_event, parse
+from motcua.contracts.events import EventInvalid, new_event, parse
 
 UNIT = "000.00.20.H29"
 PAYLOAD = {"code": "2.000815", "version": 1, "effective_from": "2026-01-01", "name": "Chứng thực",

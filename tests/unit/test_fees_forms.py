@@ -116,7 +116,7 @@ def test_one_form_and_its_title():
 
 
 def test_the_errors_are_the_shared_ones():
-    from motcua import documents
+    from motcua.runtime import documents
     assert forms.FormError is documents.FormError and issubclass(forms.FormError, ValueError)
     assert forms.FormFontError is documents.FormFontError
 
@@ -126,7 +126,7 @@ def test_fees_forms_import_no_other_service():
     imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
     assert not [name for name in imported if name.startswith("services.") and not name.startswith("services.fees")]
-    assert "motcua.documents" in imported
+    assert "motcua.runtime.documents" in imported
 
 
 # --- a payment ---------------------------------------------------------------------------------

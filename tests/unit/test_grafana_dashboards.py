@@ -64,7 +64,7 @@ def _definitions() -> dict[str, tuple[str, set[str], str]]:
 DEFINED = _definitions()
 # Gauges computed from the database: every replica reports the same figure, so max, never sum.
 REPLICATED = {name for name, (kind, _, path) in DEFINED.items()
-              if kind == "DatabaseGauge" or (kind == "Gauge" and path == "motcua/outbox.py")}
+              if kind == "DatabaseGauge" or (kind == "Gauge" and path == "motcua/runtime/outbox.py")}
 
 
 def _series() -> dict[str, tuple[str, set[str]]]:

@@ -2,7 +2,7 @@
 from nameko.exceptions import RemoteError
 from sqlalchemy import exc as sa_exc
 
-from motcua.inbox import transient
+from motcua.runtime.inbox import transient
 
 
 def test_the_database_or_broker_out_of_reach_is_transient_here_or_behind_an_rpc_call():

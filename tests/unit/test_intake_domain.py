@@ -16,8 +16,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from motcua.calendar import TZ, WorkingCalendar
-from motcua.text import unaccent
+from motcua.contracts.calendar import TZ, WorkingCalendar
+from motcua.contracts.text import unaccent
 from services.intake.domain import (
     TRANSITIONS,
     Applicant,

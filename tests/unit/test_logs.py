@@ -3,7 +3,7 @@ import logging
 
 import structlog
 
-from motcua.logs import configure_logging, mask_text
+from motcua.runtime.logs import configure_logging, mask_text
 
 
 def test_mask_text_hides_ids_phones_and_emails():

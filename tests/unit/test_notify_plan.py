@@ -3,7 +3,7 @@ from datetime import datetime, time, timedelta, timezone
 
 import pytest
 
-from motcua.events import Envelope
+from motcua.contracts.events import Envelope
 from services.notify.plan import _key, after_quiet_hours, in_quiet_hours
 
 VN = timezone(timedelta(hours=7))

@@ -1,4 +1,4 @@
-"""Routing's pure rules (services/routing/domain.py, flow.agency_at_fault, reports.parse_period/as_csv)
+"""Routing's pure rules (services/routing/domain.py, flow.agency_at_fault, reports.as_csv)
 against the domain reference §3, §5 and §6.
 
 Every expected value is written by hand from the calendar: March 2026 has no holiday (Mon 2 Mar is a
@@ -16,7 +16,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from motcua.calendar import TZ, ClockStop, TimeLimit, TimeLimitKind, WorkingCalendar, local_date
+from motcua.contracts.periods import parse_period
+from motcua.contracts.calendar import TZ, ClockStop, TimeLimit, TimeLimitKind, WorkingCalendar, local_date
 from services.routing import domain, reports, store
 from services.routing.domain import (DONE, HANDED_OVER, HELD, PENDING, STOPPED, II06a, PlannedStep,
                                      classify_for_report)
@@ -550,24 +551,7 @@ def test_without_an_open_step_the_stage_first_agency():
     assert agency_at_fault([*steps, _s(9, 0, "khác", HELD, date(2026, 3, 1))], 1, TODAY) == TAX
 
 
-# --- reports.py: the period and the CSV -------------------------------------------------------
-
-def test_parse_period():
-    assert reports.parse_period("2026-03-01", "2026-03-31") == (
-        date(2026, 3, 1), date(2026, 3, 31), at(2026, 3, 1, 0, 0), at(2026, 4, 1, 0, 0))
-    first, last, begin, finish = reports.parse_period("2026-03-16", "2026-03-16")
-    assert (finish - begin, begin.utcoffset()) == (timedelta(days=1), timedelta(hours=7))
-    assert reports.parse_period("2026-01-01", "2026-12-31")[3] == at(2027, 1, 1, 0, 0)
-
-
-@pytest.mark.parametrize("start, end, field", [
-    ("2026-13-01", "2026-12-31", "from"), (None, "2026-12-31", "from"), ("2026-01-01", "31/12/2026", "to"),
-    ("2026-01-01", None, "to"), ("2026-03-02", "2026-03-01", "to")])
-def test_parse_period_rejects(start, end, field):
-    with pytest.raises(domain.Invalid) as error:
-        reports.parse_period(start, end)
-    assert error.value.field == field
-
+# --- reports.py: the report and the CSV -------------------------------------------------------
 
 def test_ii06a_report_totals_and_csv(monkeypatch):
     rows = [SimpleNamespace(unit="000.01.20.H29", field="Chứng thực", online=1, in_person_or_post=3,
@@ -579,9 +563,9 @@ def test_ii06a_report_totals_and_csv(monkeypatch):
     calls = []
     monkeypatch.setattr(store, "report_rows", lambda session, unit, start, end: calls.append((unit, start, end))
                         or rows)
-    first, last, begin, finish = reports.parse_period("2026-03-01", "2026-03-31")
-    report = reports.ii06a(None, None, first, last, begin, finish)
-    assert calls == [(None, begin, finish)]
+    period = parse_period("2026-03-01", "2026-03-31")
+    report = reports.ii06a(None, None, period)
+    assert calls == [(None, period.begin, period.end)]
     assert (report["form"], report["from"], report["to"]) == ("II.06a", "2026-03-01", "2026-03-31")
     assert [u["unit"] for u in report["units"]] == ["000.01.20.H29", "000.03.20.H29"]
     ward1 = report["units"][0]

@@ -85,7 +85,7 @@ def test_the_two_forms_and_their_titles():
 
 
 def test_the_errors_are_the_shared_ones():
-    from motcua import documents
+    from motcua.runtime import documents
     assert forms.FormError is documents.FormError and issubclass(forms.FormError, ValueError)
     assert forms.FormFontError is documents.FormFontError
 
@@ -95,7 +95,7 @@ def test_routing_forms_import_no_other_service():
     imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
     assert not [name for name in imported if name.startswith("services.") and not name.startswith("services.routing")]
-    assert "motcua.documents" in imported
+    assert "motcua.runtime.documents" in imported
 
 
 # --- Mẫu 04: the apology -------------------------------------------------------------------------

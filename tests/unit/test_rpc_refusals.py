@@ -1,7 +1,7 @@
-"""A refusal crosses nameko RPC intact: class, field, reason and details (motcua.rpc)."""
+"""A refusal crosses nameko RPC intact: class, field, reason and details (motcua.runtime.rpc)."""
 from nameko.exceptions import deserialize, serialize
 
-from motcua.errors import Conflict, Forbidden, Invalid, NotFound, Refusal, portable
+from motcua.contracts.refusals import Conflict, Forbidden, Invalid, NotFound, Refusal, portable
 
 
 class Incomplete(Invalid):                # a service's own refusal, unknown to other processes

@@ -1,4 +1,4 @@
-from motcua.migrations import run_migrations
+from motcua.runtime.migrations import run_migrations
 from services.routing.models import metadata
 
 run_migrations(metadata)

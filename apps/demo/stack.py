@@ -22,11 +22,11 @@ from nameko.containers import ServiceContainer, get_container_cls
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from motcua.cli import SERVICES as ALL_SERVICES, DEFAULT_CATALOGUE
-from motcua.config import load_config
-from motcua.db import make_engine
-from motcua.demo import memory_broker
-from motcua.demo.providers import Providers, officials_file
+from apps.registry import SERVICES as ALL_SERVICES, DEFAULT_CATALOGUE
+from motcua.runtime.config import load_config
+from motcua.runtime.db import make_engine
+from apps.demo import memory_broker
+from apps.demo.providers import Providers, officials_file
 
 # The nameko services (the gRPC gateway is a process of its own, outside the demo).
 SERVICES = {name: spec for name, spec in ALL_SERVICES.items() if getattr(spec, "nameko", True)}
@@ -142,7 +142,7 @@ class Stack:
             for entrypoint in running.container.entrypoints if hasattr(entrypoint, "queue_name")]
 
     def _migrate(self) -> None:
-        from motcua.migrations import upgrade
+        from motcua.runtime.migrations import upgrade
         for spec in SERVICES.values():
             upgrade(spec.directory / "migrations", self.database_url)
 

@@ -2,14 +2,14 @@
 
 nameko sends an RPC caller the exception's class path and arguments; a caller rebuilds it only
 if it knows the class. A service's own refusal classes (the desk's ``Incomplete``...) are sent as
-their ``motcua.errors`` base, so the gateway and every other service get the field, the reason
+their ``motcua.contracts.refusals`` base, so the gateway and every other service get the field, the reason
 and the details back, not an opaque ``RemoteError``.
 """
 from __future__ import annotations
 
 from nameko.rpc import Rpc as NamekoRpc
 
-from motcua.errors import Refusal, portable
+from motcua.contracts.refusals import Refusal, portable
 
 
 class Rpc(NamekoRpc):

@@ -21,8 +21,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, His
 from prometheus_client.core import GaugeMetricFamily
 from werkzeug.wrappers import Response
 
-from motcua.clock import clock_from_config
-from motcua.db import Database
+from motcua.runtime.clock import clock_from_config
+from motcua.runtime.db import Database
 
 CORRELATION_KEY = "correlation_id"
 CORRELATION_HEADER = "X-Correlation-ID"
@@ -44,7 +44,7 @@ ENTRYPOINTS_IN_FLIGHT = Gauge(
 )
 
 # The platform's own endpoints (Prometheus and health checks): not timed, and served on a pool of
-# their own (motcua/container.py) so that a flood of desk requests cannot make them time out.
+# their own (motcua/runtime/container.py) so that a flood of desk requests cannot make them time out.
 PLATFORM_ENDPOINTS = frozenset({"metrics", "health"})
 
 
@@ -106,7 +106,7 @@ class DatabaseGauge(DependencyProvider):
     of replicas (each one reports the same figure: aggregate with ``max``, never ``sum``).
 
     ``query(session, now)`` returns rows of label values followed by the value; ``now`` is the
-    service's clock (``motcua.clock``), so that a gauge like "overdue" follows a moved clock.
+    service's clock (``motcua.runtime.clock``), so that a gauge like "overdue" follows a moved clock.
     """
 
     def __init__(self, name: str, documentation: str, labels: list[str], query):

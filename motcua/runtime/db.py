@@ -2,7 +2,7 @@
 
 psycopg2 is cooperative under eventlet's monkey patching, so a blocking query yields to
 other workers. Each service declares its tables on a ``MetaData(schema=<service>)`` and
-keeps its own Alembic migrations (see ``motcua.migrations``).
+keeps its own Alembic migrations (see ``motcua.runtime.migrations``).
 """
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ def ping_idle_connections(engine: Engine, idle_seconds: float) -> None:
     and, if the server dropped it (a restart, an idle timeout), replaced before use. A connection
     that breaks while busy fails that one transaction, and SQLAlchemy then invalidates every pooled
     connection older than the failure, so the next transactions reconnect (event consumers put the
-    message back on such an error: ``motcua.inbox.TRANSIENT_ERRORS``).
+    message back on such an error: ``motcua.runtime.inbox.TRANSIENT_ERRORS``).
     """
 
     @event.listens_for(engine, "checkin")

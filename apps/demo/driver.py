@@ -21,13 +21,13 @@ import requests.adapters
 from eventlet.greenpool import GreenPool
 import structlog
 
-from motcua.calendar import TZ, WorkingCalendar, local_date
-from motcua.demo import plan as planning
-from motcua.logs import mask_text
-from motcua.demo.plan import Arrival, ProcedureInfo
-from motcua.demo.stack import GATEWAY_MERCHANT, GATEWAY_SECRET, Stack
+from motcua.contracts.calendar import TZ, WorkingCalendar, local_date
+from apps.demo import plan as planning
+from motcua.runtime.logs import mask_text
+from apps.demo.plan import Arrival, ProcedureInfo
+from apps.demo.stack import GATEWAY_MERCHANT, GATEWAY_SECRET, Stack
 
-log = structlog.get_logger("motcua.demo")
+log = structlog.get_logger("apps.demo")
 
 OFFICE_TICK = timedelta(minutes=10)
 NIGHT_TICK = timedelta(hours=1)

@@ -15,9 +15,9 @@ from eventlet import GreenPool
 from nameko.containers import ServiceContainer
 from nameko.web.handlers import HttpRequestHandler
 
-from motcua.observability import PLATFORM_ENDPOINTS
+from motcua.runtime.observability import PLATFORM_ENDPOINTS
 
-CONTAINER_CLASS_PATH = "motcua.container.PlatformContainer"    # as the services' config.yml name it
+CONTAINER_CLASS_PATH = "motcua.runtime.container.PlatformContainer"    # as the services' config.yml name it
 PLATFORM_WORKERS = 4
 
 

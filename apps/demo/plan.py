@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Iterable, Sequence
 
-from motcua.calendar import TZ, WorkingCalendar
+from motcua.contracts.calendar import TZ, WorkingCalendar
 
 # The default week: Monday 23 Nov 2026, with Tuesday 24 Nov a public holiday (Ngày Văn hóa
 # Việt Nam, from 2026), so five days hold four working days and a holiday.

@@ -4,7 +4,7 @@ nameko's own dispatcher publishes at once, outside any transaction, so a rollbac
 leave an event for a change that never happened (or a crash lose one). Here the row commits
 with the change or not at all; a relay then publishes it with publisher confirms and marks
 it sent. A crash between publishing and marking publishes it again: consumers are
-idempotent (``motcua.inbox``), so at-least-once is enough.
+idempotent (``motcua.runtime.inbox``), so at-least-once is enough.
 """
 from __future__ import annotations
 
@@ -25,11 +25,11 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from motcua import broker
-from motcua.db import Database
-from motcua.events import Envelope, validate
+from motcua.runtime import broker
+from motcua.runtime.db import Database
+from motcua.contracts.events import Envelope, validate
 
-log = structlog.get_logger("motcua.outbox")
+log = structlog.get_logger("motcua.runtime.outbox")
 
 PUBLISHED = Counter("motcua_outbox_published_total", "Events the outbox relay published.",
                     ["service"])

@@ -12,7 +12,7 @@ PDF bytes), plus its HTML templates. It wires them with :class:`FormSet`::
         prepare={"mau-04": _prepare_04}, draw={"mau-04": _draw_04},
     )
 
-Templates: the service's folder is searched first, then ``motcua/templates/documents``, which is
+Templates: the service's folder is searched first, then ``motcua/runtime/templates/documents``, which is
 also reachable under the ``documents/`` prefix (``{% extends "documents/base.html" %}`` even when
 the service has a ``base.html`` of its own). The shared base draws the letterhead and the heading
 and offers the blocks ``style`` (extra CSS) and ``body``; ``documents/macros.html`` has
@@ -372,7 +372,7 @@ class FormSet:
 
 def environment(directory: str | Path) -> Environment:
     """The Jinja2 environment of a service's form templates: ``directory`` first, then the
-    shared ``motcua/templates/documents`` (also under the ``documents/`` prefix). Autoescaped,
+    shared ``motcua/runtime/templates/documents`` (also under the ``documents/`` prefix). Autoescaped,
     undefined names are errors. One environment per directory, cached."""
     return _environment(str(Path(directory).resolve()))
 

@@ -24,42 +24,13 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from datetime import datetime
 from importlib import import_module
 from pathlib import Path
 
 import yaml
 
-SERVICES_DIR = Path(__file__).resolve().parent.parent / "services"
-
-
-@dataclass(frozen=True)
-class ServiceSpec:
-    name: str
-    port: int
-    nameko: bool = True     # the gateway is a plain gRPC process (grpcio cannot run under eventlet)
-
-    @property
-    def module(self) -> str:
-        return f"services.{self.name}.service"
-
-    @property
-    def directory(self) -> Path:
-        return SERVICES_DIR / self.name
-
-    @property
-    def config_file(self) -> Path:
-        return self.directory / "config.yml"
-
-
-# The built services, in start-up order. Ports: catalog 8001, intake 8002, routing 8003,
-# fees 8004, notify 8005; the gateway's /metrics and /health 8006, its gRPC 50051.
-SERVICES = {spec.name: spec for spec in (ServiceSpec("catalog", 8001), ServiceSpec("intake", 8002),
-                                                 ServiceSpec("routing", 8003), ServiceSpec("fees", 8004),
-                                                 ServiceSpec("notify", 8005),
-                                                 ServiceSpec("gateway", 8006, nameko=False))}
-DEFAULT_CATALOGUE = SERVICES_DIR / "catalog" / "data" / "catalogue.yml"
+from apps.registry import DEFAULT_CATALOGUE, SERVICES, ServiceSpec
 
 
 class UsageError(Exception):
@@ -73,7 +44,7 @@ def _service(name: str) -> ServiceSpec:
 
 
 def _config(spec: ServiceSpec) -> dict:
-    from motcua.config import ConfigError, load_config
+    from motcua.runtime.config import ConfigError, load_config
     try:
         return load_config(spec.config_file)
     except ConfigError as exc:
@@ -90,7 +61,7 @@ def cmd_run(args) -> int:
     eventlet.monkey_patch()  # before anything opens a socket
     from nameko.cli.run import run
 
-    from motcua.logs import configure_logging
+    from motcua.runtime.logs import configure_logging
 
     config = _config(spec)
     configure_logging(spec.name)
@@ -101,7 +72,7 @@ def cmd_run(args) -> int:
 
 
 def _run_gateway(spec: ServiceSpec) -> int:
-    from motcua.logs import configure_logging
+    from motcua.runtime.logs import configure_logging
     from services.gateway.server import serve
 
     config = _config(spec)
@@ -115,7 +86,7 @@ def cmd_up(args) -> int:
         _service(name)
     # Each service in a session of its own: Ctrl-C at the terminal reaches `up` alone, which then
     # stops every service exactly once (a service told twice trips over its own shutdown).
-    processes = {name: subprocess.Popen([sys.executable, "-m", "motcua.cli", "run", name], start_new_session=True)
+    processes = {name: subprocess.Popen([sys.executable, "-m", "apps.cli", "run", name], start_new_session=True)
                  for name in names}
     print(f"motcua up: started {', '.join(f'{n} (pid {p.pid})' for n, p in processes.items())}; "
           "Ctrl-C stops them all", file=sys.stderr)
@@ -153,8 +124,8 @@ def cmd_up(args) -> int:
 
 
 def cmd_migrate(args) -> int:
-    from motcua.db import database_url
-    from motcua.migrations import upgrade
+    from motcua.runtime.db import database_url
+    from motcua.runtime.migrations import upgrade
 
     for name in args.services or list(SERVICES):
         spec = _service(name)
@@ -167,7 +138,7 @@ def cmd_migrate(args) -> int:
 # --- due-date --------------------------------------------------------------------------------
 
 def cmd_due_date(args) -> int:
-    from motcua.calendar import TZ, ClockStop, WorkingCalendar, due_date, load_overrides, parse_time_limit
+    from motcua.contracts.calendar import TZ, ClockStop, WorkingCalendar, due_date, load_overrides, parse_time_limit
 
     def instant(value: str, option: str) -> datetime:
         try:
@@ -219,7 +190,7 @@ def cmd_catalog_check(args) -> int:
 
 
 def cmd_catalog_load(args) -> int:
-    from motcua.db import database_url, make_engine
+    from motcua.runtime.db import database_url, make_engine
     from services.catalog import store
 
     path = args.file or _config(SERVICES["catalog"]).get("CATALOGUE_FILE") or str(DEFAULT_CATALOGUE)
@@ -240,17 +211,18 @@ def cmd_catalog_load(args) -> int:
 def cmd_report_ii06a(args) -> int:
     from sqlalchemy.orm import Session
 
-    from motcua.db import database_url, make_engine
+    from motcua.runtime.db import database_url, make_engine
+    from motcua.contracts.periods import parse_period
+    from motcua.contracts.refusals import Refusal
     from services.routing import reports
-    from services.routing.domain import RoutingError
 
     try:
-        first, last, begin, finish = reports.parse_period(getattr(args, "from"), args.to)
-    except RoutingError as error:
+        period = parse_period(getattr(args, "from"), args.to)
+    except Refusal as error:
         raise UsageError(f"--{error.field}: {error.reason}") from None
     engine = make_engine(database_url(_config(SERVICES["routing"])), pool_size=1, application_name="motcua-report")
     with Session(engine) as session:
-        report = reports.ii06a(session, args.unit, first, last, begin, finish)
+        report = reports.ii06a(session, args.unit, period)
     engine.dispose()
     if args.format == "csv":
         sys.stdout.write(reports.as_csv(report))
@@ -263,23 +235,25 @@ def cmd_report_ii06a(args) -> int:
 def cmd_report_fees(args) -> int:
     from sqlalchemy.orm import Session
 
-    from motcua.db import database_url, make_engine
-    from services.fees import domain, store
-    from services.fees.service import parse_period, report_csv
+    from motcua.runtime.db import database_url, make_engine
+    from motcua.contracts.periods import parse_period
+    from motcua.contracts.refusals import Refusal
+    from services.fees import store
+    from services.fees.service import report_csv
 
     try:
-        first, last, begin, finish = parse_period(getattr(args, "from"), args.to)
-    except domain.FeeError as error:
+        period = parse_period(getattr(args, "from"), args.to)
+    except Refusal as error:
         raise UsageError(f"--{error.field}: {error.reason}") from None
     engine = make_engine(database_url(_config(SERVICES["fees"])), pool_size=1, application_name="motcua-report")
     with Session(engine) as session:
-        rows = store.report(session, args.unit, begin, finish)
+        rows = store.report(session, args.unit, period.begin, period.end)
     engine.dispose()
     if args.format == "csv":
         sys.stdout.write(report_csv(rows))
     else:
         import json
-        print(json.dumps({"from": first.isoformat(), "to": last.isoformat(), "units": rows}, ensure_ascii=False,
+        print(json.dumps({"from": period.first.isoformat(), "to": period.last.isoformat(), "units": rows}, ensure_ascii=False,
                          indent=2))
     return 0
 
@@ -288,8 +262,8 @@ def cmd_fees_quote(args) -> int:
     """The charges of a procedure in force, item by item, from the catalogue's database."""
     from sqlalchemy.orm import Session
 
-    from motcua.calendar import TZ, local_date
-    from motcua.db import database_url, make_engine
+    from motcua.contracts.calendar import TZ, local_date
+    from motcua.runtime.db import database_url, make_engine
     from services.catalog import store as catalog_store
     from services.fees import domain
 
@@ -332,7 +306,7 @@ def cmd_gateway_token_issue(args) -> int:
 
 
 def cmd_gateway_token_revoke(args) -> int:
-    from motcua.errors import Refusal
+    from motcua.contracts.refusals import Refusal
     from services.gateway import admin
     try:
         admin.revoke_token(_gateway_config(), args.token_id)
@@ -363,7 +337,7 @@ def cmd_gateway_audit_verify(args) -> int:
 
 
 def cmd_gateway_rabbitmq_user(args) -> int:
-    from motcua.errors import Refusal
+    from motcua.contracts.refusals import Refusal
     from services.gateway import admin
     admin_user, _, admin_password = args.admin.partition(":")
     try:
@@ -380,10 +354,10 @@ def cmd_gateway_rabbitmq_user(args) -> int:
 # --- demo ----------------------------------------------------------------------------------
 
 def cmd_demo(args) -> int:
-    """A simulated working week, every service in this process (see motcua/demo)."""
+    """A simulated working week, every service in this process (see apps/demo)."""
     import eventlet
     eventlet.monkey_patch()  # before anything opens a socket
-    from motcua import demo
+    from apps import demo
 
     try:
         start = datetime.strptime(args.start, "%Y-%m-%d").date() if args.start else None

@@ -12,7 +12,7 @@ from alembic import command, context
 from alembic.config import Config
 from sqlalchemy import MetaData, text
 
-from motcua.db import make_engine
+from motcua.runtime.db import make_engine
 
 
 def alembic_config(migrations_dir: str | Path, url: str) -> Config:

@@ -8,8 +8,8 @@ from urllib.parse import unquote
 
 from werkzeug.wrappers import Response
 
-from motcua.errors import Invalid, Refusal, Unauthenticated
-from motcua.observability import error_response, json_response
+from motcua.contracts.refusals import Invalid, Refusal, Unauthenticated
+from motcua.runtime.observability import error_response, json_response
 
 
 def official(request) -> tuple[str, str]:

@@ -29,12 +29,12 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import UUID, insert
 from sqlalchemy.orm import Session
 
-from motcua import broker
-from motcua.events import Envelope, EventInvalid, parse
-from motcua.logs import mask_text
-from motcua.observability import CORRELATION_KEY
+from motcua.runtime import broker
+from motcua.contracts.events import Envelope, EventInvalid, parse
+from motcua.runtime.logs import mask_text
+from motcua.runtime.observability import CORRELATION_KEY
 
-log = structlog.get_logger("motcua.inbox")
+log = structlog.get_logger("motcua.runtime.inbox")
 
 CONSUMED = Counter("motcua_events_consumed_total", "Events handed to a handler, by outcome.",
                    ["service", "type", "outcome"])

@@ -4,7 +4,7 @@ Time limits are counted in working days (Monday–Friday minus public holidays) 
 says calendar days; counting starts the day after receipt and a deadline on a day off moves to
 the next working day (Civil Code 2015 art. 147–148). Public holidays come from the ``holidays``
 package; the government's yearly day swaps that the package does not know are operator data
-(``motcua/data/calendar-overrides.yml``), never constants in code.
+(``motcua/contracts/data/calendar-overrides.yml``), never constants in code.
 
 Everything here is pure except :func:`load_overrides`, which reads that YAML file.
 """

@@ -5,7 +5,7 @@ import os
 
 from kombu import Connection, Exchange, Queue
 
-from motcua.events import DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE, EVENTS_EXCHANGE, UNITS_EXCHANGE
+from motcua.contracts.events import DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE, EVENTS_EXCHANGE, UNITS_EXCHANGE
 
 DEFAULT_AMQP_URI = "amqp://guest:guest@127.0.0.1:5672//"
 

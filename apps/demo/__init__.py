@@ -26,7 +26,7 @@ def catalogue_infos(path: Path):
     """The desks and procedures of a catalogue file, as the plan sees them."""
     import yaml
 
-    from motcua.demo.plan import ProcedureInfo, UnitInfo
+    from apps.demo.plan import ProcedureInfo, UnitInfo
     from services.catalog.domain import parse_catalogue
 
     catalogue = parse_catalogue(yaml.safe_load(Path(path).read_text(encoding="utf-8")))
@@ -53,7 +53,7 @@ class Progress:
         self.shown = -1
 
     def __call__(self, done: int, total: int, moment: datetime) -> None:
-        from motcua.calendar import TZ
+        from motcua.contracts.calendar import TZ
         share = done / total if total else 1.0
         tenth = int(share * 10)
         if not self.tty and tenth == self.shown and done != total:
@@ -74,13 +74,13 @@ def run(*, days: int = 5, seed: int = 1, scale: float = 1.0, units: list[str] | 
     """Run the demo; 0 when II.06a balances for every unit. Call with eventlet already patched."""
     import os
 
-    from motcua.calendar import TZ, default_calendar
-    from motcua.cli import DEFAULT_CATALOGUE
-    from motcua.demo import plan as planning
-    from motcua.demo import report
-    from motcua.demo.driver import Driver
-    from motcua.demo.stack import Stack
-    from motcua.logs import configure_logging
+    from motcua.contracts.calendar import TZ, default_calendar
+    from apps.registry import DEFAULT_CATALOGUE
+    from apps.demo import plan as planning
+    from apps.demo import report
+    from apps.demo.driver import Driver
+    from apps.demo.stack import Stack
+    from motcua.runtime.logs import configure_logging
 
     stdout, stderr = stdout or sys.stdout, stderr or sys.stderr
     wall_start = time.monotonic()
