@@ -185,7 +185,7 @@ class Management:
 
     def consumers_by_type(self, vhost: str) -> dict[str, set]:
         """{event type: services consuming it}, from the bindings of the events exchange."""
-        answer = self.session.get(f"{MANAGEMENT}/exchanges/{quote(vhost, safe='')}/motcua.contracts.events/bindings/source",
+        answer = self.session.get(f"{MANAGEMENT}/exchanges/{quote(vhost, safe='')}/motcua.events/bindings/source",
                                   timeout=10)
         answer.raise_for_status()
         out: dict[str, set] = defaultdict(set)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from typing import Any, Callable, Mapping
 
-EVENTS_EXCHANGE = "motcua.contracts.events"
+EVENTS_EXCHANGE = "motcua.events"
 DEAD_LETTER_EXCHANGE = "motcua.dead-letter"
 # Where the units' own systems publish their events (routing key ``<unit code>.<event type>``);
 # each unit's RabbitMQ user may publish under its own unit code only (the gateway consumes them).
