@@ -777,6 +777,7 @@ def phase_figures(args, rate: float, phase: dict, sampler: Sampler, accounting: 
     desk_kinds = ("receive", "pay", "step_accept", "step_complete", "transfer", "return_to_desk", "return")
     return {
         "target_lives_per_s": rate,
+        "load_started_at": start,
         "planned": phase["planned"], "not_started": phase["not_started"],
         "started": len(lives), "completed": len(done), "failed": sum(1 for l in lives if l["error"]),
         "unfinished": phase["unfinished"],
