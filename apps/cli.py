@@ -4,6 +4,7 @@
     motcua up [SERVICE ...]       every built service, each its own process; Ctrl-C stops them all
     motcua migrate [SERVICE ...]  apply every service's migrations
     motcua due-date --received 2026-02-13T10:00 --limit "3 working days"
+    motcua calendar show YEAR [--format json]  every day off and make-up working day, with its source
     motcua catalog check FILE     validate a catalogue file; names file, entry, field and reason
     motcua catalog load [FILE]    publish a catalogue file (new versions of what changed)
     motcua report ii06a --unit CODE --from DATE --to DATE [--format csv]
@@ -162,6 +163,47 @@ def cmd_due_date(args) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     print(due.isoformat() if due else "clock stopped: no due date until the citizen returns")
+    return 0
+
+
+# --- calendar --------------------------------------------------------------------------------
+
+def cmd_calendar_show(args) -> int:
+    import json
+
+    from motcua.contracts.calendar import CALENDAR_YEARS, load_overrides, year_days
+
+    first, last = CALENDAR_YEARS[0], CALENDAR_YEARS[-1]
+    text = args.year.strip()
+    if not text.isdecimal() or not first <= int(text) <= last:
+        raise UsageError(f"YEAR: must be a year from {first} to {last}, got {args.year!r}")
+    try:
+        overrides = load_overrides(args.overrides)
+        days = year_days(int(text), overrides)
+    except OSError as exc:
+        raise UsageError(f"--overrides: {exc.filename}: cannot read: {exc.strerror}") from None
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if args.format == "json":
+        print(json.dumps([{"date": d.day.isoformat(), "kind": "working_day" if d.working else "day_off",
+                           "name": d.name, "origin": d.origin, "source": d.source, "file": d.file,
+                           "note": d.note} for d in days], ensure_ascii=False, indent=2))
+        return 0
+    weekdays = ("Hai", "Ba", "Tư", "Năm", "Sáu", "Bảy", "CN")
+    rows = [("Ngày", "Thứ", "Loại", "Tên", "Nguồn")]
+    for d in days:
+        if d.origin == "overrides":
+            where = f"{Path(d.file).name}: {d.source or '(không ghi văn bản)'}"
+        else:
+            where = f"thư viện {d.source}"
+        rows.append((d.day.strftime("%d/%m/%Y"), weekdays[d.day.weekday()],
+                     "làm bù" if d.working else "nghỉ", d.name, where))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for index, row in enumerate(rows):
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[4])
+        if index and days[index - 1].note:
+            print(" " * (sum(widths[:3]) + 6) + f"ghi chú: {days[index - 1].note}")
+    print(f"\n{len(days)} ngày (thứ Bảy, Chủ nhật thông thường không liệt kê); tệp ghi đè: {overrides.origin}")
     return 0
 
 
@@ -401,6 +443,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="a clock stop (waiting for the citizen), END may be empty; repeatable")
     due.add_argument("--overrides", help="calendar overrides file (default: MOTCUA_CALENDAR_OVERRIDES or the shipped one)")
     due.set_defaults(handler=cmd_due_date)
+
+    calendar = commands.add_parser("calendar", help="the working-day calendar")
+    calendar_commands = calendar.add_subparsers(dest="calendar_command", required=True, parser_class=_Parser)
+    show = calendar_commands.add_parser("show", help="every day off and make-up working day of a year, with its source")
+    show.add_argument("year", help="e.g. 2026")
+    show.add_argument("--format", choices=("table", "json"), default="table")
+    show.add_argument("--overrides", help="calendar overrides file (default: MOTCUA_CALENDAR_OVERRIDES or the shipped one)")
+    show.set_defaults(handler=cmd_calendar_show)
 
     catalog = commands.add_parser("catalog", help="the procedures catalogue")
     catalog_commands = catalog.add_subparsers(dest="catalog_command", required=True, parser_class=_Parser)

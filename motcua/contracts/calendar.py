@@ -14,7 +14,7 @@ import os
 import re
 import unicodedata
 from bisect import bisect_right
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 from enum import Enum
 from functools import lru_cache
@@ -35,11 +35,15 @@ __all__ = [
     "parse_time_limit",
     "ClockStop",
     "OverrideDay",
+    "OverrideNote",
     "YearOverrides",
     "CalendarOverrides",
     "parse_overrides",
     "load_overrides",
     "WorkingCalendar",
+    "CALENDAR_YEARS",
+    "CalendarDay",
+    "year_days",
     "due_date",
     "classify",
     "local_date",
@@ -157,6 +161,16 @@ class ClockStop:
 class OverrideDay:
     day: date
     name: str
+    source: str = ""  # the decision it comes from (letter number, date), so it can be checked
+
+
+@dataclass(frozen=True)
+class OverrideNote:
+    """An operator's remark on a day the overrides do not change (e.g. a package holiday whose legal
+    basis is doubtful); shown by ``motcua calendar show``, never used to count days."""
+
+    day: date
+    note: str
 
 
 @dataclass(frozen=True)
@@ -166,6 +180,7 @@ class YearOverrides:
     year: int
     days_off: tuple[OverrideDay, ...] = ()
     working_days: tuple[OverrideDay, ...] = ()
+    notes: tuple[OverrideNote, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -173,6 +188,7 @@ class CalendarOverrides:
     """All override years, sorted by year. Build it with :func:`parse_overrides` to get validation."""
 
     years: tuple[YearOverrides, ...] = ()
+    origin: str = field(default="", compare=False)  # the file they were read from, for operators
 
     def days_off(self) -> dict[date, str]:
         return {o.day: o.name for y in self.years for o in y.days_off}
@@ -182,8 +198,10 @@ class CalendarOverrides:
 
 
 _TOP_KEYS = ("years",)
-_YEAR_KEYS = ("days_off", "working_days")
-_ENTRY_KEYS = ("date", "name")
+_YEAR_KEYS = ("days_off", "working_days", "notes")
+_ENTRY_KEYS = ("date", "name", "source")
+_REQUIRED_ENTRY_KEYS = ("date", "name")  # source is optional, so files written before it still load
+_NOTE_KEYS = ("date", "note")
 
 
 def _keys_text(keys: Sequence[str]) -> str:
@@ -232,7 +250,7 @@ def _parse_entries(value: object, year: int, list_name: str, source: str) -> tup
             raise ValueError(
                 f"{where}: unknown key {unknown[0]!r}; allowed keys: {_keys_text(_ENTRY_KEYS)}"
             )
-        for key in _ENTRY_KEYS:
+        for key in _REQUIRED_ENTRY_KEYS:
             if key not in entry:
                 raise ValueError(f"{where}.{key}: missing")
         day = _parse_entry_date(entry["date"], where)
@@ -250,15 +268,49 @@ def _parse_entries(value: object, year: int, list_name: str, source: str) -> tup
             raise ValueError(
                 f"{where}.date: {day.isoformat()} is listed twice (also {list_name}[{seen[day]}])"
             )
+        source_text = entry.get("source", "")
+        if not isinstance(source_text, str) or ("source" in entry and not source_text.strip()):
+            raise ValueError(f"{where}.source: must be a non-empty text (the decision cited), got {source_text!r}")
         seen[day] = index
-        result.append(OverrideDay(day, name.strip()))
+        result.append(OverrideDay(day, name.strip(), " ".join(source_text.split())))
+    return tuple(result)
+
+
+def _parse_notes(value: object, year: int, source: str) -> tuple[OverrideNote, ...]:
+    where_list = f"{source}: years.{year}.notes"
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise ValueError(f"{where_list}: must be a list of {{date, note}} entries, got {value!r}")
+    result: list[OverrideNote] = []
+    seen: dict[date, int] = {}
+    for index, entry in enumerate(value):
+        where = f"{where_list}[{index}]"
+        if not isinstance(entry, dict):
+            raise ValueError(f"{where}: must be a mapping with keys {_keys_text(_NOTE_KEYS)}, got {entry!r}")
+        unknown = [k for k in entry if k not in _NOTE_KEYS]
+        if unknown:
+            raise ValueError(f"{where}: unknown key {unknown[0]!r}; allowed keys: {_keys_text(_NOTE_KEYS)}")
+        for key in _NOTE_KEYS:
+            if key not in entry:
+                raise ValueError(f"{where}.{key}: missing")
+        day = _parse_entry_date(entry["date"], where)
+        if day.year != year:
+            raise ValueError(f"{where}.date: {day.isoformat()} is outside its year {year}")
+        note = entry["note"]
+        if not isinstance(note, str) or not note.strip():
+            raise ValueError(f"{where}.note: must be a non-empty text, got {note!r}")
+        if day in seen:
+            raise ValueError(f"{where}.date: {day.isoformat()} is listed twice (also notes[{seen[day]}])")
+        seen[day] = index
+        result.append(OverrideNote(day, " ".join(note.split())))
     return tuple(result)
 
 
 def parse_overrides(data: object, source: str = "<overrides>") -> CalendarOverrides:
     """Validate what ``yaml.safe_load`` returned; every error names the file, entry and field."""
     if data is None:  # empty file
-        return CalendarOverrides()
+        return CalendarOverrides(origin=source)
     if not isinstance(data, dict):
         raise ValueError(f"{source}: must be a mapping with the key 'years', got {type(data).__name__}")
     unknown = [k for k in data if k not in _TOP_KEYS]
@@ -266,7 +318,7 @@ def parse_overrides(data: object, source: str = "<overrides>") -> CalendarOverri
         raise ValueError(f"{source}: unknown key {unknown[0]!r}; allowed keys: {_keys_text(_TOP_KEYS)}")
     years_node = data.get("years")
     if years_node is None:
-        return CalendarOverrides()
+        return CalendarOverrides(origin=source)
     if not isinstance(years_node, dict):
         raise ValueError(f"{source}: years: must be a mapping from year to its decisions")
     parsed: dict[int, YearOverrides] = {}
@@ -293,8 +345,9 @@ def parse_overrides(data: object, source: str = "<overrides>") -> CalendarOverri
                     f"{where}.working_days[{index}].date: {o.day.isoformat()} is both a working day "
                     f"and a day off (days_off[{off_index[o.day]}])"
                 )
-        parsed[year] = YearOverrides(year, days_off, working)
-    return CalendarOverrides(tuple(parsed[y] for y in sorted(parsed)))
+        notes = _parse_notes(body.get("notes"), year, source)
+        parsed[year] = YearOverrides(year, days_off, working, notes)
+    return CalendarOverrides(tuple(parsed[y] for y in sorted(parsed)), origin=source)
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -343,6 +396,9 @@ def load_overrides(path: str | os.PathLike[str] | None = None) -> CalendarOverri
 # --------------------------------------------------------------------------------------------
 
 
+CALENDAR_YEARS = range(2015, 2041)  # the years a default calendar (and `motcua calendar show`) covers
+
+
 @lru_cache(maxsize=8)
 def _package_days(first_year: int, last_year: int) -> tuple[dict[date, str], frozenset[date]]:
     """Holidays and make-up weekend days from the package; cached because it costs ~0.2 s."""
@@ -361,7 +417,7 @@ class WorkingCalendar:
     a bisection and ``due_date`` can run thousands of times per second.
     """
 
-    def __init__(self, overrides: CalendarOverrides | None = None, years: range = range(2015, 2041)) -> None:
+    def __init__(self, overrides: CalendarOverrides | None = None, years: range = CALENDAR_YEARS) -> None:
         if overrides is None:
             overrides = CalendarOverrides()
         if not isinstance(overrides, CalendarOverrides):
@@ -450,6 +506,52 @@ class WorkingCalendar:
         if name is not None:
             return name
         return _WEEKEND_NAMES.get(d.weekday(), "Ngày nghỉ")
+
+
+@dataclass(frozen=True)
+class CalendarDay:
+    """One day of a year that is not a plain weekday or weekend, and where that comes from."""
+
+    day: date
+    working: bool  # False: a day off; True: a make-up working day (a Saturday or Sunday)
+    name: str
+    origin: str  # "holidays" (the package) or "overrides" (the operator's file)
+    source: str  # the package and its version, or the decision the override cites ("" if none)
+    file: str = ""  # the overrides file, for an override
+    note: str = ""  # the operator's remark on that day (overrides' notes), if any
+
+
+def _package_label() -> str:
+    return f"holidays {getattr(holidays, '__version__', '?')} (VN)"
+
+
+def year_days(year: int, overrides: CalendarOverrides | None = None) -> list[CalendarDay]:
+    """Every day off and make-up working day of ``year`` that is not a plain weekday or weekend, in date
+    order, each with its origin, so an operator can check them against the official decisions.
+
+    The state shown is the calendar's own (an override wins over the package).
+    """
+    if isinstance(year, bool) or not isinstance(year, int) or year not in CALENDAR_YEARS:
+        raise ValueError(f"year must be an integer from {CALENDAR_YEARS[0]} to {CALENDAR_YEARS[-1]}, got {year!r}")
+    overrides = overrides if overrides is not None else CalendarOverrides()
+    calendar = WorkingCalendar(overrides, years=range(year, year + 1))
+    package_off, package_work = _package_days(year, year)
+    mine = next((y for y in overrides.years if y.year == year), YearOverrides(year))
+    override_by_day = {o.day: o for o in (*mine.days_off, *mine.working_days)}
+    notes = {n.day: n.note for n in mine.notes}
+    file = overrides.origin or "overrides"
+    result: list[CalendarDay] = []
+    for day in sorted(set(package_off) | set(package_work) | set(override_by_day)):
+        working = calendar.is_working_day(day)
+        override = override_by_day.get(day)
+        note = notes.get(day, "")
+        if override is not None:
+            result.append(CalendarDay(day, working, override.name, "overrides", override.source, file, note))
+        elif working:
+            result.append(CalendarDay(day, True, "Ngày làm bù", "holidays", _package_label(), note=note))
+        else:
+            result.append(CalendarDay(day, False, package_off[day], "holidays", _package_label(), note=note))
+    return result
 
 
 # --------------------------------------------------------------------------------------------

@@ -176,15 +176,30 @@ class EventConsumer(Consumer):
         except ContainerBeingKilled:
             self.queue_consumer.requeue_message(message)
 
+    @staticmethod
+    def _wait_key(message) -> str:
+        return (message.properties or {}).get("message_id") or str(hash(message.body))
+
     def handle_message_processed(self, message, result=None, exc_info=None):
         service = self.container.service_name
-        if exc_info is None:
+        error = None if exc_info is None else exc_info[1]
+        if error is not None and (isinstance(error, NotYet) or transient(error)):
+            self._retry_or_give_up(message, error)
+            return
+        # Settled (handled or dead-lettered): forget when it was first put back, or the map grows for ever.
+        self.first_seen.pop(self._wait_key(message), None)
+        if error is None:
             CONSUMED.labels(service, self.event_type, "handled").inc()
             self.queue_consumer.ack_message(message)
             return
-        error = exc_info[1]
+        CONSUMED.labels(service, self.event_type, "failed").inc()
+        self._dead_letter(message, f"handler failed: {type(error).__name__}: {error}", "handler_error")
+        self.queue_consumer.ack_message(message)
+
+    def _retry_or_give_up(self, message, error: BaseException) -> None:
+        service = self.container.service_name
         if isinstance(error, NotYet):
-            event_id = (message.properties or {}).get("message_id") or str(hash(message.body))
+            event_id = self._wait_key(message)
             now = time.monotonic()
             first = self.first_seen.setdefault(event_id, now)
             if now - first < self.wait_seconds:
@@ -197,14 +212,9 @@ class EventConsumer(Consumer):
             self._dead_letter(message, f"waited {self.wait_seconds:.0f} s: {error}", "waited_too_long")
             self.queue_consumer.ack_message(message)
             return
-        if transient(error):
-            CONSUMED.labels(service, self.event_type, "retried").inc()
-            eventlet.sleep(REQUEUE_PAUSE_SECONDS)
-            self.queue_consumer.requeue_message(message)
-            return
-        CONSUMED.labels(service, self.event_type, "failed").inc()
-        self._dead_letter(message, f"handler failed: {type(error).__name__}: {error}", "handler_error")
-        self.queue_consumer.ack_message(message)
+        CONSUMED.labels(service, self.event_type, "retried").inc()  # transient
+        eventlet.sleep(REQUEUE_PAUSE_SECONDS)
+        self.queue_consumer.requeue_message(message)
 
 
 event_consumer = EventConsumer.decorator

@@ -28,6 +28,7 @@ from motcua.runtime.ratelimit import RateLimiter
 from motcua.runtime.rpc import rpc
 from motcua.runtime.web import answer, json_body, official
 from services.intake import desk, domain, forms, models, printing, store
+from services.intake import page_dates
 from services.intake.desk import Actor
 
 RECEIVED = Counter("motcua_dossiers_received_total", "Dossiers received at a desk, by unit and channel.",
@@ -44,6 +45,7 @@ INCOMPLETE = Counter("motcua_dossiers_incomplete_total", "Checks that found a do
 log = structlog.get_logger("motcua.intake")
 PAGES = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
                     autoescape=select_autoescape(["html"]))
+PAGES.filters.update(page_dates.FILTERS)  # the status page's dates as a Vietnamese reader writes them
 def open_dossiers(session, now):
     return [(unit, status, count) for unit, status, count in store.open_counts(session)]
 

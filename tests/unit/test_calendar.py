@@ -646,3 +646,141 @@ def test_due_date_is_fast() -> None:
         due_date(received, wd(15), CAL, stops)
     per_call = (clock.perf_counter() - begin) / 2000
     assert per_call < 0.001
+
+
+# --------------------------------------------------------------------------------------------
+# The shipped overrides: the New Year swap of 2026 (official letter 12729/VPCP-KGVX)
+# --------------------------------------------------------------------------------------------
+
+from pathlib import Path  # noqa: E402
+
+import motcua.contracts.calendar as calendar_module  # noqa: E402
+from motcua.contracts.calendar import CALENDAR_YEARS, year_days  # noqa: E402
+
+SHIPPED_FILE = Path(calendar_module.__file__).parent / "data" / "calendar-overrides.yml"
+SHIPPED = load_overrides(SHIPPED_FILE)  # the path given: independent of MOTCUA_CALENDAR_OVERRIDES
+CAL_SHIPPED = WorkingCalendar(SHIPPED)
+
+
+def test_new_year_2026_swap_friday_2_january_off_saturday_10_january_worked() -> None:
+    assert not CAL_SHIPPED.is_working_day(date(2026, 1, 2))
+    assert CAL_SHIPPED.day_off_name(date(2026, 1, 2)).startswith("Nghỉ hoán đổi Tết Dương lịch")
+    assert CAL_SHIPPED.is_working_day(date(2026, 1, 10))
+    # The package alone does not know the swap.
+    assert CAL.is_working_day(date(2026, 1, 2)) and not CAL.is_working_day(date(2026, 1, 10))
+
+
+@pytest.mark.parametrize("received, limit, due", [
+    # 31/12 (Wed) + 3: 1/1 holiday, 2/1 swapped off, weekend -> 5/1, 6/1, 7/1.
+    (at(2025, 12, 31, 9), wd(3), date(2026, 1, 7)),
+    (at(2025, 12, 31, 9), wd(1), date(2026, 1, 5)),
+    # 9/1 (Fri) + 1: Saturday 10/1 is worked.
+    (at(2026, 1, 9, 9), wd(1), date(2026, 1, 10)),
+    (at(2026, 1, 9, 9), wd(2), date(2026, 1, 12)),
+    # Same day on Friday 2/1 -> the next working day is Monday 5/1; on Saturday 10/1 -> that day.
+    (at(2026, 1, 2, 9), SAME_DAY, date(2026, 1, 5)),
+    (at(2026, 1, 10, 9), SAME_DAY, date(2026, 1, 10)),
+    # A calendar-days limit ending on 2/1 moves to Monday 5/1.
+    (at(2025, 12, 26, 9), cd(7), date(2026, 1, 5)),
+])
+def test_early_january_2026_matches_the_official_calendar(received, limit, due) -> None:
+    assert due_date(received, limit, CAL_SHIPPED) == due
+
+
+def test_early_january_2026_without_the_swap_for_comparison() -> None:
+    assert due_date(at(2025, 12, 31, 9), wd(3), CAL) == date(2026, 1, 6)
+    assert due_date(at(2026, 1, 9, 9), wd(1), CAL) == date(2026, 1, 12)
+
+
+def test_every_shipped_override_cites_its_source() -> None:
+    entries = [o for y in SHIPPED.years for o in (*y.days_off, *y.working_days)]
+    assert entries, "the shipped file has overrides"
+    for o in entries:
+        assert o.source.strip(), f"{o.day}: no source"
+    swap = {o.day: o.source for o in entries if o.day.year == 2026}
+    assert set(swap) == {date(2026, 1, 2), date(2026, 1, 10)}
+    assert all("12729/VPCP-KGVX" in s and "[verify" in s for s in swap.values())
+
+
+def test_the_shipped_file_notes_24_november_as_the_package_s_only() -> None:
+    notes = {n.day: n.note for y in SHIPPED.years for n in y.notes}
+    assert date(2026, 11, 24) in notes and "holidays" in notes[date(2026, 11, 24)]
+    # A note changes nothing: 24/11 stays the package's day off.
+    assert not CAL_SHIPPED.is_working_day(date(2026, 11, 24))
+    assert CAL_SHIPPED.day_off_name(date(2026, 11, 24)) == CAL.day_off_name(date(2026, 11, 24))
+
+
+def test_source_and_notes_are_optional_and_parsed() -> None:
+    parsed = parse_overrides({"years": {2026: {
+        "days_off": [{"date": date(2026, 1, 2), "name": "x", "source": "  CV  1/VPCP \n"}],
+        "working_days": [{"date": date(2026, 1, 10), "name": "y"}],
+        "notes": [{"date": "2026-11-24", "note": " to check "}],
+    }}}, source="s.yml")
+    year = parsed.years[0]
+    assert year.days_off[0].source == "CV 1/VPCP"
+    assert year.working_days[0].source == ""
+    assert [(n.day, n.note) for n in year.notes] == [(date(2026, 11, 24), "to check")]
+    assert parsed.origin == "s.yml"
+    # The origin is not part of equality: the same decisions from two files are the same decisions.
+    assert parse_overrides({"years": None}, source="a.yml") == parse_overrides({"years": None}, source="b.yml")
+
+
+@pytest.mark.parametrize("body, expected", [
+    ({"days_off": [{"date": date(2026, 1, 2), "name": "x", "source": " "}]}, "years.2026.days_off[0].source"),
+    ({"days_off": [{"date": date(2026, 1, 2), "name": "x", "source": 12729}]}, "years.2026.days_off[0].source"),
+    ({"notes": {"date": date(2026, 1, 2)}}, "years.2026.notes"),
+    ({"notes": [{"date": date(2026, 1, 2)}]}, "years.2026.notes[0].note: missing"),
+    ({"notes": [{"note": "x"}]}, "years.2026.notes[0].date: missing"),
+    ({"notes": [{"date": date(2027, 1, 2), "note": "x"}]}, "outside its year 2026"),
+    ({"notes": [{"date": date(2026, 1, 2), "note": ""}]}, "years.2026.notes[0].note"),
+    ({"notes": [{"date": date(2026, 1, 2), "note": "x", "name": "y"}]}, "unknown key 'name'"),
+    ({"notes": [{"date": date(2026, 1, 2), "note": "x"}, {"date": date(2026, 1, 2), "note": "y"}]},
+     "years.2026.notes[1].date"),
+])
+def test_bad_source_or_notes_name_the_field(body, expected) -> None:
+    with pytest.raises(ValueError) as info:
+        parse_overrides({"years": {2026: body}}, source="src.yml")
+    assert str(info.value).startswith("src.yml") and expected in str(info.value)
+
+
+def test_year_days_lists_package_and_overrides_days_in_order_with_their_origin() -> None:
+    days = year_days(2026, SHIPPED)
+    assert [d.day for d in days] == sorted(d.day for d in days)
+    by_day = {d.day: d for d in days}
+    assert (by_day[date(2026, 1, 1)].origin, by_day[date(2026, 1, 1)].name) == ("holidays", "Tết Dương lịch")
+    assert by_day[date(2026, 1, 1)].source.startswith("holidays ")
+    swap_off, swap_work = by_day[date(2026, 1, 2)], by_day[date(2026, 1, 10)]
+    assert (swap_off.origin, swap_off.working, swap_work.origin, swap_work.working) == \
+        ("overrides", False, "overrides", True)
+    assert "12729/VPCP-KGVX" in swap_off.source and swap_off.file == str(SHIPPED_FILE)
+    assert by_day[date(2026, 8, 22)].working and by_day[date(2026, 8, 22)].origin == "holidays"
+    assert by_day[date(2026, 11, 24)].origin == "holidays" and by_day[date(2026, 11, 24)].note
+
+
+def test_year_days_shows_an_override_that_cancels_a_package_day() -> None:
+    day = {d.day: d for d in year_days(2026, TEST_OVERRIDES)}[date(2026, 8, 22)]
+    assert (day.working, day.origin, day.name, day.file) == (False, "overrides", "Huỷ làm bù", "test.yml")
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(CALENDAR_YEARS[0], CALENDAR_YEARS[-1]))
+def test_year_days_agrees_with_the_calendar(year: int) -> None:
+    days = year_days(year, TEST_OVERRIDES)
+    for d in days:
+        assert d.day.year == year
+        assert CAL_OVR.is_working_day(d.day) == d.working
+        assert d.origin in ("holidays", "overrides")
+    # Every weekday off and every weekend day worked is listed: nothing hides outside the list.
+    listed = {d.day for d in days}
+    day = date(year, 1, 1)
+    while day.year == year:
+        unusual = CAL_OVR.is_working_day(day) == (day.weekday() >= 5)
+        if unusual:
+            assert day in listed, day
+        day += timedelta(days=1)
+
+
+@pytest.mark.parametrize("year", [2014, 2041, "2026", True, 2026.0])
+def test_year_days_refuses_a_year_outside_the_calendar(year) -> None:
+    with pytest.raises(ValueError, match="year must be an integer from 2015 to 2040"):
+        year_days(year)
