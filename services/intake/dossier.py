@@ -210,22 +210,22 @@ class Dossier:
                         calendar: WorkingCalendar, book: BookLine) -> Dossier:
         """Received by a desk officer (status 2), recorded once: it never was waiting online."""
         dossier = cls._new(code, submission, secret, now)
-        dossier._receive(actor, now, calendar, book, status_from=None, note={"channel": submission.channel})
+        dossier._receive(actor, now, calendar, book, new=True, note={"channel": submission.channel})
         return dossier
 
     def accept(self, actor: Actor, now: datetime, calendar: WorkingCalendar, book: BookLine) -> list[Envelope]:
         """An online submission (1) is received by a desk officer (2)."""
         require("accept", self.status)
-        return self._receive(actor, now, calendar, book, status_from=self.status, note={})
+        return self._receive(actor, now, calendar, book, new=False, note={})
 
-    def _receive(self, actor: Actor, now: datetime, calendar: WorkingCalendar, book: BookLine,
-                 status_from: int | None, note: dict) -> list[Envelope]:
+    def _receive(self, actor: Actor, now: datetime, calendar: WorkingCalendar, book: BookLine, *, new: bool,
+                 note: dict) -> list[Envelope]:
         """Status 2: the clock starts, the appointment date is set, a line of the tracking book is taken."""
         date_ = appointment(now, self.procedure["time_limit"], calendar)
         self.received_at, self.received_by, self.appointment_date = now, actor.name, date_
         self.book_year, self.book_volume, self.book_line = book.year, book.volume, book.line
-        self.status = status_from      # the entry records where it came from (None: new at the desk)
-        self._change(now, actor, "receive", Status.RECEIVED, {**note, "appointment_date": date_.isoformat()})
+        self._change(now, actor, "receive", Status.RECEIVED, {**note, "appointment_date": date_.isoformat()},
+                     new=new)
         return self._emit("dossier.received", now, {
             "code": self.code, "procedure_code": self.procedure_code, "procedure_version": self.procedure_version,
             "channel": self.channel, "received_at": iso(now), "appointment_date": date_.isoformat(),
@@ -380,9 +380,11 @@ class Dossier:
             "date": self.appointment_date.isoformat(), "replaced_at": iso(now), "reason": reason}]
         self.appointment_date = new_date
 
-    def _change(self, now: datetime, actor: Actor, action: str, status_to: Status, note: dict) -> None:
-        """The one place a status changes: recorded in the history with where it came from."""
-        status_from = self.status
+    def _change(self, now: datetime, actor: Actor, action: str, status_to: Status, note: dict, *,
+                new: bool = False) -> None:
+        """The one place a status changes: recorded in the history with where it came from (nowhere
+        for a dossier received at the desk: it never waited online)."""
+        status_from = None if new else self.status
         self.status = int(status_to)
         self._record(now, actor, action, status_from, status_to, note)
 
