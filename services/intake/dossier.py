@@ -289,7 +289,9 @@ class Dossier:
         stops = [dict(s) for s in self.clock_stops]
         stops[-1]["end"] = iso(now)
         previous = self.appointment_date
-        new_date = appointment(self.received_at, self.procedure["time_limit"], calendar, stops)
+        # Counted again from receipt with the stops left out; never earlier than the date in force,
+        # which an apology (Mẫu 04) may have set beyond the time limit.
+        new_date = max(appointment(self.received_at, self.procedure["time_limit"], calendar, stops), previous)
         self.clock_stops = stops
         self._move_appointment(new_date, now, "Bổ sung hồ sơ")
         self.documents = [*self.documents, *[vars(d) for d in presented]]

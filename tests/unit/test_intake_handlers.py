@@ -520,3 +520,13 @@ def test_dates_in_the_answers_are_local():
     received = receive(FakeUnitOfWork(), datetime(2026, 3, 2, 3, 0, tzinfo=TZ).astimezone(tz=None))
     assert received["received_at"].endswith("+07:00")
     assert date.fromisoformat(received["appointment_date"]) == date(2026, 3, 5)
+
+
+def test_a_supplement_after_an_apology_never_brings_the_date_back():
+    uow = FakeUnitOfWork()
+    code = receive(uow)["code"]                                   # due Thu 5 March
+    consume(uow, apology(code, "2026-03-20"), at(5, 16))
+    run(uow, "request_supplement", at(6, 9), code=code, body=ASKED)
+    back = run(uow, "receive_supplement", at(9, 9), code=code, body=BROUGHT)
+    assert back["appointment_date"] == "2026-03-20"
+    assert [h["date"] for h in back["appointment_history"]] == ["2026-03-05", "2026-03-20"]
