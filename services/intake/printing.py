@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import date, datetime
 
 from motcua.contracts.calendar import TZ
-from services.intake.desk import time_limit_vi
+from services.intake.domain import time_limit_vi
 
 
 def _unit(unit: dict, parent: dict | None) -> dict:

@@ -1,51 +1,16 @@
-"""Every query of the intake service."""
+"""The intake service's queries over many dossiers (lists, the book, the gauges); one dossier is
+loaded and saved through ``unit_of_work``."""
 from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from motcua.contracts.codes import increment, next_dossier_code
 from motcua.contracts.text import fold
 from services.intake import models
 
 d = models.dossiers
-
-
-def new_code(session: Session, unit: str, day: date) -> str:
-    return next_dossier_code(session, models.code_counters, unit, day)
-
-
-def next_book_line(session: Session, unit: str, year: int) -> int:
-    return increment(session, models.book_counters, {"unit": unit, "year": year}, "last_line")
-
-
-def insert(session: Session, values: dict) -> None:
-    session.execute(d.insert().values(**values))
-
-
-def get(session: Session, code: str, *, for_update: bool = False):
-    statement = select(d).where(d.c.code == code)
-    if for_update:
-        statement = statement.with_for_update()
-    return session.execute(statement).first()
-
-
-def change(session: Session, code: str, **values) -> None:
-    session.execute(update(d).where(d.c.code == code).values(**values, updated_at=func.now()))
-
-
-def record(session: Session, code: str, *, at: datetime, actor: str, actor_unit: str | None, action: str,
-           status_from: int | None, status_to: int, note: dict | None = None) -> None:
-    session.execute(models.history.insert().values(
-        code=code, at=at, actor=actor, actor_unit=actor_unit, action=action, status_from=status_from,
-        status_to=status_to, note=note or {}))
-
-
-def history(session: Session, code: str) -> list:
-    h = models.history
-    return session.execute(select(h).where(h.c.code == code).order_by(h.c.id)).all()
 
 
 def tracking_book(session: Session, unit: str, start: datetime, end: datetime) -> list:

@@ -86,6 +86,13 @@ def test_a_dossier_lives_from_receipt_to_return(intake, clock):
     finally:
         tap.close()
 
+    # Received in person: recorded once, as received (2), never as waiting online (1).
+    first = dossier(intake, code)["history"]
+    assert [(h["action"], h["status_from"], h["status_to"]) for h in first] == [("receive", None, 2)]
+    public = requests.get(f"{intake.url}/api/v1/status/{code}", params={"secret": received["secret"]},
+                          timeout=10).json()
+    assert [(e["status"], e["status_text"]) for e in public["history"]] == [(2, "Đã tiếp nhận")]
+
     # The receipt (Mẫu 01) as PDF carries the code and the appointment date.
     pdf = requests.get(f"{intake.url}/api/v1/dossiers/{code}/receipt.pdf", headers=DESK_5, timeout=20)
     assert pdf.status_code == 200 and pdf.headers["Content-Type"] == "application/pdf"
@@ -256,8 +263,31 @@ def test_online_submission_waits_for_the_desk(intake):
     accepted = requests.post(f"{intake.url}/api/v1/dossiers/{code}/acceptance", headers=DESK_5, timeout=10)
     assert accepted.status_code == 200 and accepted.json()["status"] == 2
     assert accepted.json()["appointment_date"]
+    assert [(h["action"], h["status_from"], h["status_to"]) for h in accepted.json()["history"]] == \
+        [("submit", None, 1), ("receive", 1, 2)]
     again = requests.post(f"{intake.url}/api/v1/dossiers/{code}/acceptance", headers=DESK_5, timeout=10)
     assert again.status_code == 409
+
+
+def test_an_apology_sets_the_new_appointment_date(intake):
+    received = receive(intake).json()
+    code, first_date = received["code"], received["appointment_date"]
+    apology = new_event("dossier.apology_issued", {
+        "code": code, "agency": WARD_5, "reason": "Chậm xác minh", "original_due_date": first_date,
+        "new_date": "2026-04-10", "issued_at": "2026-03-06T16:00:00+07:00", "official": "Phạm Văn Cường"}, WARD_5)
+    publish(apology)
+    moved = wait_for(lambda: (d := dossier(intake, code))["appointment_date"] == "2026-04-10" and d)
+    assert [h["date"] for h in moved["appointment_history"]] == [first_date]
+    assert moved["history"][-1]["action"] == "apology_issued" and moved["status"] == 2
+    public = requests.get(f"{intake.url}/api/v1/status/{code}", params={"secret": received["secret"]},
+                          timeout=10).json()
+    assert public["appointment_date"] == "2026-04-10"
+    publish(apology)                                  # redelivered: nothing changes
+    publish(new_event("dossier.step_started", {"code": code, "agency": WARD_5, "step": 1,
+                                               "started_at": "2026-03-06T16:30:00+07:00"}, WARD_5))
+    after = wait_for(lambda: (d := dossier(intake, code))["status"] == 4 and d)
+    assert after["appointment_history"] == moved["appointment_history"]
+    assert [h["action"] for h in after["history"]] == ["receive", "apology_issued", "step_started"]
 
 
 def test_refusal_of_an_online_submission_prints_mau_03(intake):

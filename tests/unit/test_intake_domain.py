@@ -18,17 +18,15 @@ from hypothesis import strategies as st
 
 from motcua.contracts.calendar import TZ, WorkingCalendar
 from motcua.contracts.text import unaccent
+from motcua.contracts.vocabulary import Status
 from services.intake.domain import (
-    TRANSITIONS,
     Applicant,
     CheckResult,
     Conflict,
     Invalid,
     Missing,
     Presented,
-    Status,
     accepted_at,
-    appointment,
     check,
     handling_agency,
     initials,
@@ -38,6 +36,10 @@ from services.intake.domain import (
     parse_channel,
     parse_documents,
     parse_quantities,
+)
+from services.intake.dossier import (
+    TRANSITIONS,
+    appointment,
     processed_status,
     require,
     require_supplement_unused,
