@@ -103,17 +103,30 @@ def step_due(handed_over_at: datetime, days: int, calendar: WorkingCalendar, sto
     return due_date(handed_over_at, step_limit(days), calendar, stops_of(stops, since=handed_over_at))
 
 
+# What the deadline rule says of a due date.
+OVERDUE, AT_RISK, WITHIN = "overdue", "at_risk", "within_deadline"
+
+
+def deadline_state(due: date | None, today: date, warn_until: date | None = None) -> str:
+    """THE overdue rule, for the dossier and for each step: overdue from the first moment of the
+    day after the due date (local), at risk when due on or before ``warn_until`` (today plus the
+    warning's working days: the scheduler's rule), else within the deadline."""
+    if due is None:
+        return WITHIN
+    if due < today:
+        return OVERDUE
+    if warn_until is not None and due <= warn_until:
+        return AT_RISK
+    return WITHIN
+
+
 def is_overdue(due: date | None, now: datetime) -> bool:
-    """Overdue from the first moment of the day after the due date (local time)."""
-    return due is not None and local_date(now) > due
+    return deadline_state(due, local_date(now)) == OVERDUE
 
 
 def at_risk(due: date | None, now: datetime, calendar: WorkingCalendar, warning_working_days: int) -> bool:
-    """Within ``warning_working_days`` working days of the deadline, not yet past it (the
-    scheduler's rule: due on or before today plus that many working days)."""
-    if due is None or is_overdue(due, now):
-        return False
-    return due <= calendar.add_working_days(local_date(now), warning_working_days)
+    today = local_date(now)
+    return deadline_state(due, today, calendar.add_working_days(today, warning_working_days)) == AT_RISK
 
 
 def hand_over_class(at: datetime, due: date | None) -> str:

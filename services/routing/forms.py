@@ -38,6 +38,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from motcua.contracts.vocabulary import RESULT_VI
 from motcua.runtime.documents import (Column, Fields, FormError, FormFontError, FormSet, Grid, Sheet, at_time, dmy,
                               document_context, letterhead, on_day, place_date, procedure)
 
@@ -48,9 +49,6 @@ _TITLES = {
     "mau-05": ("Mẫu 05", "Phiếu kiểm soát quá trình giải quyết hồ sơ"),
 }
 FORMS = tuple(_TITLES)
-
-#: The result of a hand-over (``result`` of a row) and its printed label.
-RESULTS = {"early": "Trước hạn", "on_time": "Đúng hạn", "late": "Quá hạn"}
 
 #: The signature block of the apology unless the data has ``signer_title``.
 DEFAULT_SIGNER = "THỦ TRƯỞNG CƠ QUAN"
@@ -127,7 +125,7 @@ def _prepare_05(form: str, fields: Fields) -> dict:
         at = row.moment("at")
         if at < received:
             raise row.error("at", f"must not be before received_at ({received.isoformat()})")
-        result = row.choice("result", RESULTS, required=False)
+        result = row.choice("result", RESULT_VI, required=False)  # the hand-over's class and its printed label
         rows.append({
             "from": row.text("from"),
             "to": row.text("to"),
@@ -136,7 +134,7 @@ def _prepare_05(form: str, fields: Fields) -> dict:
             "giver": row.text("giver"),
             "receiver": row.text("receiver", required=False) or "",
             "result_key": result or "",
-            "result": RESULTS[result] if result else "",
+            "result": RESULT_VI[result] if result else "",
             "notes": row.text("notes", required=False) or "",
         })
     proc = procedure(fields)

@@ -6,25 +6,25 @@ consumers of intake's and fees' events, and the scheduler that detects breaches 
 """
 from __future__ import annotations
 
-from datetime import datetime
-
 import structlog
 from nameko.web.handlers import http
 from prometheus_client import Counter, Histogram
 from werkzeug.wrappers import Response
 
+from motcua.contracts.actors import Actor
 from motcua.contracts.calendar import default_calendar, local_date
 from motcua.contracts.periods import parse_period
 from motcua.runtime.catalogue import CatalogueProxy
 from motcua.runtime.clock import Clock
-from motcua.runtime.inbox import event_consumer, first_time
+from motcua.runtime.inbox import event_consumer
 from motcua.runtime.observability import DatabaseGauge, PlatformService
 from motcua.runtime.outbox import OutboxRelay
 from motcua.runtime.rpc import rpc
 from motcua.runtime.timer import configured_timer
 from motcua.runtime.web import answer, json_body, official
-from services.routing import domain, flow, forms, models, reports, store
-from services.routing.flow import Actor
+from services.routing import domain, forms, handlers, models, reports, store
+from services.routing.unit_of_work import SqlUnitOfWork
+from services.routing.workflow import DESK
 
 log = structlog.get_logger("motcua.routing")
 
@@ -49,6 +49,33 @@ APOLOGIES = Counter("motcua_apologies_total", "Apology letters (Mẫu 04) issued
 APOLOGIES_MISSING = Counter("motcua_apologies_missing_total", "Overdue dossiers flagged for having no apology "
                             "after a working day.", ["unit"])
 
+def measure(events, workflows) -> None:
+    """The metrics of what a handler emitted (the workflows it loaded give the times)."""
+    calendar = default_calendar()
+    for event in events:
+        p = event.payload
+        if event.type == "dossier.processed":
+            workflow = workflows[p["code"]]
+            received, resolved = workflow.received_at, workflow.resolved_at
+            PROCESSING_SECONDS.labels(workflow.unit).observe((resolved - received).total_seconds())
+            if workflow.due_date:
+                LIMIT_SHARE.labels(workflow.unit).observe(
+                    domain.limit_share(received, resolved, workflow.due_date, calendar))
+            RESOLVED.labels(workflow.unit, workflow.result_class).inc()
+        elif event.type == "dossier.step_completed":
+            step = workflows[p["code"]].step(p["step"])
+            STEP_SECONDS.labels(p["agency"]).observe((step.completed_at - step.handed_over_at).total_seconds())
+            STEPS_COMPLETED.labels(p["agency"], p["result_class"]).inc()
+        elif event.type == "dossier.apology_issued":
+            APOLOGIES.labels(p["agency"]).inc()
+        elif event.type == "dossier.overdue":
+            OVERDUE.labels(event.unit, p["agency"]).inc()
+        elif event.type == "dossier.at_risk":
+            AT_RISK.labels(p["agency"]).inc()
+        elif event.type == "dossier.apology_missing":
+            APOLOGIES_MISSING.labels(event.unit).inc()
+
+
 def apologies_given(session, now):
     return store.apologies_by_agency(session)
 
@@ -68,91 +95,68 @@ class RoutingService(PlatformService):
     apologies_gauge = DatabaseGauge("motcua_apologies_given", "Apology letters (Mẫu 04) on record, by agency at "
                                     "fault (from the database: max over replicas).", ["agency"], apologies_given)
 
-    def _context(self, session) -> flow.Context:
-        return flow.Context(
-            session=session, now=self.now(), calendar=default_calendar(),
+    def _uow(self) -> SqlUnitOfWork:
+        return SqlUnitOfWork(
+            self.db, self.outbox, now=self.now(), calendar=default_calendar(),
             procedure_version=lambda code, version: self.catalog.get_procedure(code, version=version),
-            emit=self.outbox, correlation_id=self.correlation_id,
+            correlation_id=self.correlation_id,
             at_risk_working_days=int(self.config.get("AT_RISK_WORKING_DAYS", 1)))
 
-    def _call(self, use_case, *args):
-        with self.db.transaction() as session:
-            return use_case(self._context(session), *args)
+    def _handle(self, message):
+        """Handle a command or an event; once committed, the metrics of the events it caused."""
+        uow = self._uow()
+        result = handlers.handle(message, uow)
+        measure(uow.emitted, uow.workflows.seen)
+        return result
 
-    def _answer(self, request, use_case, *args, with_body: bool = True):
+    def _answer(self, request, command, *args, with_body: bool = True):
         def call():
             actor = Actor(*official(request))
             extra = (json_body(request),) if with_body else ()
-            result = self._call(use_case, actor, *args, *extra)
+            result = self._handle(command(actor, *args, *extra))
             if request.method == "POST" and isinstance(result, dict):
-                log.info("agency action done", action=use_case.__name__, code=result.get("code"),
+                log.info("agency action done", action=command.__name__, code=result.get("code"),
                          state=result.get("state"))
-                self._measure(use_case, result)
             return result
         return answer(call)
-
-    @staticmethod
-    def _measure(use_case, view: dict) -> None:
-        if use_case in (flow.return_to_desk, flow.complete) and view["resolved_at"]:
-            received, resolved = datetime.fromisoformat(view["received_at"]), datetime.fromisoformat(view["resolved_at"])
-            if resolved >= datetime.fromisoformat(view["actions"][-1]["at"]):  # resolved by this very call
-                PROCESSING_SECONDS.labels(view["unit"]).observe((resolved - received).total_seconds())
-                if view["due_date"]:
-                    share = domain.limit_share(received, resolved, datetime.fromisoformat(view["due_date"]).date(),
-                                               default_calendar())
-                    LIMIT_SHARE.labels(view["unit"]).observe(share)
-                RESOLVED.labels(view["unit"], view["result_class"]).inc()
-        if use_case is flow.complete:
-            done = [s for s in view["steps"] if s["completed_at"] and s["completed_at"] == view["actions"][-1]["at"]]
-            for step in done:
-                held = datetime.fromisoformat(step["completed_at"]) - datetime.fromisoformat(step["handed_over_at"])
-                STEP_SECONDS.labels(step["agency"]).observe(held.total_seconds())
-                STEPS_COMPLETED.labels(step["agency"], step["result_class"]).inc()
-        if use_case is flow.apologise:
-            APOLOGIES.labels(view["apology"]["agency"]).inc()
 
     # --- agencies' HTTP API --------------------------------------------------------------------
 
     @http("GET", "/api/v1/dossiers/<string:code>")
     def http_get(self, request, code):
-        return self._answer(request, flow.get, code, with_body=False)
+        return self._answer(request, handlers.GetDossier, code, with_body=False)
 
     @http("GET", "/api/v1/queue")
     def http_queue(self, request):
-        def queue(ctx, actor):
-            return {"agency": actor.unit, "steps": [
-                {"code": r.code, "step": r.id, "state": r.state, "procedure": r.procedure_name, "unit": r.unit,
-                 "due_date": r.due_date.isoformat() if r.due_date else None,
-                 "overdue": domain.is_overdue(r.due_date, ctx.now)} for r in store.queue(ctx.session, actor.unit)]}
-        return self._answer(request, queue, with_body=False)
+        return self._answer(request, handlers.Queue, with_body=False)
 
     @http("POST", "/api/v1/dossiers/<string:code>/steps/<int:step>/acceptance")
     def http_accept(self, request, code, step):
-        return self._answer(request, flow.accept, code, step)
+        return self._answer(request, handlers.Accept, code, step)
 
     @http("POST", "/api/v1/dossiers/<string:code>/steps/<int:step>/completion")
     def http_complete(self, request, code, step):
-        return self._answer(request, flow.complete, code, step)
+        return self._answer(request, handlers.Complete, code, step)
 
     @http("POST", "/api/v1/dossiers/<string:code>/transfer")
     def http_transfer(self, request, code):
-        return self._answer(request, flow.transfer, code)
+        return self._answer(request, handlers.Transfer, code)
 
     @http("POST", "/api/v1/dossiers/<string:code>/return-to-desk")
     def http_return_to_desk(self, request, code):
-        return self._answer(request, flow.return_to_desk, code)
+        return self._answer(request, handlers.ReturnToDesk, code)
 
     @http("POST", "/api/v1/dossiers/<string:code>/obligation")
     def http_obligation(self, request, code):
-        return self._answer(request, flow.request_obligation, code)
+        return self._answer(request, handlers.RequestObligation, code)
 
     @http("GET", "/api/v1/dossiers/<string:code>/apology/proposal")
     def http_apology_proposal(self, request, code):
-        return self._answer(request, flow.apology_proposal, code, with_body=False)
+        return self._answer(request, handlers.ProposeApology, code, with_body=False)
 
     @http("POST", "/api/v1/dossiers/<string:code>/apology")
     def http_apologise(self, request, code):
-        return self._answer(request, flow.apologise, code)
+        return self._answer(request, handlers.Apologise, code)
 
     # --- the forms -----------------------------------------------------------------------------
 
@@ -163,16 +167,17 @@ class RoutingService(PlatformService):
                 "parent_name": parent["name"] if parent else None, "address": unit.get("address")}
 
     def _agency_name(self, code: str) -> str:
-        if code == flow.DESK:
+        if code == DESK:
             return code
         unit = self.catalog.get_unit(code)
         return unit["name"] if unit else code
 
     def _form(self, request, code: str, form: str, fmt: str):
-        def make(ctx, actor):
-            view = flow.get(ctx, actor, code)
+        def make(actor):
+            data = self._handle(handlers.ReadForms(actor, code))
+            view, applicant = data["view"], data["applicant_name"]
             if form == "mau-05":
-                data = {"unit": self._unit(view["unit"]), "code": code, "applicant": store.get(ctx.session, code).applicant_name,
+                data = {"unit": self._unit(view["unit"]), "code": code, "applicant": applicant,
                         "procedure": {"code": view["procedure"]["code"], "name": view["procedure"]["name"]},
                         "received_at": view["received_at"], "due_date": view["due_date"] or view["original_due_date"],
                         "rows": [{**row, "from": self._agency_name(row["from"]), "to": self._agency_name(row["to"])}
@@ -184,7 +189,7 @@ class RoutingService(PlatformService):
                 if apology is None:
                     raise domain.Conflict("code", f"dossier {code} has no apology letter")
                 data = {"unit": self._unit(apology["agency"]), "code": code,
-                        "addressee": store.get(ctx.session, code).applicant_name,
+                        "addressee": applicant,
                         "received_at": view["received_at"],
                         "procedure": {"code": view["procedure"]["code"], "name": view["procedure"]["name"]},
                         "original_due_date": apology["original_due_date"], "new_date": apology["new_date"],
@@ -195,7 +200,7 @@ class RoutingService(PlatformService):
             if fmt == "html":
                 return Response(forms.render_html(form, data), mimetype="text/html")
             raise domain.NotFound("format", f"no such format {fmt}")
-        return self._answer(request, make, with_body=False)
+        return answer(lambda: make(Actor(*official(request))))
 
     @http("GET", "/api/v1/dossiers/<string:code>/control-slip.<string:fmt>")
     def http_control_slip(self, request, code, fmt):
@@ -238,25 +243,22 @@ class RoutingService(PlatformService):
         """``action``: accept, complete, transfer, return_to_desk, obligation, apologise."""
         actor = Actor(official, agency)
         if action in ("accept", "complete"):
-            use_case = flow.accept if action == "accept" else flow.complete
-            return self._call(use_case, actor, code, step, body or {})
-        use_cases = {"transfer": flow.transfer, "return_to_desk": flow.return_to_desk,
-                     "obligation": flow.request_obligation, "apologise": flow.apologise}
-        if action not in use_cases:
-            raise domain.Invalid("action", f"must be accept, complete or one of {', '.join(use_cases)}")
-        return self._call(use_cases[action], actor, code, body or {})
+            command = handlers.Accept if action == "accept" else handlers.Complete
+            return self._handle(command(actor, code, step, body or {}))
+        commands = {"transfer": handlers.Transfer, "return_to_desk": handlers.ReturnToDesk,
+                    "obligation": handlers.RequestObligation, "apologise": handlers.Apologise}
+        if action not in commands:
+            raise domain.Invalid("action", f"must be accept, complete or one of {', '.join(commands)}")
+        return self._handle(commands[action](actor, code, body or {}))
 
     @rpc
     def get_dossier(self, official: str, agency: str, code: str) -> dict:
-        return self._call(flow.get, Actor(official, agency), code)
+        return self._handle(handlers.GetDossier(Actor(official, agency), code))
 
     # --- what intake and fees report -----------------------------------------------------------
 
     def _apply(self, event) -> None:
-        with self.db.transaction() as session:
-            if not first_time(session, models.processed_events, event):
-                return
-            flow.on_event(self._context(session), event)
+        self._handle(event)
 
     @event_consumer("dossier.received")
     def on_received(self, event):
@@ -291,15 +293,7 @@ class RoutingService(PlatformService):
     @configured_timer("SCAN_SECONDS", interval=5)
     def scan(self):
         """Overdue, at risk, apology missing: detected as they happen; each once (row claims)."""
-        with self.db.transaction() as session:
-            found = flow.scan(self._context(session))
-        for unit, agency in found["overdue"]:
-            OVERDUE.labels(unit, agency).inc()
-        for agency in found["at_risk"]:
-            AT_RISK.labels(agency).inc()
-        for unit in found["apology_missing"]:
-            APOLOGIES_MISSING.labels(unit).inc()
-        counts = {kind: len(items) for kind, items in found.items()}
+        counts = self._handle(handlers.Scan())
         if any(counts.values()):
             log.info("breaches detected", **counts)
         return counts

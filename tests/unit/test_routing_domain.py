@@ -1,4 +1,4 @@
-"""Routing's pure rules (services/routing/domain.py, flow.agency_at_fault, reports.as_csv)
+"""Routing's pure rules (services/routing/domain.py, workflow.agency_at_fault, reports.as_csv)
 against the domain reference §3, §5 and §6.
 
 Every expected value is written by hand from the calendar: March 2026 has no holiday (Mon 2 Mar is a
@@ -21,7 +21,7 @@ from motcua.contracts.calendar import TZ, ClockStop, TimeLimit, TimeLimitKind, W
 from services.routing import domain, reports, store
 from services.routing.domain import (DONE, HANDED_OVER, HELD, PENDING, STOPPED, II06a, PlannedStep,
                                      classify_for_report)
-from services.routing.flow import agency_at_fault
+from services.routing.workflow import agency_at_fault
 
 UTC = timezone.utc
 CAL = WorkingCalendar()

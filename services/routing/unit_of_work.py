@@ -1,0 +1,205 @@
+"""Routing's repository and unit of work: a command loads a workflow once (one locked read of its
+rows), changes it in memory, and one save writes the changes and the outbox rows in the same
+transaction. The scheduler's scan loads each candidate once, in one locked read for them all."""
+from __future__ import annotations
+
+import copy
+import dataclasses
+from datetime import date, datetime
+from typing import Any, Callable, Iterable
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from motcua.contracts.calendar import WorkingCalendar
+from motcua.contracts.events import Envelope
+from motcua.runtime.inbox import first_time
+from services.routing import models, store
+from services.routing.workflow import OPEN, Action, Handover, Step, Workflow
+
+w, s, h, a = models.workflows, models.steps, models.handovers, models.actions
+
+WORKFLOW_COLUMNS = [c.name for c in w.columns if c.name != "updated_at"]
+STEP_COLUMNS = [c.name for c in s.columns if c.name not in ("id", "code")]
+
+
+def _workflow_values(workflow: Workflow) -> dict:
+    return {name: copy.deepcopy(getattr(workflow, name)) for name in WORKFLOW_COLUMNS}
+
+
+def _step_values(step: Step) -> dict:
+    return {name: getattr(step, name) for name in STEP_COLUMNS}
+
+
+class SqlRepository:
+    """Workflows in the routing schema. Remembers what it loaded, to write only what changed."""
+
+    def __init__(self, session: Session):
+        self.session = session
+        self.seen: dict[str, Workflow] = {}
+        self._loaded: dict[str, tuple[dict, dict[int, dict], dict[int, str | None]]] = {}
+
+    # --- reading ---------------------------------------------------------------------------------
+
+    def get(self, code: str, *, for_update: bool = True) -> Workflow | None:
+        statement = select(w).where(w.c.code == code)
+        if for_update:
+            statement = statement.with_for_update()
+        found = self._load(self.session.execute(statement).all())
+        return found[0] if found else None
+
+    def scan_candidates(self, today: date, warn_until: date, overdue_before: datetime) -> list[Workflow]:
+        """Workflows with something for the scan to flag, locked; those another replica is
+        scanning (or a command is changing) are skipped: they are flagged there, or next round."""
+        steps_to_flag = select(s.c.code).where(
+            s.c.state.in_(OPEN), s.c.overdue_at.is_(None),
+            or_(s.c.due_date < today, and_(s.c.due_date <= warn_until, s.c.at_risk_at.is_(None))))
+        statement = select(w).where(or_(
+            and_(w.c.state == "running", w.c.due_date < today, w.c.overdue_at.is_(None)),
+            and_(w.c.overdue_at <= overdue_before, w.c.apology.is_(None), w.c.apology_missing_at.is_(None),
+                 w.c.state.in_(["running", "processed"])),
+            w.c.code.in_(steps_to_flag),
+        )).order_by(w.c.code).with_for_update(skip_locked=True)
+        return self._load(self.session.execute(statement).all())
+
+    def queue(self, agency: str) -> list:
+        return store.queue(self.session, agency)
+
+    def _load(self, rows: list) -> list[Workflow]:
+        if not rows:
+            return []
+        codes = [row.code for row in rows]
+        step_rows = self.session.execute(select(s).where(s.c.code.in_(codes))
+                                         .order_by(s.c.code, s.c.stage, s.c.position)).all()
+        handover_rows = self.session.execute(select(h).where(h.c.code.in_(codes)).order_by(h.c.id)).all()
+        action_rows = self.session.execute(select(a).where(a.c.code.in_(codes)).order_by(a.c.id)).all()
+        workflows = {}
+        for row in rows:
+            workflows[row.code] = Workflow(**{name: getattr(row, name) for name in WORKFLOW_COLUMNS})
+        steps_by_id: dict[int, Step] = {}
+        for row in step_rows:
+            step = Step(id=row.id, **{name: getattr(row, name) for name in STEP_COLUMNS})
+            steps_by_id[row.id] = step
+            workflows[row.code].steps.append(step)
+        for row in handover_rows:
+            workflows[row.code].handovers.append(Handover(
+                id=row.id, from_agency=row.from_agency, to_agency=row.to_agency, at=row.at, giver=row.giver,
+                receiver=row.receiver, step=steps_by_id.get(row.step_id), result_class=row.result_class,
+                note=row.note))
+        for row in action_rows:
+            workflows[row.code].actions.append(Action(id=row.id, at=row.at, actor=row.actor, agency=row.agency,
+                                                      action=row.action, step_id=row.step_id, note=row.note))
+        for workflow in workflows.values():
+            self._remember(workflow)
+        return list(workflows.values())
+
+    def _remember(self, workflow: Workflow) -> None:
+        self.seen[workflow.code] = workflow
+        self._loaded[workflow.code] = (_workflow_values(workflow),
+                                       {st.id: _step_values(st) for st in workflow.steps},
+                                       {ho.id: ho.receiver for ho in workflow.handovers})
+
+    # --- writing ---------------------------------------------------------------------------------
+
+    def add(self, workflow: Workflow) -> None:
+        self.seen[workflow.code] = workflow
+
+    def save(self, workflow: Workflow) -> None:
+        if workflow.code not in self._loaded:
+            # None left out: the columns' defaults (SQL NULL, not a JSON null).
+            self.session.execute(w.insert().values(
+                **{k: v for k, v in _workflow_values(workflow).items() if v is not None}))
+            loaded_steps: dict[int, dict] = {}
+            receivers: dict[int, str | None] = {}
+        else:
+            before, loaded_steps, receivers = self._loaded[workflow.code]
+            changed = {k: v for k, v in _workflow_values(workflow).items() if before[k] != v}
+            if changed:
+                self.session.execute(update(w).where(w.c.code == workflow.code)
+                                     .values(**changed, updated_at=func.now()))
+        for step in workflow.steps:
+            values = _step_values(step)
+            if step.id is None:
+                step.id = self.session.execute(s.insert().values(code=workflow.code, **values)
+                                               .returning(s.c.id)).scalar_one()
+            else:
+                changed = {k: v for k, v in values.items() if loaded_steps[step.id][k] != v}
+                if changed:
+                    self.session.execute(update(s).where(s.c.id == step.id).values(**changed))
+        for handover in workflow.handovers:
+            if handover.id is None:
+                handover.id = self.session.execute(h.insert().values(
+                    code=workflow.code, from_agency=handover.from_agency, to_agency=handover.to_agency,
+                    at=handover.at, giver=handover.giver, receiver=handover.receiver,
+                    step_id=handover.step.id if handover.step else None, result_class=handover.result_class,
+                    note=handover.note).returning(h.c.id)).scalar_one()
+            elif receivers[handover.id] != handover.receiver:
+                self.session.execute(update(h).where(h.c.id == handover.id).values(receiver=handover.receiver))
+        for action in workflow.actions:
+            if action.id is None:
+                action.id = self.session.execute(a.insert().values(
+                    code=workflow.code, at=action.at, actor=action.actor, agency=action.agency,
+                    action=action.action, step_id=action.step_id, note=action.note).returning(a.c.id)).scalar_one()
+        self._remember(workflow)
+
+
+class UnitOfWork:
+    """What a handler gets: the repository, the clock and calendar, the catalogue's read model,
+    and ``save``, which writes a workflow with the events it caused. ``emitted`` keeps the events
+    written, for the metrics once committed."""
+
+    workflows: Any
+
+    def __init__(self, *, now: datetime, calendar: WorkingCalendar,
+                 procedure_version: Callable[[str, int], dict | None], correlation_id: str | None = None,
+                 at_risk_working_days: int = 1):
+        self.now = now
+        self.calendar = calendar
+        self.procedure_version = procedure_version
+        self.correlation_id = correlation_id
+        self.at_risk_working_days = at_risk_working_days
+        self.emitted: list[Envelope] = []
+
+    def __enter__(self) -> "UnitOfWork":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    def first_time(self, event: Envelope) -> bool:
+        raise NotImplementedError
+
+    def save(self, workflow: Workflow, events: Iterable[Envelope]) -> None:
+        self.workflows.save(workflow)
+        for event in events:
+            if self.correlation_id:
+                event = dataclasses.replace(event, correlation_id=self.correlation_id)
+            self._publish(event)
+            self.emitted.append(event)
+
+    def _publish(self, event: Envelope) -> None:
+        raise NotImplementedError
+
+
+class SqlUnitOfWork(UnitOfWork):
+    """One transaction of the routing database: committed when the block ends without error."""
+
+    def __init__(self, database, emit: Callable[[Session, Envelope], None], **settings):
+        super().__init__(**settings)
+        self.database = database
+        self.emit = emit
+
+    def __enter__(self) -> "SqlUnitOfWork":
+        self._transaction = self.database.transaction()
+        self.session = self._transaction.__enter__()
+        self.workflows = SqlRepository(self.session)
+        return self
+
+    def __exit__(self, *exc):
+        return self._transaction.__exit__(*exc)
+
+    def first_time(self, event: Envelope) -> bool:
+        return first_time(self.session, models.processed_events, event)
+
+    def _publish(self, event: Envelope) -> None:
+        self.emit(self.session, event)
