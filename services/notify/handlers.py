@@ -6,12 +6,13 @@ thin: parse, call :func:`handle`, answer; metrics are counted from the returned 
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 
 from motcua.contracts.calendar import local_date
 from motcua.contracts.events import Envelope
-from motcua.contracts.refusals import NotFound
+from motcua.contracts.refusals import Invalid, NotFound
 from services.notify import templates
 from services.notify.messages import REACTIONS, Context, DeliveryReported, Policy
 
@@ -38,6 +39,23 @@ class ReportDelivery:
     provider_id: str
     status: str                          # delivered | failed
     now: datetime
+
+
+def delivery_report(raw: str, now: datetime) -> ReportDelivery:
+    """The SMS gateway's report, ``{"id": "<provider id>", "status": "delivered" | "failed"}``; anything
+    else is :class:`Invalid` naming the field at fault (nothing is read or written for it)."""
+    try:
+        body = json.loads(raw or "{}")
+    except ValueError:
+        raise Invalid("body", "is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise Invalid("body", f"must be a JSON object with id and status, not {type(body).__name__}")
+    provider_id, status = body.get("id"), body.get("status")
+    if not isinstance(provider_id, str):
+        raise Invalid("id", "is required: the provider's message id, as text")
+    if not isinstance(status, str) or status not in ("delivered", "failed"):
+        raise Invalid("status", "is required: delivered or failed")
+    return ReportDelivery(provider_id, status, now)
 
 
 @dataclass(frozen=True)

@@ -18,14 +18,14 @@ from nameko.web.handlers import http
 from motcua.contracts.calendar import TZ, default_calendar
 from motcua.runtime.catalogue import CatalogueProxy
 from motcua.runtime.clock import Clock
-from motcua.contracts.refusals import NotFound, Refusal
+from motcua.contracts.refusals import Invalid, NotFound, Refusal
 from motcua.runtime.inbox import event_consumer
 from motcua.runtime.observability import DatabaseGauge, PlatformService, error_response, json_response
 from motcua.runtime.outbox import OutboxRelay
 from motcua.runtime.timer import configured_timer
 from motcua.runtime.web import official
 from services.notify import dispatch, metrics, models, store, templates
-from services.notify.handlers import Consume, ReportDelivery, SaveTemplate, SendDigest, handle
+from services.notify.handlers import Consume, SaveTemplate, SendDigest, delivery_report, handle
 from services.notify.messages import Context
 from services.notify.repository import SqlUnitOfWork
 
@@ -249,18 +249,15 @@ class NotifyService(PlatformService):
     def http_delivery_report(self, request):
         """The SMS gateway's report: delivered or failed at the handset."""
         try:
-            body = json.loads(request.get_data(as_text=True) or "{}")
-        except ValueError:
-            return error_response(400, "body: is not valid JSON", "body")
-        provider_id, status = body.get("id"), body.get("status")
-        if not isinstance(provider_id, str) or status not in ("delivered", "failed"):
-            return error_response(400, "id (text) and status (delivered or failed) are required", "status")
+            command = delivery_report(request.get_data(as_text=True), self.now())
+        except Invalid as refusal:
+            return error_response(400, str(refusal), refusal.field)
         try:
-            events = handle("notify.delivery_report", ReportDelivery(provider_id, status, self.now()), self._uow())
+            events = handle("notify.delivery_report", command, self._uow())
         except NotFound as refusal:
             return error_response(404, refusal.reason, refusal.field)
         metrics.count(events)
-        return json_response({"id": provider_id, "state": status})
+        return json_response({"id": command.provider_id, "state": command.status})
 
 
 def mask_address(address: str) -> str:

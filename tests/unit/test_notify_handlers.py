@@ -3,6 +3,7 @@ of the repository and the unit of work: no PostgreSQL, no broker, milliseconds e
 from __future__ import annotations
 
 import copy
+import json
 from datetime import UTC, date, datetime, time, timedelta, timezone
 
 import pytest
@@ -11,7 +12,7 @@ from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
 from motcua.contracts.events import new_event
-from motcua.contracts.refusals import NotFound
+from motcua.contracts.refusals import Invalid, NotFound
 from services.notify import metrics, templates
 from services.notify.handlers import (
     HANDLERS,
@@ -21,6 +22,7 @@ from services.notify.handlers import (
     ReportDelivery,
     SaveTemplate,
     SendDigest,
+    delivery_report,
     handle,
 )
 from services.notify.messages import (
@@ -483,3 +485,40 @@ def test_the_digest_figures_count_only_open_dossiers():
     dossier.open = False
     assert digest_figures([dossier], WARD_5, since, date(2026, 3, 5)).due_today == []
     assert digest_figures([dossier], TAX, since, date(2026, 3, 5)).received == 0
+
+
+# --- the providers' delivery reports, as they come over HTTP -----------------------------------
+
+@pytest.mark.parametrize("raw, field", [
+    ("[1, 2, 3]", "body"), ('"delivered"', "body"), ("null", "body"), ("42", "body"), ("{not json", "body"),
+    ('{"id": 5, "status": "delivered"}', "id"), ('{"id": ["gw-7"], "status": "delivered"}', "id"),
+    ('{"status": "delivered"}', "id"), ('{"id": {"a": 1}, "status": "delivered"}', "id"),
+    ('{"id": "gw-7", "status": 3}', "status"), ('{"id": "gw-7", "status": ["delivered"]}', "status"),
+    ('{"id": "gw-7", "status": {"x": 1}}', "status"), ('{"id": "gw-7"}', "status"),
+    ('{"id": "gw-7", "status": "read"}', "status"),
+])
+def test_a_malformed_delivery_report_is_refused_naming_the_field(raw, field):
+    with pytest.raises(Invalid) as refused:
+        delivery_report(raw, NOON)
+    assert refused.value.field == field and refused.value.status == 400
+
+
+def test_a_well_formed_delivery_report_becomes_the_command():
+    assert delivery_report('{"id": "gw-7", "status": "delivered"}', NOON) == ReportDelivery("gw-7", "delivered", NOON)
+
+
+json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+                           max_leaves=8)
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=json_values | st.fixed_dictionaries({"id": json_values, "status": json_values}))
+def test_any_json_body_is_either_a_report_or_a_refusal_naming_a_field(body):
+    try:
+        command = delivery_report(json.dumps(body), NOON)
+    except Invalid as refused:
+        assert refused.field in ("body", "id", "status")
+    else:
+        assert isinstance(body, dict) and isinstance(body["id"], str) and body["status"] in ("delivered", "failed")
+        assert (command.provider_id, command.status) == (body["id"], body["status"])
