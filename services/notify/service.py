@@ -1,7 +1,8 @@
 """Notifications to citizens and officials: never lost, never twice.
 
-Consumes the events of intake, routing and fees; queues messages in the transaction of the
-event (``plan``); the dispatcher sends them (``dispatch``). HTTP on 8005: the delivery history
+Consumes the events of intake, routing and fees: each entry point hands its event to the
+``HANDLERS`` table (``handlers``), whose ``DossierMessages`` aggregate (``messages``) queues the
+messages in the transaction of the event; the dispatcher sends them (``dispatch``). HTTP on 8005: the delivery history
 of a dossier for its officials, template management, the providers' delivery reports.
 """
 from __future__ import annotations
@@ -94,19 +95,30 @@ class NotifyService(PlatformService):
             return names[code]
 
         def procedure_name(code: str, version: int) -> str:
-            procedure = self.catalog.get_procedure(code, version=version)
-            return procedure["name"] if procedure else code
+            if (code, version) not in names:
+                procedure = self.catalog.get_procedure(code, version=version)
+                names[code, version] = procedure["name"] if procedure else code
+            return names[code, version]
 
         quiet = str(self.config.get("QUIET_HOURS") or "21:00-07:00").split("-")
         return Context(now=self.now(), unit_name=unit_name, procedure_name=procedure_name,
-                            officials=load_officials(self.config.get("OFFICIALS_FILE")),
-                            public_url=str(self.config.get("PUBLIC_STATUS_URL") or "http://localhost:8002"),
-                            quiet_hours=(_clock_time(quiet[0], "QUIET_HOURS"), _clock_time(quiet[1], "QUIET_HOURS")))
+                       officials=load_officials(self.config.get("OFFICIALS_FILE")),
+                       public_url=str(self.config.get("PUBLIC_STATUS_URL") or "http://localhost:8002"),
+                       quiet_hours=(_clock_time(quiet[0], "QUIET_HOURS"), _clock_time(quiet[1], "QUIET_HOURS")))
 
     # --- events --------------------------------------------------------------------------------
 
     def _apply(self, event) -> None:
-        metrics.count(handle(event.type, Consume(event, self._context()), self._uow()))
+        ctx = self._context()
+        # The catalogue's names are asked before the transaction opens (no call to another service
+        # inside it); the aggregate then finds them remembered.
+        p = event.payload
+        ctx.unit_name(event.unit)
+        if isinstance(p.get("agency"), str):
+            ctx.unit_name(p["agency"])
+        if event.type == "dossier.received":
+            ctx.procedure_name(p["procedure_code"], p["procedure_version"])
+        metrics.count(handle(event.type, Consume(event, ctx), self._uow()))
 
     @event_consumer("dossier.received")
     def on_received(self, event):
@@ -181,6 +193,7 @@ class NotifyService(PlatformService):
         sent = 0
         ctx = self._context()
         for unit in ctx.officials:
+            ctx.unit_name(unit)                       # before the transaction: see _apply
             events = handle("notify.digest", SendDigest(unit, since, ctx), self._uow())
             metrics.count(events)
             sent += bool(events)

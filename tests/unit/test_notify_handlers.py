@@ -522,3 +522,11 @@ def test_any_json_body_is_either_a_report_or_a_refusal_naming_a_field(body):
     else:
         assert isinstance(body, dict) and isinstance(body["id"], str) and body["status"] in ("delivered", "failed")
         assert (command.provider_id, command.status) == (body["id"], body["status"])
+
+
+def test_the_service_consumes_exactly_the_events_the_handlers_table_knows():
+    from services.notify.service import NotifyService
+    consumed = {entrypoint.event_type for _, member in vars(NotifyService).items()
+                for entrypoint in getattr(member, "nameko_entrypoints", ()) if hasattr(entrypoint, "event_type")}
+    assert consumed == set(REACTIONS)
+    assert all(HANDLERS[kind] is HANDLERS["dossier.received"] for kind in consumed)
