@@ -8,7 +8,6 @@ Failures are retried with exponential backoff up to a limit, then dead-lettered 
 from __future__ import annotations
 
 import time as wall
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Callable
 
@@ -16,35 +15,17 @@ import structlog
 from eventlet import GreenPool
 from eventlet.event import Event
 from nameko.extensions import DependencyProvider
-from prometheus_client import Counter, Histogram
-from sqlalchemy.orm import Session
 
 from motcua.runtime import broker
-from motcua.runtime import outbox
-from motcua.runtime.db import Database
-from motcua.contracts.events import new_event
+from motcua.runtime.db import Database, UnitOfWork
 from motcua.runtime.inbox import dead_letter
-from services.notify import channels as channel_module, models, store
+from services.notify import channels as channel_module, metrics, store
+from services.notify.handlers import RecordFailure, RecordSent, handle
+from services.notify.messages import MessageFailed, MessageRetried, MessageSent, Policy
+from services.notify.repository import SqlUnitOfWork
 
 log = structlog.get_logger("motcua.notify")
-
-MESSAGES = Counter("motcua_notify_messages_total", "Messages by channel, template and state reached.",
-                   ["channel", "template", "state"])
-RETRIES = Counter("motcua_notify_retries_total", "Sending attempts that failed and will be retried.", ["channel"])
-DEAD = Counter("motcua_notify_dead_letters_total", "Messages given up on and dead-lettered.", ["channel"])
-LATENCY = Histogram("motcua_notify_delivery_seconds", "From queued to accepted by the provider.", ["channel"],
-                    buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600, 21600, 43200, 86400))
-
-
-@dataclass(frozen=True)
-class Policy:
-    max_attempts: int = 5
-    backoff_seconds: float = 30.0        # 30 s, 60 s, 120 s, …
-    lease_seconds: float = 60.0          # how long a 'sending' message is left to its sender
-
-
-def backoff(policy: Policy, attempts: int) -> timedelta:
-    return timedelta(seconds=policy.backoff_seconds * (2 ** max(attempts - 1, 0)))
+MESSAGES = metrics.MESSAGES      # kept here too: the counters' former home
 
 
 class Dispatcher(DependencyProvider):
@@ -68,6 +49,7 @@ class Dispatcher(DependencyProvider):
         from motcua.runtime.clock import clock_from_config
         database = next(d for d in self.container.dependencies if isinstance(d, Database))
         self.sessions = database.sessions
+        self.uow = lambda: SqlUnitOfWork(UnitOfWork(database.sessions, database.after_commit))
         self.now: Callable[[], datetime] = clock_from_config(self.container.config)
         self.running = True
         self.container.spawn_managed_thread(self._run, identifier="notify-dispatcher")
@@ -123,57 +105,41 @@ class Dispatcher(DependencyProvider):
                 raise channel_module.PermanentError(f"channel {message.channel} is not configured")
             provider_id = channel.send(outgoing)
         except channel_module.TransientError as error:
-            self._failed(message, str(error), retry=message.attempts < self.policy.max_attempts)
+            self._failed(message, str(error), permanent=False)
             return None
         except channel_module.PermanentError as error:
-            self._failed(message, str(error), retry=False)
+            self._failed(message, str(error), permanent=True)
             return None
         return message, provider_id, wall.monotonic() - started
 
     def _record_sent(self, sent: list[tuple]) -> None:
-        """One transaction for the round's sent messages. Until it commits they stay 'sending';
-        a crash before that sends them again after the lease, with the same idempotency keys."""
+        """Recorded by the handler in one transaction, after every send of the round."""
         if not sent:
             return
-        now = self.now()
-        with self.sessions() as session, session.begin():
-            for message, provider_id, _ in sent:
-                store.mark(session, message.id, state="sent", sent_at=now, provider_id=provider_id, last_error=None)
-                self._event(session, message, "notify.delivered", {"state": "sent"}, now)
-        for message, _, seconds in sent:
-            MESSAGES.labels(message.channel, message.template, "sent").inc()
-            LATENCY.labels(message.channel).observe(max((now - message.created_at).total_seconds(), 0.0))
-            log.info("message sent", message_id=message.id, channel=message.channel, template=message.template,
-                     attempt=message.attempts, send_s=round(seconds, 3))
+        events = handle("notify.record_sent", RecordSent(tuple((m.id, provider_id) for m, provider_id, _ in sent),
+                                                         self.now()), self.uow())
+        metrics.count(events)
+        seconds = {message.id: round(s, 3) for message, _, s in sent}
+        for event in events:
+            if isinstance(event, MessageSent):
+                log.info("message sent", message_id=event.message_id, channel=event.channel,
+                         template=event.template, attempt=event.attempts, send_s=seconds.get(event.message_id))
 
-    def _failed(self, message, reason: str, *, retry: bool) -> None:
-        now = self.now()
-        with self.sessions() as session, session.begin():
-            if retry:
-                store.mark(session, message.id, state="queued", last_error=reason,
-                           next_attempt_at=now + backoff(self.policy, message.attempts))
-            else:
-                store.mark(session, message.id, state="failed", last_error=reason)
-                self._event(session, message, "notify.failed", {"reason": reason}, now)
-        if retry:
-            RETRIES.labels(message.channel).inc()
-            log.warning("message will be retried", message_id=message.id, channel=message.channel,
-                        attempt=message.attempts, reason=reason)
-            return
-        MESSAGES.labels(message.channel, message.template, "failed").inc()
-        DEAD.labels(message.channel).inc()
-        dead_letter(self.amqp_uri, f'{{"message_id": {message.id}, "template": "{message.template}", '
-                                   f'"channel": "{message.channel}", "code": "{message.code or ""}"}}',
-                    service="notify", queue="notify.messages",
-                    reason=f"not delivered after {message.attempts} attempt(s): {reason}", category="undeliverable")
-
-    @staticmethod
-    def _event(session: Session, message, type_: str, extra: dict, now: datetime) -> None:
-        payload = {"template": message.template, "channel": message.channel, "at": now.isoformat(), **extra}
-        if message.code:
-            payload["code"] = message.code
-        outbox.add(session, models.outbox, new_event(type_, payload, message.unit or "000.00.20.H29",
-                                                     occurred_at=now))
+    def _failed(self, message, reason: str, *, permanent: bool) -> None:
+        events = handle("notify.record_failure", RecordFailure(message.id, reason, permanent, self.policy,
+                                                               self.now()), self.uow())
+        metrics.count(events)
+        for event in events:
+            if isinstance(event, MessageRetried):
+                log.warning("message will be retried", message_id=event.message_id, channel=event.channel,
+                            attempt=event.attempts, reason=event.reason)
+            elif isinstance(event, MessageFailed):
+                # after the commit: the dead-letter queue is the broker, never inside a transaction
+                dead_letter(self.amqp_uri, f'{{"message_id": {event.message_id}, "template": "{event.template}", '
+                                           f'"channel": "{event.channel}", "code": "{event.code or ""}"}}',
+                            service="notify", queue="notify.messages",
+                            reason=f"not delivered after {event.attempts} attempt(s): {event.reason}",
+                            category="undeliverable")
 
     def get_dependency(self, worker_ctx):
         return self

@@ -1,7 +1,8 @@
 """Notifications to citizens and officials: never lost, never twice.
 
-Consumes the events of intake, routing and fees; queues messages in the transaction of the
-event (``plan``); the dispatcher sends them (``dispatch``). HTTP on 8005: the delivery history
+Consumes the events of intake, routing and fees: each entry point hands its event to the
+``HANDLERS`` table (``handlers``), whose ``DossierMessages`` aggregate (``messages``) queues the
+messages in the transaction of the event; the dispatcher sends them (``dispatch``). HTTP on 8005: the delivery history
 of a dossier for its officials, template management, the providers' delivery reports.
 """
 from __future__ import annotations
@@ -18,13 +19,16 @@ from nameko.web.handlers import http
 from motcua.contracts.calendar import TZ, default_calendar
 from motcua.runtime.catalogue import CatalogueProxy
 from motcua.runtime.clock import Clock
-from motcua.contracts.refusals import Refusal
-from motcua.runtime.inbox import event_consumer, first_time
+from motcua.contracts.refusals import Invalid, NotFound, Refusal
+from motcua.runtime.inbox import event_consumer
 from motcua.runtime.observability import DatabaseGauge, PlatformService, error_response, json_response
 from motcua.runtime.outbox import OutboxRelay
 from motcua.runtime.timer import configured_timer
 from motcua.runtime.web import official
-from services.notify import dispatch, models, plan, store, templates
+from services.notify import dispatch, metrics, models, store, templates
+from services.notify.handlers import Consume, SaveTemplate, SendDigest, delivery_report, handle
+from services.notify.messages import Context
+from services.notify.repository import SqlUnitOfWork
 
 log = structlog.get_logger("motcua.notify")
 DEFAULT_OFFICIALS = Path(__file__).parent / "data" / "officials.yml"
@@ -78,7 +82,10 @@ class NotifyService(PlatformService):
     age_gauge = DatabaseGauge("motcua_notify_queue_oldest_seconds", "Age of the oldest message waiting, by channel "
                               "(the queue's lag).", ["channel"], queue_age)
 
-    def _context(self, session) -> plan.Context:
+    def _uow(self) -> SqlUnitOfWork:
+        return SqlUnitOfWork(self.db)
+
+    def _context(self) -> Context:
         names: dict = {}
 
         def unit_name(code: str) -> str:
@@ -88,23 +95,30 @@ class NotifyService(PlatformService):
             return names[code]
 
         def procedure_name(code: str, version: int) -> str:
-            procedure = self.catalog.get_procedure(code, version=version)
-            return procedure["name"] if procedure else code
+            if (code, version) not in names:
+                procedure = self.catalog.get_procedure(code, version=version)
+                names[code, version] = procedure["name"] if procedure else code
+            return names[code, version]
 
         quiet = str(self.config.get("QUIET_HOURS") or "21:00-07:00").split("-")
-        return plan.Context(session=session, now=self.now(), unit_name=unit_name, procedure_name=procedure_name,
-                            officials=load_officials(self.config.get("OFFICIALS_FILE")),
-                            public_url=str(self.config.get("PUBLIC_STATUS_URL") or "http://localhost:8002"),
-                            quiet_hours=(_clock_time(quiet[0], "QUIET_HOURS"), _clock_time(quiet[1], "QUIET_HOURS")))
+        return Context(now=self.now(), unit_name=unit_name, procedure_name=procedure_name,
+                       officials=load_officials(self.config.get("OFFICIALS_FILE")),
+                       public_url=str(self.config.get("PUBLIC_STATUS_URL") or "http://localhost:8002"),
+                       quiet_hours=(_clock_time(quiet[0], "QUIET_HOURS"), _clock_time(quiet[1], "QUIET_HOURS")))
 
     # --- events --------------------------------------------------------------------------------
 
     def _apply(self, event) -> None:
-        with self.db.transaction() as session:
-            if not first_time(session, models.processed_events, event):
-                return
-            plan.on_event(self._context(session), event)
-            session.info["wake_outbox"] = True     # wakes the dispatcher (and the relay) after commit
+        ctx = self._context()
+        # The catalogue's names are asked before the transaction opens (no call to another service
+        # inside it); the aggregate then finds them remembered.
+        p = event.payload
+        ctx.unit_name(event.unit)
+        if isinstance(p.get("agency"), str):
+            ctx.unit_name(p["agency"])
+        if event.type == "dossier.received":
+            ctx.procedure_name(p["procedure_code"], p["procedure_version"])
+        metrics.count(handle(event.type, Consume(event, ctx), self._uow()))
 
     @event_consumer("dossier.received")
     def on_received(self, event):
@@ -177,11 +191,12 @@ class NotifyService(PlatformService):
             previous -= timedelta(days=1)
         since = datetime.combine(previous, time(0), tzinfo=TZ)
         sent = 0
-        with self.db.transaction() as session:
-            ctx = self._context(session)
-            for unit in ctx.officials:
-                sent += plan.digest(ctx, unit, since)
-            session.info["wake_outbox"] = True
+        ctx = self._context()
+        for unit in ctx.officials:
+            ctx.unit_name(unit)                       # before the transaction: see _apply
+            events = handle("notify.digest", SendDigest(unit, since, ctx), self._uow())
+            metrics.count(events)
+            sent += bool(events)
         return sent
 
     # --- HTTP ----------------------------------------------------------------------------------
@@ -192,24 +207,24 @@ class NotifyService(PlatformService):
             _, unit = official(request)
         except Refusal as refusal:
             return error_response(refusal.status, str(refusal), refusal.field)
-        with self.db.transaction() as session:
-            dossier = store.dossier(session, code)
-            if dossier is None:
-                return error_response(404, f"no dossier with code {code} in notify", "code")
-            if dossier.unit != unit:
-                return error_response(403, f"dossier {code} belongs to another unit", "code")
-            rows = store.messages_of(session, code)
+        with self._uow() as uow:
+            aggregate = uow.dossiers.get(code, lock=False)
+        dossier = aggregate.dossier
+        if dossier is None:
+            return error_response(404, f"no dossier with code {code} in notify", "code")
+        if dossier.unit != unit:
+            return error_response(403, f"dossier {code} belongs to another unit", "code")
         return json_response({"code": code, "messages": [
             {"id": m.id, "template": m.template, "channel": m.channel, "audience": m.audience,
              "recipient": mask_address(m.recipient), "state": m.state, "attempts": m.attempts,
              "created_at": m.created_at.isoformat(), "sent_at": m.sent_at.isoformat() if m.sent_at else None,
              "delivered_at": m.delivered_at.isoformat() if m.delivered_at else None, "last_error": m.last_error,
-             "subject": m.subject, "text": m.text} for m in rows]})
+             "subject": m.subject, "text": m.text} for m in aggregate.messages]})
 
     @http("GET", "/api/v1/templates")
     def http_templates(self, request):
-        with self.db.transaction() as session:
-            stored = {(t.key, t.channel): t for t in store.templates(session)}
+        with self._uow() as uow:
+            stored = uow.templates.stored()
         answer = []
         for (key, channel), default in sorted(templates.defaults().items()):
             row = stored.get((key, channel))
@@ -233,11 +248,11 @@ class NotifyService(PlatformService):
         if not isinstance(body, dict) or not isinstance(body.get("body"), str):
             return error_response(400, "body: a template needs its text in \"body\"", "body")
         try:
-            template = templates.validate(key, channel, body.get("subject"), body["body"])
+            saved = handle("notify.save_template", SaveTemplate(key, channel, body.get("subject"), body["body"],
+                                                                editor), self._uow())
         except templates.TemplateInvalid as invalid:
             return error_response(400, str(invalid), invalid.field)
-        with self.db.transaction() as session:
-            store.save_template(session, key, channel, template.subject, template.body, editor)
+        template = saved[0].template
         log.info("template saved", key=key, channel=channel, official=editor)
         preview = templates.render(template, templates.sample_context(key))
         return json_response({"key": key, "channel": channel, "preview": {"subject": preview.subject,
@@ -247,20 +262,15 @@ class NotifyService(PlatformService):
     def http_delivery_report(self, request):
         """The SMS gateway's report: delivered or failed at the handset."""
         try:
-            body = json.loads(request.get_data(as_text=True) or "{}")
-        except ValueError:
-            return error_response(400, "body: is not valid JSON", "body")
-        provider_id, status = body.get("id"), body.get("status")
-        if not isinstance(provider_id, str) or status not in ("delivered", "failed"):
-            return error_response(400, "id (text) and status (delivered or failed) are required", "status")
-        with self.db.transaction() as session:
-            message = store.by_provider_id(session, provider_id)
-            if message is None:
-                return error_response(404, f"no message with provider id {provider_id}", "id")
-            now = self.now()
-            store.mark(session, message.id, state=status, delivered_at=now if status == "delivered" else None)
-        dispatch.MESSAGES.labels(message.channel, message.template, status).inc()
-        return json_response({"id": provider_id, "state": status})
+            command = delivery_report(request.get_data(as_text=True), self.now())
+        except Invalid as refusal:
+            return error_response(400, str(refusal), refusal.field)
+        try:
+            events = handle("notify.delivery_report", command, self._uow())
+        except NotFound as refusal:
+            return error_response(404, refusal.reason, refusal.field)
+        metrics.count(events)
+        return json_response({"id": command.provider_id, "state": command.status})
 
 
 def mask_address(address: str) -> str:

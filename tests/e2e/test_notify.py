@@ -182,3 +182,19 @@ def test_no_phone_or_email_in_logs_or_metrics(stack):
         assert secret not in log and secret not in metrics
     assert 'motcua_notify_messages_total{channel="sms",state="sent",template="received"}' in metrics
     assert 'motcua_notify_retries_total{channel="sms"} 2.0' in metrics
+
+
+def test_a_malformed_delivery_report_is_refused_naming_the_field_and_changes_nothing(stack):
+    code = receive(stack)["code"]
+    wait_for(lambda: len([m for m in history(stack, code) if m["state"] == "sent"]) == 2, timeout=30)
+    before = history(stack, code)
+    url = stack["notify"].url + "/api/v1/delivery-reports"
+    for body, field in (("[1, 2, 3]", "body"), ("42", "body"), ('{"id": 5, "status": "delivered"}', "id"),
+                        ('{"id": ["x"], "status": "delivered"}', "id"), ('{"id": "x", "status": 3}', "status"),
+                        ('{"id": "x", "status": ["delivered"]}', "status"), ("{not json", "body")):
+        answer = requests.post(url, data=body, headers={"Content-Type": "application/json"}, timeout=5)
+        assert answer.status_code == 400, (body, answer.status_code, answer.text)
+        assert answer.json()["field"] == field, (body, answer.json())
+    unknown = requests.post(url, json={"id": "no-such-id", "status": "delivered"}, timeout=5)
+    assert unknown.status_code == 404 and unknown.json()["field"] == "id"
+    assert history(stack, code) == before

@@ -1,10 +1,10 @@
-"""Quiet hours for SMS to citizens, and the idempotency key of a message (services/notify/plan.py)."""
+"""Quiet hours for SMS to citizens, and the idempotency key of a message (services/notify/messages.py)."""
 from datetime import datetime, time, timedelta, timezone
 
 import pytest
 
 from motcua.contracts.events import Envelope
-from services.notify.plan import _key, after_quiet_hours, in_quiet_hours
+from services.notify.messages import after_quiet_hours, in_quiet_hours, message_key
 
 VN = timezone(timedelta(hours=7))
 NIGHT = (time(21, 0), time(7, 0))
@@ -38,8 +38,8 @@ def test_no_quiet_hours_when_start_equals_end():
 def test_the_idempotency_key_is_per_event_channel_and_recipient_without_the_address():
     event = Envelope(type="dossier.received", payload={}, unit="000.05.20.H29")
     other = Envelope(type="dossier.received", payload={}, unit="000.05.20.H29")
-    key = _key(event, "sms", "0903123456")
-    assert key == _key(event, "sms", "0903123456")
-    assert key != _key(event, "email", "0903123456") and key != _key(event, "sms", "0903123457")
-    assert key != _key(other, "sms", "0903123456")
+    key = message_key(event.id, "sms", "0903123456")
+    assert key == message_key(event.id, "sms", "0903123456")
+    assert key != message_key(event.id, "email", "0903123456") and key != message_key(event.id, "sms", "0903123457")
+    assert key != message_key(other.id, "sms", "0903123456")
     assert "0903123456" not in key and key.startswith(event.id)

@@ -1,0 +1,181 @@
+"""notify's use cases: ``HANDLERS = {command or event type: handler(command, uow)}``.
+
+Each handler opens the unit of work, loads its aggregate once, lets the aggregate decide, commits
+once and returns the events the aggregate caused. The entry points (service.py, dispatch.py) are
+thin: parse, call :func:`handle`, answer; metrics are counted from the returned events.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from datetime import date, datetime
+
+from motcua.contracts.calendar import local_date
+from motcua.contracts.events import Envelope
+from motcua.contracts.refusals import Invalid, NotFound
+from services.notify import templates
+from services.notify.messages import REACTIONS, Context, DeliveryReported, Policy
+
+# --- commands -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Consume:
+    """An event of another service, for the aggregate of its dossier."""
+    event: Envelope
+    context: Context
+
+
+@dataclass(frozen=True)
+class SaveTemplate:
+    key: str
+    channel: str
+    subject: str | None
+    body: str
+    editor: str
+
+
+@dataclass(frozen=True)
+class ReportDelivery:
+    provider_id: str
+    status: str                          # delivered | failed
+    now: datetime
+
+
+def delivery_report(raw: str, now: datetime) -> ReportDelivery:
+    """The SMS gateway's report, ``{"id": "<provider id>", "status": "delivered" | "failed"}``; anything
+    else is :class:`Invalid` naming the field at fault (nothing is read or written for it)."""
+    try:
+        body = json.loads(raw or "{}")
+    except ValueError:
+        raise Invalid("body", "is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise Invalid("body", f"must be a JSON object with id and status, not {type(body).__name__}")
+    provider_id, status = body.get("id"), body.get("status")
+    if not isinstance(provider_id, str):
+        raise Invalid("id", "is required: the provider's message id, as text")
+    if not isinstance(status, str) or status not in ("delivered", "failed"):
+        raise Invalid("status", "is required: delivered or failed")
+    return ReportDelivery(provider_id, status, now)
+
+
+@dataclass(frozen=True)
+class RecordSent:
+    """The messages the providers accepted in one round: ``((message id, provider id), ...)``."""
+    sent: tuple
+    now: datetime
+
+
+@dataclass(frozen=True)
+class RecordFailure:
+    message_id: int
+    reason: str
+    permanent: bool
+    policy: Policy
+    now: datetime
+
+
+@dataclass(frozen=True)
+class SendDigest:
+    unit: str
+    since: datetime
+    context: Context
+
+
+@dataclass(frozen=True)
+class TemplateSaved:
+    template: templates.Template
+    editor: str
+    envelope: None = None
+
+
+@dataclass(frozen=True)
+class DigestQueued:
+    unit: str
+    day: date
+    envelope: None = None
+
+
+# --- handlers -----------------------------------------------------------------------------------
+
+def consume(command: Consume, uow) -> list:
+    """Once per event id (recorded in the transaction of its effect): a redelivery causes nothing."""
+    event = command.event
+    with uow:
+        if not uow.inbox.first_time(event):
+            return []
+        aggregate = uow.dossiers.get(event.payload["code"])
+        events = REACTIONS[event.type](aggregate, event, replace(command.context, template=uow.templates.get))
+        uow.commit()
+    return events
+
+
+def save_template(command: SaveTemplate, uow) -> list:
+    """Validated (rendered with a sample) before anything is written: a bad template is refused
+    with :class:`services.notify.templates.TemplateInvalid` and changes nothing."""
+    template = templates.validate(command.key, command.channel, command.subject, command.body)
+    with uow:
+        uow.templates.save(template, command.editor)
+        uow.commit()
+    return [TemplateSaved(template, command.editor)]
+
+
+def report_delivery(command: ReportDelivery, uow) -> list[DeliveryReported]:
+    with uow:
+        aggregate = uow.dossiers.with_provider_id(command.provider_id)
+        if aggregate is None:
+            raise NotFound("id", f"no message with provider id {command.provider_id}")
+        events = aggregate.delivery_report(command.provider_id, command.status, command.now)
+        uow.commit()
+    return events
+
+
+def record_sent(command: RecordSent, uow) -> list:
+    """One transaction for a round's sent messages. Until it commits they stay 'sending'; a
+    crash before that sends them again after the lease, with the same idempotency keys."""
+    events: list = []
+    with uow:
+        for message_id, provider_id in command.sent:
+            aggregate = uow.dossiers.with_message(message_id)
+            if aggregate is not None:
+                events += aggregate.sent(message_id, provider_id, command.now)
+        uow.commit()
+    return events
+
+
+def record_failure(command: RecordFailure, uow) -> list:
+    with uow:
+        aggregate = uow.dossiers.with_message(command.message_id)
+        if aggregate is None:
+            return []
+        events = aggregate.attempt_failed(command.message_id, command.reason, permanent=command.permanent,
+                                          policy=command.policy, now=command.now)
+        uow.commit()
+    return events
+
+
+def send_digest(command: SendDigest, uow) -> list:
+    """The unit head's daily digest, once per unit and working day (claimed in the transaction)."""
+    ctx = command.context
+    today = local_date(ctx.now)
+    with uow:
+        if not uow.digests.claim(command.unit, today, ctx.now):
+            return []
+        figures = uow.digests.figures(command.unit, command.since, today)
+        aggregate = uow.dossiers.for_unit(command.unit)
+        events = aggregate.digest(command.unit, today, figures.as_context(), replace(ctx, template=uow.templates.get))
+        uow.commit()
+    return [DigestQueued(command.unit, today), *events]
+
+
+HANDLERS = {
+    **{event_type: consume for event_type in REACTIONS},
+    "notify.save_template": save_template,
+    "notify.delivery_report": report_delivery,
+    "notify.record_sent": record_sent,
+    "notify.record_failure": record_failure,
+    "notify.digest": send_digest,
+}
+
+
+def handle(kind: str, command, uow) -> list:
+    return HANDLERS[kind](command, uow)

@@ -1,0 +1,192 @@
+"""The repository of ``DossierMessages`` and the unit of work of a notify command, on PostgreSQL.
+
+A command loads its aggregate once (one locked read of its rows), changes it in memory, and
+``commit`` writes what changed and the outbox rows of its events in one transaction. The
+repository remembers what it loaded, so only the fields that changed are written: the
+dispatcher's lease of other messages of the same dossier is never overwritten.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, fields
+from datetime import date, datetime
+from typing import Self
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from motcua.runtime import outbox
+from motcua.runtime.inbox import first_time
+from services.notify import models, templates
+from services.notify.messages import DigestFigures, Dossier, DossierMessages, Message
+
+d, m, t = models.dossiers, models.messages, models.templates
+_DOSSIER_FIELDS = [f.name for f in fields(Dossier)]
+_MESSAGE_FIELDS = [f.name for f in fields(Message)]
+
+
+def _dossier(row) -> Dossier:
+    return Dossier(**{name: getattr(row, name) for name in _DOSSIER_FIELDS})
+
+
+def _message(row) -> Message:
+    return Message(**{name: getattr(row, name) for name in _MESSAGE_FIELDS})
+
+
+class SqlDossiers:
+    def __init__(self, session: Session):
+        self.session = session
+        self.seen: list[DossierMessages] = []
+        self._loaded: dict[int, tuple] = {}          # id(aggregate) -> (dossier as loaded, {message id: values})
+
+    def _track(self, aggregate: DossierMessages) -> DossierMessages:
+        self.seen.append(aggregate)
+        self._loaded[id(aggregate)] = (asdict(aggregate.dossier) if aggregate.dossier else None,
+                                       {msg.id: asdict(msg) for msg in aggregate.messages})
+        return aggregate
+
+    def get(self, code: str, *, lock: bool = True) -> DossierMessages:
+        """The dossier (locked) and all its messages; a dossier notify never heard of has none."""
+        query = select(d).where(d.c.code == code)
+        row = self.session.execute(query.with_for_update() if lock else query).first()
+        rows = self.session.execute(select(m).where(m.c.code == code).order_by(m.c.id)).all()
+        return self._track(DossierMessages(code, _dossier(row) if row else None, [_message(r) for r in rows]))
+
+    def for_unit(self, unit: str) -> DossierMessages:
+        """A unit's messages without a dossier: only new ones are added (the digest)."""
+        return self._track(DossierMessages(None))
+
+    def _one(self, where) -> DossierMessages | None:
+        row = self.session.execute(select(m).where(where).with_for_update()).first()
+        if row is None:
+            return None
+        return self._track(DossierMessages(row.code, None, [_message(row)]))
+
+    def with_message(self, message_id: int) -> DossierMessages | None:
+        """The aggregate holding only that message (locked): what a sending attempt changes."""
+        return self._one(m.c.id == message_id)
+
+    def with_provider_id(self, provider_id: str) -> DossierMessages | None:
+        return self._one(m.c.provider_id == provider_id)
+
+    def save(self, aggregate: DossierMessages) -> None:
+        dossier_before, messages_before = self._loaded[id(aggregate)]
+        if aggregate.dossier is not None:
+            now = asdict(aggregate.dossier)
+            if dossier_before is None:
+                self.session.execute(insert(d).values(**now).on_conflict_do_nothing(index_elements=["code"]))
+            else:
+                changed = {k: v for k, v in now.items() if dossier_before.get(k) != v}
+                if changed:
+                    self.session.execute(update(d).where(d.c.code == aggregate.dossier.code).values(**changed))
+        for message in aggregate.messages:
+            values = asdict(message)
+            if message.id is None:
+                values.pop("id")
+                # the key's unique index is the last guard against a concurrent duplicate
+                statement = insert(m).values(**values).on_conflict_do_nothing(index_elements=["idempotency_key"])
+                message.id = self.session.execute(statement.returning(m.c.id)).scalar()
+                continue
+            before = messages_before.get(message.id, {})
+            changed = {k: v for k, v in values.items() if before.get(k) != v}
+            if changed:
+                self.session.execute(update(m).where(m.c.id == message.id).values(**changed))
+        self._loaded[id(aggregate)] = (asdict(aggregate.dossier) if aggregate.dossier else None,
+                                       {msg.id: asdict(msg) for msg in aggregate.messages})
+
+
+class SqlTemplates:
+    def __init__(self, session: Session):
+        self.session = session
+        self._stored: dict | None = None
+
+    def stored(self) -> dict:
+        """(key, channel) -> row of the officials' templates, read once per unit of work."""
+        if self._stored is None:
+            self._stored = {(r.key, r.channel): r for r in self.session.execute(
+                select(t).order_by(t.c.key, t.c.channel)).all()}
+        return self._stored
+
+    def get(self, key: str, channel: str) -> templates.Template:
+        row = self.stored().get((key, channel))
+        if row is not None:
+            return templates.Template(key, channel, row.subject, row.body)
+        return templates.defaults()[(key, channel)]
+
+    def save(self, template: templates.Template, by: str) -> None:
+        statement = insert(t).values(key=template.key, channel=template.channel, subject=template.subject,
+                                     body=template.body, updated_by=by)
+        self.session.execute(statement.on_conflict_do_update(
+            index_elements=["key", "channel"],
+            set_={"subject": template.subject, "body": template.body, "updated_by": by, "updated_at": func.now(),
+                  "version": t.c.version + 1}))
+        self._stored = None
+
+
+class SqlDigests:
+    def __init__(self, session: Session):
+        self.session = session
+
+    def claim(self, unit: str, day: date, now: datetime) -> bool:
+        """Once per unit and day, whatever the number of replicas."""
+        statement = insert(models.digests).values(unit=unit, day=day, sent_at=now).on_conflict_do_nothing()
+        return self.session.execute(statement.returning(models.digests.c.unit)).first() is not None
+
+    def figures(self, unit: str, since: datetime, today: date) -> DigestFigures:
+        """Same figures as :func:`services.notify.messages.digest_figures`, counted by PostgreSQL.
+        Overdue is what routing said (``dossier.overdue``), not a date notify compares."""
+        received = self.session.execute(select(func.count()).select_from(d).where(
+            d.c.unit == unit, d.c.received_at >= since)).scalar_one()
+        due = list(self.session.execute(select(d.c.code).where(
+            d.c.unit == unit, d.c.open, d.c.appointment_date == today).order_by(d.c.code)).scalars())
+        overdue = list(self.session.execute(select(d.c.code).where(
+            d.c.unit == unit, d.c.open, d.c.overdue).order_by(d.c.code)).scalars())
+        return DigestFigures(received, due, overdue)
+
+
+class SqlInbox:
+    def __init__(self, session: Session):
+        self.session = session
+
+    def first_time(self, event) -> bool:
+        return first_time(self.session, models.processed_events, event)
+
+
+class SqlUnitOfWork:
+    """``with uow: ... uow.commit()``: one transaction; leaving without commit rolls back."""
+
+    def __init__(self, sessions):
+        self.sessions = sessions                    # the service's motcua.runtime.db.UnitOfWork
+
+    def __enter__(self) -> Self:
+        self._transaction = self.sessions.transaction()
+        self.session = self._transaction.__enter__()
+        self.dossiers = SqlDossiers(self.session)
+        self.templates = SqlTemplates(self.session)
+        self.digests = SqlDigests(self.session)
+        self.inbox = SqlInbox(self.session)
+        self._committed = False
+        return self
+
+    def commit(self) -> None:
+        for aggregate in self.dossiers.seen:
+            self.dossiers.save(aggregate)
+            for event in aggregate.events:
+                if event.envelope is not None:
+                    outbox.add(self.session, models.outbox, event.envelope)
+            aggregate.events = []
+        self.session.info["wake_outbox"] = True     # wakes the dispatcher (and the relay) after commit
+        self._committed = True
+
+    def __exit__(self, kind, error, traceback):
+        if kind is None and not self._committed:
+            try:                                    # not committed: the transaction is rolled back
+                self._transaction.__exit__(_Rollback, _Rollback(), None)
+            except _Rollback:
+                pass
+            return False
+        return self._transaction.__exit__(kind, error, traceback)
+
+
+class _Rollback(Exception):
+    """Leaves the transaction without writing (a command that decided nothing)."""

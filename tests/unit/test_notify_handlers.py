@@ -1,0 +1,532 @@
+"""notify's use cases through its handlers (services/notify/handlers.py), against in-memory fakes
+of the repository and the unit of work: no PostgreSQL, no broker, milliseconds each."""
+from __future__ import annotations
+
+import copy
+import json
+from datetime import UTC, date, datetime, time, timedelta, timezone
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from prometheus_client import REGISTRY
+
+from motcua.contracts.events import new_event
+from motcua.contracts.refusals import Invalid, NotFound
+from services.notify import metrics, templates
+from services.notify.handlers import (
+    HANDLERS,
+    Consume,
+    RecordFailure,
+    RecordSent,
+    ReportDelivery,
+    SaveTemplate,
+    SendDigest,
+    delivery_report,
+    handle,
+)
+from services.notify.messages import (
+    REACTIONS,
+    Context,
+    DossierMessages,
+    Message,
+    MessageFailed,
+    MessageRetried,
+    MessageSent,
+    Policy,
+    UnknownDossier,
+    after_quiet_hours,
+    backoff,
+    digest_figures,
+    in_quiet_hours,
+)
+
+VN = timezone(timedelta(hours=7))
+WARD_5, TAX = "000.05.20.H29", "000.42.20.H29"
+CODE = "000.05.20.H29-260302-0001"
+PHONE, EMAIL = "0903123456", "lan@example.vn"
+OFFICIALS = {TAX: {"email": ["thue@example.gov.vn"], "webhook": "http://127.0.0.1:1/hook"},
+             WARD_5: {"email": ["truong.phuong5@example.gov.vn"]}}
+NOON = datetime(2026, 3, 2, 12, 0, tzinfo=VN)
+NO_QUIET = (time(0, 0), time(0, 0))
+
+
+# --- fakes ----------------------------------------------------------------------------------------
+
+class FakeDossiers:
+    def __init__(self, db: dict):
+        self.db = db
+        self.seen: list[DossierMessages] = []
+
+    def _track(self, aggregate):
+        self.seen.append(aggregate)
+        return aggregate
+
+    def get(self, code, *, lock=True):
+        messages = [copy.deepcopy(m) for m in self.db["messages"] if m.code == code]
+        return self._track(DossierMessages(code, copy.deepcopy(self.db["dossiers"].get(code)), messages))
+
+    def for_unit(self, unit):
+        return self._track(DossierMessages(None))
+
+    def _one(self, test):
+        found = next((m for m in self.db["messages"] if test(m)), None)
+        return None if found is None else self._track(DossierMessages(found.code, None, [copy.deepcopy(found)]))
+
+    def with_message(self, message_id):
+        return self._one(lambda m: m.id == message_id)
+
+    def with_provider_id(self, provider_id):
+        return self._one(lambda m: m.provider_id == provider_id)
+
+    def save(self, aggregate):
+        if aggregate.dossier is not None:
+            self.db["dossiers"][aggregate.dossier.code] = copy.deepcopy(aggregate.dossier)
+        for message in aggregate.messages:
+            if message.id is None:
+                if any(m.idempotency_key == message.idempotency_key for m in self.db["messages"]):
+                    continue
+                message.id = len(self.db["messages"]) + 1
+                self.db["messages"].append(copy.deepcopy(message))
+            else:
+                index = next(i for i, m in enumerate(self.db["messages"]) if m.id == message.id)
+                self.db["messages"][index] = copy.deepcopy(message)
+
+
+class FakeTemplates:
+    def __init__(self, db: dict):
+        self.db = db
+
+    def get(self, key, channel):
+        return self.db["templates"].get((key, channel)) or templates.defaults()[(key, channel)]
+
+    def save(self, template, by):
+        self.pending = (template, by)
+
+
+class FakeDigests:
+    def __init__(self, db: dict):
+        self.db = db
+        self.pending: set = set()
+
+    def claim(self, unit, day, now):
+        if (unit, day) in self.db["digests"] | self.pending:
+            return False
+        self.pending.add((unit, day))
+        return True
+
+    def figures(self, unit, since, today):
+        return digest_figures(list(self.db["dossiers"].values()), unit, since, today)
+
+
+class FakeInbox:
+    def __init__(self, db: dict):
+        self.db = db
+        self.pending: set = set()
+
+    def first_time(self, event):
+        if event.id in self.db["inbox"] | self.pending:
+            return False
+        self.pending.add(event.id)
+        return True
+
+
+class FakeUnitOfWork:
+    """Nothing reaches ``db`` (the committed state) until ``commit``."""
+
+    def __init__(self):
+        self.db = {"dossiers": {}, "messages": [], "templates": {}, "digests": set(), "inbox": set(), "outbox": []}
+        self.commits = 0
+
+    def __enter__(self):
+        self.dossiers, self.templates = FakeDossiers(self.db), FakeTemplates(self.db)
+        self.digests, self.inbox = FakeDigests(self.db), FakeInbox(self.db)
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def commit(self):
+        for aggregate in self.dossiers.seen:
+            self.dossiers.save(aggregate)
+            self.db["outbox"] += [e.envelope for e in aggregate.events if e.envelope is not None]
+            aggregate.events = []
+        if hasattr(self.templates, "pending"):
+            self.db["templates"][(self.templates.pending[0].key, self.templates.pending[0].channel)] = \
+                self.templates.pending[0]
+        self.db["digests"] |= self.digests.pending
+        self.db["inbox"] |= self.inbox.pending
+        self.commits += 1
+
+
+# --- helpers --------------------------------------------------------------------------------------
+
+def context(now=NOON, quiet=NO_QUIET) -> Context:
+    return Context(now=now, unit_name=lambda code: f"Unit {code}", procedure_name=lambda code, v: f"Thủ tục {code}",
+                   officials=OFFICIALS, public_url="http://status.example", quiet_hours=quiet)
+
+
+def received(channels=("sms", "email"), optional=True, code=CODE):
+    return new_event("dossier.received", {
+        "code": code, "procedure_code": "1.000894", "procedure_version": 1, "channel": "desk",
+        "received_at": "2026-03-02T02:00:00+00:00", "appointment_date": "2026-03-05", "time_limit": "3 ngày",
+        "handling_agency": WARD_5, "applicant": {"name": "Nguyễn Thị Lan", "phone": PHONE, "email": EMAIL},
+        "quantities": {}, "secret": "K7QM3XPA", "notifications": {"channels": list(channels), "optional": optional}},
+        WARD_5)
+
+
+AT = "2026-03-03T03:00:00+00:00"
+EVENTS = {
+    "dossier.supplement_requested": {"code": CODE, "requested_by": "x", "documents": [
+        {"name": "Giấy tờ", "form": "copy", "count": 1}], "reason": "thiếu", "requested_at": AT, "number": "1"},
+    "dossier.supplement_received": {"code": CODE, "received_at": AT, "previous_appointment_date": "2026-03-05",
+                                    "appointment_date": "2026-03-09"},
+    "dossier.refused": {"code": CODE, "reason": "không đủ điều kiện", "official": "x", "refused_at": AT},
+    "dossier.withdrawn": {"code": CODE, "reason": "rút", "withdrawn_at": AT},
+    "dossier.apology_issued": {"code": CODE, "agency": TAX, "reason": "chậm", "original_due_date": "2026-03-05",
+                               "new_date": "2026-03-12", "issued_at": AT, "official": "x"},
+    "dossier.processed": {"code": CODE, "agency": WARD_5, "result": "done", "processed_at": AT},
+    "dossier.returned": {"code": CODE, "returned_at": AT, "appointment_date": "2026-03-05", "result_class": "on_time"},
+    "dossier.overdue": {"code": CODE, "agency": TAX, "due_date": "2026-03-05", "detected_at": AT},
+    "dossier.at_risk": {"code": CODE, "agency": TAX, "step": 2, "due_date": "2026-03-05", "detected_at": AT},
+    "dossier.step_overdue": {"code": CODE, "agency": TAX, "step": 2, "due_date": "2026-03-05", "detected_at": AT},
+    "dossier.apology_missing": {"code": CODE, "agency": TAX, "overdue_since": AT, "detected_at": AT},
+    "fees.paid": {"code": CODE, "amount": 50000, "paid_at": AT, "method": "cash", "receipt_number": "BL-1"},
+    "fees.refunded": {"code": CODE, "amount": 50000, "reason": "từ chối", "refunded_at": AT,
+                      "receipt_number": "BL-1"},
+}
+
+
+def event(kind, **changes):
+    payload = {**EVENTS[kind], **changes}
+    return new_event(kind, payload, WARD_5)
+
+
+def consume(uow, envelope, ctx=None):
+    return handle(envelope.type, Consume(envelope, ctx or context()), uow)
+
+
+@pytest.fixture
+def uow():
+    unit = FakeUnitOfWork()
+    consume(unit, received())
+    return unit
+
+
+def messages_of(uow, template):
+    return [m for m in uow.db["messages"] if m.template == template]
+
+
+# --- consuming events -----------------------------------------------------------------------------
+
+def test_every_consumed_event_type_has_its_handler():
+    assert set(REACTIONS) <= set(HANDLERS)
+    assert {"notify.save_template", "notify.delivery_report", "notify.record_sent", "notify.record_failure",
+            "notify.digest"} <= set(HANDLERS)
+
+
+def test_a_received_dossier_queues_one_message_per_chosen_channel():
+    uow = FakeUnitOfWork()
+    events = consume(uow, received())
+    assert sorted(e.channel for e in events) == ["email", "sms"]
+    sms, email = sorted(uow.db["messages"], key=lambda m: m.channel != "sms")
+    assert (sms.recipient, email.recipient) == (PHONE, EMAIL)
+    assert all(m.state == "queued" and m.code == CODE and m.audience == "citizen" for m in (sms, email))
+    assert CODE in sms.text and "K7QM3XPA" in sms.text
+    assert sms.next_attempt_at == NOON
+    assert uow.db["dossiers"][CODE].unit == WARD_5 and uow.db["outbox"] == []
+
+
+def test_a_redelivered_event_causes_nothing(uow):
+    again = received()
+    assert consume(uow, again) and len(uow.db["messages"]) == 4       # a second, different received event
+    before = copy.deepcopy(uow.db["messages"])
+    assert consume(uow, again) == []
+    assert uow.db["messages"] == before
+
+
+def test_the_same_event_never_queues_the_same_message_twice_even_past_the_inbox():
+    aggregate = DossierMessages(CODE)
+    first = received()
+    aggregate.received(first, context())
+    assert aggregate.received(first, context()) == []      # same event id, template, channel, recipient
+    assert len(aggregate.messages) == 2
+
+
+CITIZEN = {"dossier.supplement_requested": "supplement_requested", "dossier.refused": "refused",
+           "dossier.apology_issued": "apology", "dossier.processed": "result_ready", "dossier.returned": "returned",
+           "fees.paid": "payment_received", "fees.refunded": "refunded"}
+
+
+@pytest.mark.parametrize("kind, template", sorted(CITIZEN.items()))
+def test_each_event_for_the_citizen_queues_its_message_on_each_channel(uow, kind, template):
+    events = consume(uow, event(kind))
+    assert sorted((e.template, e.channel) for e in events) == [(template, "email"), (template, "sms")]
+    assert {m.recipient for m in messages_of(uow, template)} == {PHONE, EMAIL}
+
+
+@pytest.mark.parametrize("kind", ["dossier.at_risk", "dossier.step_overdue"])
+def test_a_warning_goes_to_the_agencys_officials(uow, kind):
+    events = consume(uow, event(kind))
+    template = kind.split(".")[1]
+    assert sorted(e.channel for e in events) == ["email", "webhook"]
+    assert {(m.audience, m.unit, m.recipient) for m in messages_of(uow, template)} == {
+        ("official", TAX, "thue@example.gov.vn"), ("official", TAX, "http://127.0.0.1:1/hook")}
+
+
+def test_a_missing_apology_goes_to_the_agency_and_to_the_desk(uow):
+    consume(uow, event("dossier.apology_missing"))
+    assert {m.unit for m in messages_of(uow, "apology_missing")} == {TAX, WARD_5}
+
+
+def test_events_that_only_change_what_notify_keeps(uow):
+    assert consume(uow, event("dossier.supplement_received")) == []
+    assert uow.db["dossiers"][CODE].appointment_date == "2026-03-09"
+    assert consume(uow, event("dossier.overdue")) == []
+    assert uow.db["dossiers"][CODE].overdue is True
+    assert consume(uow, event("dossier.processed", result="stopped")) == []
+    assert consume(uow, event("dossier.withdrawn")) == []
+    assert uow.db["dossiers"][CODE].open is False
+    assert len(uow.db["messages"]) == 2
+
+
+def test_a_citizen_who_opted_out_gets_only_the_required_notices():
+    uow = FakeUnitOfWork()
+    consume(uow, received(channels=("email",), optional=False))
+    assert uow.db["messages"] == []
+    assert consume(uow, event("fees.paid")) == []
+    assert [e.template for e in consume(uow, event("dossier.refused"))] == ["refused"]
+
+
+def test_an_event_before_its_dossier_is_put_back_and_changes_nothing():
+    uow = FakeUnitOfWork()
+    early = event("fees.paid")
+    with pytest.raises(UnknownDossier, match=CODE):
+        consume(uow, early)
+    assert uow.db["inbox"] == set() and uow.db["messages"] == [] and uow.commits == 0
+
+
+def test_an_online_submission_refused_before_receipt_causes_nothing():
+    uow = FakeUnitOfWork()
+    assert consume(uow, event("dossier.refused", received=False)) == []
+    assert uow.db["messages"] == [] and uow.db["dossiers"] == {}
+
+
+def test_quiet_hours_defer_a_citizens_sms_but_not_the_email():
+    uow = FakeUnitOfWork()
+    night = datetime(2026, 3, 2, 22, 15, tzinfo=VN)
+    consume(uow, received(), context(now=night, quiet=(time(21, 0), time(7, 0))))
+    by_channel = {m.channel: m for m in uow.db["messages"]}
+    assert by_channel["sms"].next_attempt_at == datetime(2026, 3, 3, 7, 0, tzinfo=VN)
+    assert by_channel["email"].next_attempt_at == night
+
+
+def test_an_officials_template_is_used_for_the_next_messages(uow):
+    handle("notify.save_template", SaveTemplate("result_ready", "sms", None, "Ket qua {{ code }} da co", "Bình"), uow)
+    consume(uow, event("dossier.processed"))
+    assert [m.text for m in messages_of(uow, "result_ready") if m.channel == "sms"] == [f"Ket qua {CODE} da co"]
+
+
+def test_a_bad_template_is_refused_naming_the_field_and_changes_nothing(uow):
+    with pytest.raises(templates.TemplateInvalid) as refused:
+        handle("notify.save_template", SaveTemplate("received", "sms", None, "{{ no_such_field }}", "Bình"), uow)
+    assert refused.value.field == "body"
+    assert uow.db["templates"] == {} and uow.commits == 1
+
+
+# --- sending, retries, delivery reports ----------------------------------------------------------
+
+def leased(uow, channel="sms", attempts=1):
+    """What the dispatcher's lease does to a message (store.claim, in SQL)."""
+    message = next(m for m in uow.db["messages"] if m.channel == channel)
+    message.state, message.attempts = "sending", attempts
+    return message
+
+
+def test_a_sent_message_is_recorded_with_notify_delivered(uow):
+    message = leased(uow)
+    later = NOON + timedelta(seconds=3)
+    events = handle("notify.record_sent", RecordSent(((message.id, "gw-1"),), later), uow)
+    assert [type(e) for e in events] == [MessageSent] and events[0].waited_seconds == 3.0
+    stored = uow.db["messages"][message.id - 1]
+    assert (stored.state, stored.provider_id, stored.sent_at) == ("sent", "gw-1", later)
+    [published] = uow.db["outbox"]
+    assert published.type == "notify.delivered"
+    assert published.payload == {"template": "received", "channel": "sms", "at": later.isoformat(),
+                                 "state": "sent", "code": CODE}
+    # recorded twice (a round that ran again): nothing twice
+    assert handle("notify.record_sent", RecordSent(((message.id, "gw-1"),), later), uow) == []
+    assert len(uow.db["outbox"]) == 1
+
+
+def test_a_failed_attempt_is_retried_after_the_backoff(uow):
+    message = leased(uow, attempts=2)
+    policy = Policy(max_attempts=5, backoff_seconds=30)
+    events = handle("notify.record_failure", RecordFailure(message.id, "sms: 503", False, policy, NOON), uow)
+    assert [type(e) for e in events] == [MessageRetried]
+    stored = uow.db["messages"][message.id - 1]
+    assert (stored.state, stored.next_attempt_at, stored.last_error) == ("queued", NOON + timedelta(seconds=60),
+                                                                         "sms: 503")
+    assert uow.db["outbox"] == []
+
+
+def test_a_failure_after_the_last_retry_fails_the_message_with_notify_failed(uow):
+    message = leased(uow, attempts=5)
+    events = handle("notify.record_failure", RecordFailure(message.id, "sms: 503", False, Policy(max_attempts=5),
+                                                           NOON), uow)
+    assert [type(e) for e in events] == [MessageFailed] and events[0].attempts == 5
+    assert uow.db["messages"][message.id - 1].state == "failed"
+    [published] = uow.db["outbox"]
+    assert published.type == "notify.failed" and published.payload["reason"] == "sms: 503"
+    assert published.payload["code"] == CODE
+
+
+def test_a_permanent_error_fails_the_message_at_once(uow):
+    message = leased(uow, attempts=1)
+    events = handle("notify.record_failure", RecordFailure(message.id, "sms: 400", True, Policy(), NOON), uow)
+    assert [type(e) for e in events] == [MessageFailed]
+
+
+def test_a_delivery_report_marks_the_message_delivered(uow):
+    message = leased(uow)
+    handle("notify.record_sent", RecordSent(((message.id, "gw-7"),), NOON), uow)
+    later = NOON + timedelta(minutes=1)
+    [report] = handle("notify.delivery_report", ReportDelivery("gw-7", "delivered", later), uow)
+    assert (report.channel, report.template, report.state) == ("sms", "received", "delivered")
+    stored = uow.db["messages"][message.id - 1]
+    assert (stored.state, stored.delivered_at) == ("delivered", later)
+    handle("notify.delivery_report", ReportDelivery("gw-7", "failed", later), uow)
+    assert (stored := uow.db["messages"][message.id - 1]).state == "failed" and stored.delivered_at is None
+
+
+def test_a_report_for_an_unknown_message_is_refused_and_changes_nothing(uow):
+    before = copy.deepcopy(uow.db)
+    with pytest.raises(NotFound) as refused:
+        handle("notify.delivery_report", ReportDelivery("nobody", "delivered", NOON), uow)
+    assert refused.value.field == "id" and uow.db == before
+
+
+def test_metrics_are_counted_from_the_events():
+    def value():
+        return REGISTRY.get_sample_value("motcua_notify_messages_total",
+                                         {"channel": "sms", "template": "received", "state": "sent"}) or 0.0
+    before = value()
+    metrics.count([MessageSent(1, "sms", "received", 1, 2.0), MessageRetried(2, "sms", 1, "x")])
+    assert value() == before + 1
+
+
+# --- the digest -----------------------------------------------------------------------------------
+
+def test_the_digest_goes_once_per_unit_and_day_with_the_overdue_that_routing_reported():
+    uow = FakeUnitOfWork()
+    consume(uow, received())
+    other = "000.05.20.H29-260302-0002"
+    consume(uow, received(code=other))
+    # the appointment of neither is today; one of them routing said is overdue
+    consume(uow, new_event("dossier.overdue", {**EVENTS["dossier.overdue"], "code": other}, WARD_5))
+    morning = datetime(2026, 3, 10, 7, 31, tzinfo=VN)
+    command = SendDigest(WARD_5, datetime(2026, 3, 2, 0, 0, tzinfo=VN), context(now=morning))
+    events = handle("notify.digest", command, uow)
+    [digest] = messages_of(uow, "daily_digest")
+    assert digest.recipient == "truong.phuong5@example.gov.vn" and digest.code is None
+    assert other in digest.text and CODE not in digest.text      # a passed date alone is not overdue for notify
+    assert len(events) == 2
+    assert handle("notify.digest", command, uow) == []
+    assert len(messages_of(uow, "daily_digest")) == 1
+
+
+# --- rules with a shape -------------------------------------------------------------------------
+
+instants = st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2035, 12, 31),
+                        timezones=st.just(UTC))
+clock_times = st.builds(time, st.integers(0, 23), st.sampled_from([0, 15, 30, 59]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(now=instants, start=clock_times, end=clock_times)
+def test_a_citizens_sms_is_never_scheduled_inside_the_quiet_hours(now, start, end):
+    aggregate = DossierMessages(CODE)
+    aggregate.received(received(channels=("sms", "email")), context(now=now, quiet=(start, end)))
+    sms = next(m for m in aggregate.messages if m.channel == "sms")
+    email = next(m for m in aggregate.messages if m.channel == "email")
+    assert not in_quiet_hours(sms.next_attempt_at, (start, end))
+    assert now <= sms.next_attempt_at <= now + timedelta(days=1)
+    assert (sms.next_attempt_at == now) is (not in_quiet_hours(now, (start, end)))
+    assert email.next_attempt_at == now
+    assert after_quiet_hours(sms.next_attempt_at, (start, end)) == sms.next_attempt_at
+
+
+@settings(max_examples=200, deadline=None)
+@given(attempts=st.integers(1, 30), base=st.floats(0.5, 600), max_attempts=st.integers(1, 10))
+def test_backoff_doubles_and_the_last_attempt_fails_for_good(attempts, base, max_attempts):
+    policy = Policy(max_attempts=max_attempts, backoff_seconds=base)
+    # timedelta keeps microseconds: doubling a rounded wait may differ by one
+    assert abs(backoff(policy, attempts + 1) - 2 * backoff(policy, attempts)) <= timedelta(microseconds=1)
+    assert backoff(policy, 1) == timedelta(seconds=base)
+    message = Message("k", CODE, WARD_5, "received", "sms", "citizen", PHONE, None, "x", "sending", NOON, NOON,
+                      attempts=attempts, id=1)
+    [outcome] = DossierMessages(CODE, None, [message]).attempt_failed(1, "busy", permanent=False, policy=policy,
+                                                                      now=NOON)
+    if attempts < max_attempts:
+        assert isinstance(outcome, MessageRetried) and message.state == "queued"
+        assert message.next_attempt_at == NOON + backoff(policy, attempts)
+    else:
+        assert isinstance(outcome, MessageFailed) and message.state == "failed"
+        assert outcome.envelope.type == "notify.failed"
+
+
+def test_the_digest_figures_count_only_open_dossiers():
+    aggregate = DossierMessages(CODE)
+    aggregate.received(received(), context())
+    dossier = aggregate.dossier
+    dossier.appointment_date = date(2026, 3, 5)
+    since = datetime(2026, 3, 1, tzinfo=VN)
+    assert digest_figures([dossier], WARD_5, since, date(2026, 3, 5)).due_today == [CODE]
+    dossier.open = False
+    assert digest_figures([dossier], WARD_5, since, date(2026, 3, 5)).due_today == []
+    assert digest_figures([dossier], TAX, since, date(2026, 3, 5)).received == 0
+
+
+# --- the providers' delivery reports, as they come over HTTP -----------------------------------
+
+@pytest.mark.parametrize("raw, field", [
+    ("[1, 2, 3]", "body"), ('"delivered"', "body"), ("null", "body"), ("42", "body"), ("{not json", "body"),
+    ('{"id": 5, "status": "delivered"}', "id"), ('{"id": ["gw-7"], "status": "delivered"}', "id"),
+    ('{"status": "delivered"}', "id"), ('{"id": {"a": 1}, "status": "delivered"}', "id"),
+    ('{"id": "gw-7", "status": 3}', "status"), ('{"id": "gw-7", "status": ["delivered"]}', "status"),
+    ('{"id": "gw-7", "status": {"x": 1}}', "status"), ('{"id": "gw-7"}', "status"),
+    ('{"id": "gw-7", "status": "read"}', "status"),
+])
+def test_a_malformed_delivery_report_is_refused_naming_the_field(raw, field):
+    with pytest.raises(Invalid) as refused:
+        delivery_report(raw, NOON)
+    assert refused.value.field == field and refused.value.status == 400
+
+
+def test_a_well_formed_delivery_report_becomes_the_command():
+    assert delivery_report('{"id": "gw-7", "status": "delivered"}', NOON) == ReportDelivery("gw-7", "delivered", NOON)
+
+
+json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+                           max_leaves=8)
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=json_values | st.fixed_dictionaries({"id": json_values, "status": json_values}))
+def test_any_json_body_is_either_a_report_or_a_refusal_naming_a_field(body):
+    try:
+        command = delivery_report(json.dumps(body), NOON)
+    except Invalid as refused:
+        assert refused.field in ("body", "id", "status")
+    else:
+        assert isinstance(body, dict) and isinstance(body["id"], str) and body["status"] in ("delivered", "failed")
+        assert (command.provider_id, command.status) == (body["id"], body["status"])
+
+
+def test_the_service_consumes_exactly_the_events_the_handlers_table_knows():
+    from services.notify.service import NotifyService
+    consumed = {entrypoint.event_type for _, member in vars(NotifyService).items()
+                for entrypoint in getattr(member, "nameko_entrypoints", ()) if hasattr(entrypoint, "event_type")}
+    assert consumed == set(REACTIONS)
+    assert all(HANDLERS[kind] is HANDLERS["dossier.received"] for kind in consumed)
