@@ -46,12 +46,18 @@ def catalogue_data():
     return yaml.safe_load(CATALOGUE.read_text(encoding="utf-8"))
 
 
-@pytest.fixture
-def empty(engine):
+def _truncate(engine):
     with engine.begin() as connection:
         connection.execute(text("TRUNCATE catalog.units, catalog.procedure_versions, catalog.outbox"))
         connection.execute(text(f"TRUNCATE {READER}.catalogue_procedures, {READER}.catalogue_units, "
                                 f"{READER}.processed_events"))
+
+
+@pytest.fixture
+def empty(engine):
+    _truncate(engine)
+    yield
+    _truncate(engine)          # the versions made up here must not reach a later test's intake
 
 
 @pytest.fixture
