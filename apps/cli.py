@@ -248,6 +248,37 @@ def cmd_catalog_load(args) -> int:
     return 0
 
 
+CATALOGUE_READERS = ("intake", "routing", "fees", "notify")   # the services that keep a copy of the catalogue
+
+
+def cmd_catalog_resync(args) -> int:
+    """Refill each service's copy of the catalogue from the catalogue's own tables (idempotent)."""
+    from sqlalchemy.orm import Session
+
+    from motcua.runtime import catalogue
+    from motcua.runtime.db import database_url, make_engine
+    from services.catalog import store
+
+    names = args.services or list(CATALOGUE_READERS)
+    for name in names:
+        if name not in CATALOGUE_READERS:
+            raise UsageError(f"{name!r} keeps no copy of the catalogue; those that do: {', '.join(CATALOGUE_READERS)}")
+    source = make_engine(database_url(_config(SERVICES["catalog"])), pool_size=1,
+                         application_name="motcua-catalog-resync")
+    with Session(source) as session, session.begin():
+        procedures = [store.procedure_view(row) for row in store.all_versions(session)]
+        units = [store.unit_view(row) for row in store.list_units(session)]
+    source.dispose()
+    for name in names:
+        engine = make_engine(database_url(_config(SERVICES[name])), pool_size=1,
+                             application_name="motcua-catalog-resync")
+        with engine.begin() as connection:
+            added, written = catalogue.fill(connection, name, procedures, units)
+        engine.dispose()
+        print(f"{name}: {added} procedure versions added ({len(procedures)} in the catalogue), {written} units written")
+    return 0
+
+
 # --- reports ---------------------------------------------------------------------------------
 
 def cmd_report_ii06a(args) -> int:
@@ -460,6 +491,9 @@ def build_parser() -> argparse.ArgumentParser:
     load = catalog_commands.add_parser("load", help="publish a catalogue file")
     load.add_argument("file", nargs="?")
     load.set_defaults(handler=cmd_catalog_load)
+    resync = catalog_commands.add_parser("resync", help="refill services' copies of the catalogue from its tables")
+    resync.add_argument("services", nargs="*", metavar="SERVICE", help="intake, routing, fees, notify (default: all)")
+    resync.set_defaults(handler=cmd_catalog_resync)
 
     report = commands.add_parser("report", help="reports")
     report_commands = report.add_subparsers(dest="report_command", required=True, parser_class=_Parser)

@@ -116,6 +116,17 @@ SCHEMAS: dict[tuple[str, int], Schema] = {
         code="str", version="int", effective_from="date", name="str", field="str", level="str",
         time_limit="str",
     ),
+    ("catalog.procedure_published", 2): schema(
+        "A new version of a procedure was published; ``procedure`` is the whole version as the "
+        "catalogue answers it (code, version, effective_from, published_at and its content), for the "
+        "other services' copy of the catalogue.",
+        code="str", version="int", effective_from="date", name="str", field="str", level="str",
+        time_limit="str", procedure="object",
+    ),
+    ("catalog.units_published", 1): schema(
+        "A catalogue was loaded: ``units`` is every unit as the catalogue answers it.",
+        units="list",
+    ),
     # --- intake (the desk) ---
     ("dossier.submitted_online", 1): schema(
         "A citizen submitted a dossier online (status 1); a desk officer has to accept or refuse it.",

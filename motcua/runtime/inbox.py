@@ -154,6 +154,10 @@ class EventConsumer(Consumer):
             DEAD_LETTERS.labels(service, category)
         super().setup()
 
+    def accepts(self, event_type: str) -> bool:
+        """Does this queue take events of that type? (One type, unless a subclass binds a pattern.)"""
+        return event_type == self.event_type
+
     def _dead_letter(self, message, reason: str, category: str) -> None:
         body = message.body
         dead_letter(self.amqp_uri, body, service=self.container.service_name, queue=self.queue_name,
@@ -162,7 +166,7 @@ class EventConsumer(Consumer):
     def handle_message(self, body, message):
         try:
             envelope = parse(body)
-            if envelope.type != self.event_type:
+            if not self.accepts(envelope.type):
                 raise EventInvalid("type", f"this queue takes {self.event_type}, got {envelope.type}")
         except EventInvalid as invalid:
             CONSUMED.labels(self.container.service_name, self.event_type, "invalid").inc()

@@ -78,6 +78,12 @@ class CatalogService(PlatformService):
             return [store.procedure_view(row) for row in rows]
 
     @rpc
+    def list_procedure_versions(self) -> list[dict]:
+        """Every version of every procedure: what another service needs to fill its copy."""
+        with self.db.transaction() as session:
+            return [store.procedure_view(row) for row in store.all_versions(session)]
+
+    @rpc
     def list_units(self, kind: str | None = None) -> list[dict]:
         with self.db.transaction() as session:
             return [store.unit_view(row) for row in store.list_units(session, kind)]

@@ -67,17 +67,22 @@ def load(session: Session, catalogue: Catalogue, *, correlation_id: str | None =
         session.execute(select(func.pg_advisory_xact_lock(func.hashtext("catalog:" + procedure.code))))
         version = (session.execute(select(func.max(v.c.version)).where(v.c.code == procedure.code))
                    .scalar_one() or 0) + 1
-        session.execute(v.insert().values(
+        row = session.execute(v.insert().values(
             code=procedure.code, version=version, effective_from=procedure.effective_from,
             name=procedure.name, search_key=fold(procedure.name), field=procedure.field,
-            level=procedure.level, agencies=agencies_of(procedure), content=content))
+            level=procedure.level, agencies=agencies_of(procedure), content=content).returning(v)).one()
+        # Version 2 carries the whole version: the other services keep their copy from it.
         outbox.add(session, models.outbox, new_event(
             "catalog.procedure_published",
             {"code": procedure.code, "version": version, "effective_from": procedure.effective_from.isoformat(),
              "name": procedure.name, "field": procedure.field, "level": procedure.level,
-             "time_limit": procedure.time_limit},
-            unit=district, correlation_id=correlation_id))
+             "time_limit": procedure.time_limit, "procedure": procedure_view(row)},
+            unit=district, correlation_id=correlation_id, version=2))
         report.published.append((procedure.code, version))
+    # Every unit, on every load: a unit's change has no version of its own.
+    outbox.add(session, models.outbox, new_event(
+        "catalog.units_published", {"units": [unit_view(row) for row in list_units(session)]},
+        unit=district, correlation_id=correlation_id))
     return report
 
 
@@ -109,6 +114,11 @@ def get_procedure(session: Session, code: str, at: date):
 def get_version(session: Session, code: str, version: int):
     v = models.procedure_versions
     return session.execute(select(v).where(v.c.code == code, v.c.version == version)).first()
+
+
+def all_versions(session: Session) -> list:
+    v = models.procedure_versions
+    return session.execute(select(v).order_by(v.c.code, v.c.version)).all()
 
 
 def versions(session: Session, code: str) -> list:

@@ -3,6 +3,7 @@ from sqlalchemy import (BigInteger, Boolean, Column, Date, DateTime, ForeignKey,
                         Text, UniqueConstraint, func)
 from sqlalchemy.dialects.postgresql import JSONB
 
+from motcua.runtime.catalogue import catalogue_tables
 from motcua.runtime.db import service_metadata
 from motcua.runtime.inbox import inbox_table
 from motcua.runtime.outbox import outbox_table
@@ -131,3 +132,4 @@ settlement_imports = Table(
 
 outbox = outbox_table(metadata)
 processed_events = inbox_table(metadata)
+catalogue_procedures, catalogue_units = catalogue_tables(metadata)

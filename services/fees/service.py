@@ -16,7 +16,7 @@ from prometheus_client import Counter
 from werkzeug.wrappers import Response
 
 from motcua.contracts.periods import parse_period
-from motcua.runtime.catalogue import CatalogueProxy
+from motcua.runtime.catalogue import CatalogueReadModel, catalogue_consumer
 from motcua.runtime.clock import Clock
 from motcua.contracts.refusals import Refusal
 from motcua.runtime.inbox import event_consumer, first_time
@@ -57,7 +57,8 @@ def report_csv(rows: list[dict]) -> str:
 class FeesService(PlatformService):
     name = "fees"
     outbox = OutboxRelay(models.outbox)
-    catalog = CatalogueProxy()
+    catalog = CatalogueReadModel()
+    catalogue_events = catalogue_consumer()
     now = Clock()
     outstanding_gauge = DatabaseGauge("motcua_fees_outstanding_vnd", "VND charged and not yet paid, by desk (from "
                                       "the database: max over replicas).", ["unit"], outstanding)

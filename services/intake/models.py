@@ -4,6 +4,7 @@ from sqlalchemy import (BigInteger, Boolean, Column, Date, DateTime, ForeignKey,
 from sqlalchemy.dialects.postgresql import JSONB
 
 from motcua.contracts.codes import code_counter_table
+from motcua.runtime.catalogue import catalogue_tables
 from motcua.runtime.db import service_metadata
 from motcua.runtime.inbox import inbox_table
 from motcua.runtime.outbox import outbox_table
@@ -88,3 +89,4 @@ book_counters = Table(
 code_counters = code_counter_table(metadata)
 outbox = outbox_table(metadata)
 processed_events = inbox_table(metadata)
+catalogue_procedures, catalogue_units = catalogue_tables(metadata)

@@ -19,7 +19,7 @@ from motcua.contracts.actors import Actor
 from motcua.contracts.calendar import default_calendar, local_date
 from motcua.contracts.periods import parse_period
 from motcua.contracts.refusals import Conflict, Forbidden, Invalid, Refusal
-from motcua.runtime.catalogue import CatalogueProxy
+from motcua.runtime.catalogue import CatalogueReadModel, catalogue_consumer
 from motcua.runtime.clock import Clock
 from motcua.runtime.inbox import event_consumer
 from motcua.runtime.observability import DatabaseGauge, PlatformService, error_response
@@ -55,7 +55,8 @@ def open_dossiers(session, now):
 class IntakeService(PlatformService):
     name = "intake"
     outbox = OutboxRelay(models.outbox)
-    catalog = CatalogueProxy()
+    catalog = CatalogueReadModel()
+    catalogue_events = catalogue_consumer()
     now = Clock()
     open_gauge = DatabaseGauge("motcua_dossiers_open", "Dossiers not yet returned nor closed, by unit and status "
                                "(from the database: max over replicas).", ["unit", "status"], open_dossiers)

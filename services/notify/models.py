@@ -3,6 +3,7 @@ from sqlalchemy import (BigInteger, Boolean, Column, Date, DateTime, Identity, I
                         UniqueConstraint, func)
 from sqlalchemy.dialects.postgresql import JSONB
 
+from motcua.runtime.catalogue import catalogue_tables
 from motcua.runtime.db import service_metadata
 from motcua.runtime.inbox import inbox_table
 from motcua.runtime.outbox import outbox_table
@@ -76,3 +77,4 @@ digests = Table(
 
 outbox = outbox_table(metadata)
 processed_events = inbox_table(metadata)
+catalogue_procedures, catalogue_units = catalogue_tables(metadata)

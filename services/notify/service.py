@@ -17,7 +17,7 @@ import yaml
 from nameko.web.handlers import http
 
 from motcua.contracts.calendar import TZ, default_calendar
-from motcua.runtime.catalogue import CatalogueProxy
+from motcua.runtime.catalogue import CatalogueReadModel, catalogue_consumer
 from motcua.runtime.clock import Clock
 from motcua.contracts.refusals import Invalid, NotFound, Refusal
 from motcua.runtime.inbox import event_consumer
@@ -75,7 +75,8 @@ class NotifyService(PlatformService):
     name = "notify"
     outbox = OutboxRelay(models.outbox)
     dispatcher = dispatch.Dispatcher()
-    catalog = CatalogueProxy()
+    catalog = CatalogueReadModel()
+    catalogue_events = catalogue_consumer()
     now = Clock()
     depth_gauge = DatabaseGauge("motcua_notify_queue_depth", "Messages waiting to be sent, by channel.",
                                 ["channel"], queue_depth)

@@ -3,6 +3,7 @@ from sqlalchemy import (BigInteger, Boolean, Column, Date, DateTime, ForeignKey,
                         Text, func)
 from sqlalchemy.dialects.postgresql import JSONB
 
+from motcua.runtime.catalogue import catalogue_tables
 from motcua.runtime.db import service_metadata
 from motcua.runtime.inbox import inbox_table
 from motcua.runtime.outbox import outbox_table
@@ -101,3 +102,4 @@ Index("ix_actions_code", actions.c.code, actions.c.id)
 
 outbox = outbox_table(metadata)
 processed_events = inbox_table(metadata)
+catalogue_procedures, catalogue_units = catalogue_tables(metadata)

@@ -14,7 +14,7 @@ from werkzeug.wrappers import Response
 from motcua.contracts.actors import Actor
 from motcua.contracts.calendar import default_calendar, local_date
 from motcua.contracts.periods import parse_period
-from motcua.runtime.catalogue import CatalogueProxy
+from motcua.runtime.catalogue import CatalogueReadModel, catalogue_consumer
 from motcua.runtime.clock import Clock
 from motcua.runtime.inbox import event_consumer
 from motcua.runtime.observability import DatabaseGauge, PlatformService
@@ -87,7 +87,8 @@ def running_dossiers(session, now):
 class RoutingService(PlatformService):
     name = "routing"
     outbox = OutboxRelay(models.outbox)
-    catalog = CatalogueProxy()
+    catalog = CatalogueReadModel()
+    catalogue_events = catalogue_consumer()
     now = Clock()
     running_gauge = DatabaseGauge("motcua_dossiers_running", "Dossiers being processed, by receiving unit and "
                                   "deadline (within_deadline, overdue); from the database: max over replicas.",
