@@ -202,7 +202,21 @@ def _segments(tiers: list[tuple[int, int]], pages: int) -> list[tuple[int, int]]
     return runs
 
 
+def _flat(item: Mapping, path: str, pages: int, copies: int) -> tuple[int, str]:
+    """One amount per dossier, whatever the pages and copies."""
+    amount = _fee_vnd(item, path, "amount")
+    return amount, f"Mức thu: {_figures(amount)}"
+
+
+def _per_copy(item: Mapping, path: str, pages: int, copies: int) -> tuple[int, str]:
+    """The amount for each copy issued."""
+    unit = _fee_vnd(item, path, "amount")
+    return unit * copies, f"{copies} bản x {_figures(unit)}"
+
+
 def _per_page(item: Mapping, path: str, pages: int, copies: int) -> tuple[int, str]:
+    """Each page at the tier in force for it (e.g. a lower price from page 3), a copy at most
+    ``cap_per_copy``, times the copies."""
     tiers = _tiers(item, path)
     cap = item.get("cap_per_copy")
     if cap is not None:
@@ -218,6 +232,10 @@ def _per_page(item: Mapping, path: str, pages: int, copies: int) -> tuple[int, s
     if cap is not None and raw_per_copy > cap:
         detail += f" = {_figures(raw_per_copy)}, tối đa {_figures(cap)} mỗi bản"
     return per_copy * copies, detail
+
+
+# One function per kind of fee item: (amount, detail shown on the receipt).
+_PRICES = {"flat": _flat, "per_copy": _per_copy, "per_page": _per_page}
 
 
 def compute_charges(
@@ -267,8 +285,25 @@ def compute_charges(
         _fee_text(item, path, "id")
         items.append((path, item))
 
-    chargeable = {item["id"]: path for path, item in items if item["kind"] != "exemption"}
-    waived: dict[str, str] = {}  # item id -> description of the exemption that applies
+    waived = _waivers(items, held)
+    lines: list[ChargeLine] = []
+    for path, item in items:
+        kind = item["kind"]
+        if kind == "exemption":
+            continue
+        item_id, name = item["id"], _fee_text(item, path, "name")
+        amount, detail = _PRICES[kind](item, path, pages, copies)
+        if item_id in waived:
+            amount, detail = 0, f"Miễn: {waived[item_id]}"
+        lines.append(ChargeLine(item_id, item["type"], name, amount, detail))
+    return lines
+
+
+def _waivers(items: list[tuple[str, Mapping]], held: frozenset[str]) -> dict[str, str]:
+    """Item id -> description of the first exemption that applies to it: an exemption waives its
+    ``waives`` target, and only it, when its ``when`` is held."""
+    chargeable = {item["id"] for _, item in items if item["kind"] != "exemption"}
+    waived: dict[str, str] = {}
     for path, item in items:
         if item["kind"] != "exemption":
             continue
@@ -279,26 +314,7 @@ def compute_charges(
             raise FeeError(f"{path}.waives", f"no fee item (other than an exemption) has the id {target!r}")
         if when in held:
             waived.setdefault(target, description)
-
-    lines: list[ChargeLine] = []
-    for path, item in items:
-        kind = item["kind"]
-        if kind == "exemption":
-            continue
-        item_id, name = item["id"], _fee_text(item, path, "name")
-        if kind == "flat":
-            amount = _fee_vnd(item, path, "amount")
-            detail = f"Mức thu: {_figures(amount)}"
-        elif kind == "per_copy":
-            unit = _fee_vnd(item, path, "amount")
-            amount = unit * copies
-            detail = f"{copies} bản x {_figures(unit)}"
-        else:
-            amount, detail = _per_page(item, path, pages, copies)
-        if item_id in waived:
-            amount, detail = 0, f"Miễn: {waived[item_id]}"
-        lines.append(ChargeLine(item_id, item["type"], name, amount, detail))
-    return lines
+    return waived
 
 
 def totals(lines: Iterable[ChargeLine | Mapping]) -> dict[str, int]:

@@ -10,7 +10,7 @@ Forms:
   receipt(s) it refunds. A cancelled receipt is printed too, marked ĐÃ HỦY with the date, the
   reason and who cancelled it: a receipt keeps its number and is never deleted.
 
-Data of ``bien-lai`` (as ``services.fees.ledger.receipt_form`` builds it)::
+Data of ``bien-lai`` (as ``services.fees.account.Account.receipt_form`` builds it)::
 
     {"unit": {"code", "name", "short_name", "parent_name" (or None), "address" (or None)},  # the collecting unit
      "label": "0000123/2026",                          # the receipt's number / year: "Số: 0000123/2026"

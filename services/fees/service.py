@@ -15,17 +15,22 @@ from nameko.web.handlers import http
 from prometheus_client import Counter
 from werkzeug.wrappers import Response
 
+from motcua.contracts.actors import Actor
+from motcua.contracts.events import Envelope
 from motcua.contracts.periods import parse_period
+from motcua.contracts.refusals import NotFound, Refusal
 from motcua.runtime.catalogue import CatalogueReadModel, catalogue_consumer
 from motcua.runtime.clock import Clock
-from motcua.contracts.refusals import Refusal
 from motcua.runtime.inbox import event_consumer, first_time
 from motcua.runtime.observability import DatabaseGauge, PlatformService, error_response, json_response
 from motcua.runtime.outbox import OutboxRelay
 from motcua.runtime.rpc import rpc
 from motcua.runtime.web import answer, json_body, official
-from services.fees import domain, forms, ledger, models, store
-from services.fees.ledger import Actor
+from services.fees import domain, forms, models, store
+from services.fees.account import receipt_view
+from services.fees.handlers import (HANDLERS, CancelReceipt, CloseCash, GatewayCallback, ImportSettlement, Outstanding,
+                                    Pay, RejectCallback, ShowAccount, ShowReceipt, handle)
+from services.fees.repository import SqlUnitOfWork
 
 log = structlog.get_logger("motcua.fees")
 
@@ -33,6 +38,19 @@ CHARGED = Counter("motcua_fees_charged_vnd_total", "VND charged, by desk and typ
 COLLECTED = Counter("motcua_fees_collected_vnd_total", "VND collected, by desk and method.", ["unit", "method"])
 REFUNDED = Counter("motcua_fees_refunded_vnd_total", "VND refunded, by desk.", ["unit"])
 REJECTED = Counter("motcua_gateway_callbacks_rejected_total", "Gateway callbacks rejected, by reason.", ["reason"])
+
+
+def count(events: list[Envelope]) -> None:
+    """The money metrics, from the events a handler emitted."""
+    for event in events:
+        p = event.payload
+        if event.type == "fees.charged":
+            for item in p["items"]:
+                CHARGED.labels(event.unit, item["type"]).inc(item["amount"])
+        elif event.type == "fees.paid":
+            COLLECTED.labels(event.unit, p["method"]).inc(p["amount"])
+        elif event.type == "fees.refunded":
+            REFUNDED.labels(event.unit).inc(p["amount"])
 
 
 def outstanding(session, now):
@@ -63,24 +81,27 @@ class FeesService(PlatformService):
     outstanding_gauge = DatabaseGauge("motcua_fees_outstanding_vnd", "VND charged and not yet paid, by desk (from "
                                       "the database: max over replicas).", ["unit"], outstanding)
 
-    def _context(self, session) -> ledger.Context:
-        return ledger.Context(
-            session=session, now=self.now(),
-            procedure_version=lambda code, version: self.catalog.get_procedure(code, version=version),
-            emit=self.outbox, correlation_id=self.correlation_id)
-
-    def _call(self, use_case, *args):
+    def _handle(self, message, procedure=None):
+        """One transaction: the handler with its unit of work (an event only the first time it is
+        seen, its id recorded with its effect); the money metrics once it committed."""
         with self.db.transaction() as session:
-            return use_case(self._context(session), *args)
+            if isinstance(message, Envelope) and not first_time(session, models.processed_events, message):
+                return None
+            uow = SqlUnitOfWork(session, now=self.now(), emit=self.outbox, correlation_id=self.correlation_id,
+                                procedure=procedure)
+            result = handle(message, uow)
+        count(uow.emitted)
+        return result
 
-    def _answer(self, request, use_case, *args, with_body: bool = True, raw_body: bool = False):
+    def _answer(self, request, make, *, with_body: bool = True, raw_body: bool = False):
+        """``make(actor, body)`` is the command of an official's request."""
         def call():
             actor = Actor(*official(request))
-            extra = ((request.get_data(as_text=True),) if raw_body else
-                     (json_body(request),) if with_body else ())
-            result = self._call(use_case, actor, *args, *extra)
+            body = (request.get_data(as_text=True) if raw_body else json_body(request) if with_body else None)
+            command = make(actor, body)
+            result = self._handle(command)
             if request.method == "POST" and isinstance(result, dict):
-                log.info("fees action done", action=use_case.__name__, code=result.get("code"))
+                log.info("fees action done", action=HANDLERS[type(command)].__name__, code=result.get("code"))
             return result
         return answer(call)
 
@@ -89,7 +110,7 @@ class FeesService(PlatformService):
     def _quote(self, code, pages, copies, conditions, at=None) -> dict:
         procedure = self.catalog.get_procedure(code, at=at)
         if procedure is None:
-            raise ledger.NotFound("procedure", f"no procedure {code} in force")
+            raise NotFound("procedure", f"no procedure {code} in force")
         lines = domain.compute_charges(procedure.get("fees", []), pages=pages, copies=copies,
                                        conditions=frozenset(conditions))
         return {"procedure": {"code": code, "version": procedure["version"], "name": procedure["name"]},
@@ -121,38 +142,31 @@ class FeesService(PlatformService):
 
     @http("GET", "/api/v1/dossiers/<string:code>")
     def http_account(self, request, code):
-        return self._answer(request, ledger.get, code, with_body=False)
+        return self._answer(request, lambda actor, _: ShowAccount(actor, code), with_body=False)
 
     @http("POST", "/api/v1/dossiers/<string:code>/payments")
     def http_pay(self, request, code):
-        response = self._answer(request, ledger.pay, code)
-        if response.status_code == 200:
-            answer = json.loads(response.get_data())
-            if answer["recorded"]:
-                payment = json.loads(request.get_data(as_text=True))
-                COLLECTED.labels(answer["unit"], payment["method"]).inc(payment["amount"])
-        return response
+        return self._answer(request, lambda actor, body: Pay(actor, code, body))
 
     @http("POST", "/api/v1/receipts/<int:year>/<int:number>/cancellation")
     def http_cancel_receipt(self, request, year, number):
-        return self._answer(request, ledger.cancel_receipt, year, number)
+        return self._answer(request, lambda actor, body: CancelReceipt(actor, year, number, body))
 
     @http("GET", "/api/v1/receipts/<int:year>/<int:number>.<string:fmt>")
     def http_receipt(self, request, year, number, fmt):
-        def make(ctx, actor):
-            receipt = store.receipt(ctx.session, actor.unit, year, number)
-            if receipt is None:
-                raise ledger.NotFound("number", f"no receipt {number:07d}/{year} at {actor.unit}")
+        def call():
+            actor = Actor(*official(request))
+            account, receipt = self._handle(ShowReceipt(actor, year, number))
             if fmt == "json":
-                return ledger.receipt_view(receipt)
-            data = ledger.receipt_form(ctx, receipt, self._unit(actor.unit))
+                return receipt_view(receipt)
+            data = account.receipt_form(receipt, self._unit(actor.unit))
             if fmt == "pdf":
                 return Response(forms.render_pdf("bien-lai", data), mimetype="application/pdf",
                                 headers={"Content-Disposition": f'inline; filename="bien-lai-{number}-{year}.pdf"'})
             if fmt == "html":
                 return Response(forms.render_html("bien-lai", data), mimetype="text/html")
-            raise ledger.NotFound("format", f"no such format {fmt}")
-        return self._answer(request, make, with_body=False)
+            raise NotFound("format", f"no such format {fmt}")
+        return answer(call)
 
     def _unit(self, code: str) -> dict:
         unit = self.catalog.get_unit(code) or {"code": code, "name": code, "short_name": code, "parent": None}
@@ -162,11 +176,11 @@ class FeesService(PlatformService):
 
     @http("POST", "/api/v1/cash-closings")
     def http_close_cash(self, request):
-        return self._answer(request, ledger.close_cash)
+        return self._answer(request, CloseCash)
 
     @http("POST", "/api/v1/gateway/settlements")
     def http_import_settlement(self, request):
-        return self._answer(request, ledger.import_settlement, raw_body=True)
+        return self._answer(request, ImportSettlement, raw_body=True)
 
     # --- the online payment gateway ------------------------------------------------------------
 
@@ -181,27 +195,17 @@ class FeesService(PlatformService):
                 params = {}
         params = {str(k): str(v) for k, v in params.items()} if isinstance(params, dict) else {}
         try:
-            with self.db.transaction() as session:
-                ctx = self._context(session)
-                callback = domain.verify_callback(params, self._merchant_secrets(), ctx.now,
-                                                  int(self.config.get("GATEWAY_MAX_AGE_SECONDS", 900)))
-                result = ledger.gateway_payment(ctx, callback)
-                store.record_callback(session, received_at=ctx.now, params=params, accepted=True,
-                                      reason=None if result["recorded"] else "duplicate")
+            result = self._handle(GatewayCallback(params, self._merchant_secrets(),
+                                                  int(self.config.get("GATEWAY_MAX_AGE_SECONDS", 900))))
         except Refusal as error:
             reason = error.reason
-            reason = reason if reason in ("unsigned", "unknown_merchant", "bad_signature", "malformed", "stale",
-                                          "currency") else "mismatched"
+            reason = reason if reason in domain.REJECTION_REASONS else "mismatched"
             REJECTED.labels(reason).inc()
-            with self.db.transaction() as session:    # the evidence, in a transaction of its own
-                store.record_callback(session, received_at=self.now(), params=params, accepted=False,
-                                      reason=f"{reason}: {error}")
+            self._handle(RejectCallback(params, f"{reason}: {error}"))    # the evidence, in a transaction of its own
             log.warning("gateway callback rejected", reason=reason, field=error.field)
             status = 401 if reason in ("unsigned", "unknown_merchant", "bad_signature") else error.status
             return error_response(status, str(error), error.field)
-        if result["recorded"]:
-            COLLECTED.labels(result["unit"], "online").inc(callback.amount)
-        return json_response({"status": "ok", "code": result["code"], "outstanding": result["outstanding"]})
+        return json_response(result)
 
     def _merchant_secrets(self) -> dict:
         """``GATEWAY_MERCHANTS``: "merchant=secret,merchant2=secret2" (from the environment)."""
@@ -231,32 +235,25 @@ class FeesService(PlatformService):
 
     @rpc
     def pay(self, official: str, unit: str, code: str, payment: dict) -> dict:
-        return self._call(ledger.pay, Actor(official, unit), code, payment)
+        return self._handle(Pay(Actor(official, unit), code, payment))
 
     @rpc
     def outstanding(self, code: str) -> int:
         """What a dossier still owes (intake may ask before returning a result)."""
-        with self.db.transaction() as session:
-            row = store.account(session, code)
-            if row is None:
-                raise ledger.NotFound("code", f"no dossier with code {code} in fees")
-            return ledger.balance(row)
+        return self._handle(Outstanding(code))
 
-    # --- events ------------------------------------------------------------------------------
+    # --- events (one consumer per event type of HANDLERS) ------------------------------------
 
     def _apply(self, event) -> None:
-        with self.db.transaction() as session:
-            if not first_time(session, models.processed_events, event):
-                return
-            ctx = self._context(session)
-            ledger.on_event(ctx, event)
-            if event.type == "dossier.received":
-                for charge in store.charges_of(session, event.payload["code"]):
-                    CHARGED.labels(event.unit, charge.type).inc(charge.amount)
-            if event.type in ("dossier.refused", "dossier.withdrawn"):
-                for refund in store.refunds_of(session, event.payload["code"]):
-                    if refund.refunded_at == ctx.now:
-                        REFUNDED.labels(event.unit).inc(refund.amount)
+        procedure = None
+        if event.type == "dossier.received":
+            # The pinned version is read from the local copy before the transaction opens.
+            pinned = self.catalog.get_procedure(event.payload["procedure_code"],
+                                                version=event.payload["procedure_version"])
+
+            def procedure(code, version):
+                return pinned
+        self._handle(event, procedure)
 
     @event_consumer("dossier.received")
     def on_received(self, event):

@@ -1,9 +1,10 @@
-"""Every query of the fees service."""
+"""The fees' queries beyond one account (the account itself: ``repository``): numbering, the
+desk's books, the reports."""
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from motcua.contracts.codes import increment
@@ -12,73 +13,12 @@ from services.fees import models
 acc, ch, pay, ref, rec = models.accounts, models.charges, models.payments, models.refunds, models.receipts
 
 
-def account(session: Session, code: str, *, for_update: bool = False):
-    statement = select(acc).where(acc.c.code == code)
-    if for_update:
-        statement = statement.with_for_update()
-    return session.execute(statement).first()
-
-
-def open_account(session: Session, values: dict) -> None:
-    session.execute(acc.insert().values(**values))
-
-
-def change(session: Session, code: str, **values) -> None:
-    session.execute(update(acc).where(acc.c.code == code).values(**values))
-
-
-def add_charge(session: Session, **values) -> None:
-    session.execute(ch.insert().values(**values))
-
-
-def charges_of(session: Session, code: str) -> list:
-    return session.execute(select(ch).where(ch.c.code == code).order_by(ch.c.id)).all()
-
-
 def payment_by_reference(session: Session, method: str, reference: str):
     return session.execute(select(pay).where(pay.c.method == method, pay.c.reference == reference)).first()
 
 
-def payments_of(session: Session, code: str) -> list:
-    return session.execute(select(pay).where(pay.c.code == code).order_by(pay.c.id)).all()
-
-
-def refunds_of(session: Session, code: str) -> list:
-    return session.execute(select(ref).where(ref.c.code == code).order_by(ref.c.id)).all()
-
-
 def next_receipt_number(session: Session, unit: str, year: int) -> int:
     return increment(session, models.receipt_counters, {"unit": unit, "year": year}, "last_number")
-
-
-def insert_payment(session: Session, **values) -> int:
-    return session.execute(pay.insert().values(**values).returning(pay.c.id)).scalar_one()
-
-
-def insert_refund(session: Session, **values) -> None:
-    session.execute(ref.insert().values(**values))
-
-
-def insert_receipt(session: Session, **values) -> None:
-    session.execute(rec.insert().values(**values))
-
-
-def receipt(session: Session, unit: str, year: int, number: int, *, for_update: bool = False):
-    statement = select(rec).where(rec.c.unit == unit, rec.c.year == year, rec.c.number == number)
-    if for_update:
-        statement = statement.with_for_update()
-    return session.execute(statement).first()
-
-
-def receipts_of(session: Session, code: str) -> list:
-    return session.execute(select(rec).where(rec.c.code == code).order_by(rec.c.year, rec.c.number)).all()
-
-
-def cancel_receipt(session: Session, unit: str, year: int, number: int, **values) -> None:
-    session.execute(update(rec).where(rec.c.unit == unit, rec.c.year == year, rec.c.number == number)
-                    .values(**values))
-    session.execute(update(pay).where(pay.c.unit == unit, pay.c.receipt_year == year, pay.c.receipt_number == number)
-                    .values(cancelled_at=values["cancelled_at"]))
 
 
 def record_callback(session: Session, **values) -> None:

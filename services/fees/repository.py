@@ -1,0 +1,166 @@
+"""Accounts in PostgreSQL: a repository that loads an account once (its row locked, then its items)
+and a unit of work whose one ``save`` writes what changed and the outbox rows in the caller's
+transaction. The transaction itself is the service's (``Database.transaction``): it commits when
+the handler returns and rolls back when it raises, taking back any receipt number it drew."""
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime
+from typing import Callable
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from motcua.contracts.events import Envelope
+from motcua.contracts.refusals import Conflict
+from services.fees import models, store
+from services.fees.account import Account, Charge, Payment, Receipt, Refund
+
+acc, ch, pay, ref, rec = models.accounts, models.charges, models.payments, models.refunds, models.receipts
+
+_ACCOUNT_COLUMNS = ("code", "unit", "procedure_code", "procedure_version", "procedure_name", "payer", "opened_at",
+                    "settled_at", "processing_started", "closed_reason")
+
+
+def _fields(cls, row) -> dict:
+    return {f.name: getattr(row, f.name) for f in dataclasses.fields(cls)}
+
+
+@dataclasses.dataclass
+class _Loaded:
+    """What was read, to write back only what changed."""
+    charges: int
+    payments: dict[tuple[str, str], datetime | None]      # (method, reference) -> cancelled_at
+    refunds: int
+    receipts: dict[tuple[int, int], datetime | None]       # (year, number) -> cancelled_at
+
+
+class SqlAccountRepository:
+    def __init__(self, session: Session):
+        self.session = session
+        self.loaded: dict[str, _Loaded] = {}
+
+    def get(self, code: str, *, lock: bool = True) -> Account | None:
+        """The account with all its items; ``lock`` takes its row's lock first (a command)."""
+        statement = select(acc).where(acc.c.code == code)
+        row = self.session.execute(statement.with_for_update() if lock else statement).first()
+        if row is None:
+            return None
+        account = Account(**{name: getattr(row, name) for name in _ACCOUNT_COLUMNS})
+        account.charges = [Charge(**_fields(Charge, r)) for r in
+                           self.session.execute(select(ch).where(ch.c.code == code).order_by(ch.c.id))]
+        account.payments = [Payment(**_fields(Payment, r)) for r in
+                            self.session.execute(select(pay).where(pay.c.code == code).order_by(pay.c.id))]
+        account.refunds = [Refund(**_fields(Refund, r)) for r in
+                           self.session.execute(select(ref).where(ref.c.code == code).order_by(ref.c.id))]
+        account.receipts = [Receipt(**_fields(Receipt, r)) for r in self.session.execute(
+            select(rec).where(rec.c.code == code).order_by(rec.c.year, rec.c.number))]
+        self.loaded[code] = _Loaded(len(account.charges),
+                                    {(p.method, p.reference): p.cancelled_at for p in account.payments},
+                                    len(account.refunds),
+                                    {(r.year, r.number): r.cancelled_at for r in account.receipts})
+        return account
+
+    def code_of_receipt(self, unit: str, year: int, number: int) -> str | None:
+        return self.session.execute(select(rec.c.code).where(
+            rec.c.unit == unit, rec.c.year == year, rec.c.number == number)).scalar_one_or_none()
+
+    def payment_by_reference(self, method: str, reference: str) -> tuple[str, int] | None:
+        """(code, amount) of the payment with this reference, in any account."""
+        row = store.payment_by_reference(self.session, method, reference)
+        return (row.code, row.amount) if row else None
+
+    def save(self, account: Account) -> None:
+        values = {name: getattr(account, name) for name in _ACCOUNT_COLUMNS}
+        sums = {"charged": account.charged, "paid": account.paid, "refunded": account.refunded}
+        before = self.loaded.get(account.code)
+        if before is None:
+            self.session.execute(acc.insert().values(**values, **sums))
+            before = _Loaded(0, {}, 0, {})
+        else:
+            self.session.execute(update(acc).where(acc.c.code == account.code).values(**values, **sums))
+        for charge in account.charges[before.charges:]:
+            self.session.execute(ch.insert().values(code=account.code, **dataclasses.asdict(charge)))
+        for payment in account.payments:
+            key = (payment.method, payment.reference)
+            if key not in before.payments:
+                try:
+                    with self.session.begin_nested():
+                        self.session.execute(pay.insert().values(code=account.code, unit=account.unit,
+                                                                 **dataclasses.asdict(payment)))
+                except IntegrityError:     # the same reference, for another dossier, at the same moment
+                    raise Conflict("reference", f"{payment.method} reference {payment.reference} is being "
+                                                f"recorded by another request") from None
+            elif payment.cancelled_at != before.payments[key]:
+                self.session.execute(update(pay).where(pay.c.method == payment.method,
+                                                       pay.c.reference == payment.reference)
+                                     .values(cancelled_at=payment.cancelled_at))
+        for refund in account.refunds[before.refunds:]:
+            self.session.execute(ref.insert().values(code=account.code, unit=account.unit,
+                                                     **dataclasses.asdict(refund)))
+        for receipt in account.receipts:
+            key = (receipt.year, receipt.number)
+            if key not in before.receipts:
+                self.session.execute(rec.insert().values(**dataclasses.asdict(receipt)))
+            elif receipt.cancelled_at != before.receipts[key]:
+                self.session.execute(update(rec).where(rec.c.unit == receipt.unit, rec.c.year == receipt.year,
+                                                       rec.c.number == receipt.number)
+                                     .values(cancelled_at=receipt.cancelled_at, cancel_reason=receipt.cancel_reason,
+                                             cancelled_by=receipt.cancelled_by))
+        self.loaded[account.code] = _Loaded(len(account.charges),
+                                            {(p.method, p.reference): p.cancelled_at for p in account.payments},
+                                            len(account.refunds),
+                                            {(r.year, r.number): r.cancelled_at for r in account.receipts})
+
+
+class SqlBooks:
+    """The desk's books beyond one account: cash closings, settlement imports, gateway callbacks."""
+
+    def __init__(self, session: Session):
+        self.session = session
+
+    def cash_expected(self, unit: str, start: datetime, end: datetime) -> int:
+        return store.cash_expected(self.session, unit, start, end)
+
+    def save_closing(self, **values) -> None:
+        store.save_closing(self.session, **values)
+
+    def online_payments(self, start: datetime, end: datetime) -> list[tuple[str, str, int]]:
+        """(reference, code, amount) of the online payments not cancelled, paid in [start, end)."""
+        return [(r.reference, r.code, r.amount) for r in store.online_payments(self.session, start, end)]
+
+    def save_import(self, **values) -> int:
+        return store.save_import(self.session, **values)
+
+    def record_callback(self, **values) -> None:
+        store.record_callback(self.session, **values)
+
+
+class SqlUnitOfWork:
+    """One transaction's view of the fees' books. ``now`` is the command's instant; ``procedure``
+    looks up a pinned catalogue version (the service fetches it before the transaction opens)."""
+
+    def __init__(self, session: Session, *, now: datetime, emit: Callable[[Session, Envelope], None],
+                 procedure: Callable[[str, int], dict | None] | None = None,
+                 correlation_id: str | None = None):
+        self.session, self.now, self._emit = session, now, emit
+        self.procedure = procedure or (lambda code, version: None)
+        self.correlation_id = correlation_id
+        self.accounts = SqlAccountRepository(session)
+        self.books = SqlBooks(session)
+        self.emitted: list[Envelope] = []
+
+    def receipt_number(self, unit: str, year: int) -> int:
+        """The next receipt number of the desk and year: the counter row stays locked until commit,
+        and a rollback gives the number back (no gap)."""
+        return store.next_receipt_number(self.session, unit, year)
+
+    def save(self, account: Account, events: list[Envelope]) -> None:
+        """The account's changes and its events' outbox rows, in this one transaction."""
+        self.accounts.save(account)
+        for event in events:
+            if self.correlation_id:
+                event = dataclasses.replace(event, correlation_id=self.correlation_id)
+            self._emit(self.session, event)
+            self.emitted.append(event)
