@@ -48,6 +48,10 @@ __all__ = [
     "classify",
     "local_date",
     "overdue_at",
+    "OVERDUE",
+    "AT_RISK",
+    "WITHIN",
+    "deadline_state",
 ]
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -682,6 +686,24 @@ def overdue_at(due: date) -> datetime:
     if isinstance(due, datetime) or not isinstance(due, date):
         raise ValueError(f"due must be a date, got {due!r}")
     return datetime.combine(due + timedelta(days=1), time(0), tzinfo=TZ).astimezone(timezone.utc)
+
+
+# What the deadline rule says of a due date.
+OVERDUE, AT_RISK, WITHIN = "overdue", "at_risk", "within_deadline"
+
+
+def deadline_state(due: date | None, today: date, warn_until: date | None = None) -> str:
+    """THE overdue rule, for a dossier and for each step of it, wherever it is asked (routing's
+    scan, the desk's list of what is due): overdue from the first moment of the day after the due
+    date (local; :func:`overdue_at`), at risk when due on or before ``warn_until`` (today plus the
+    warning's working days: the scheduler's rule), else within the deadline."""
+    if due is None:
+        return WITHIN
+    if due < today:
+        return OVERDUE
+    if warn_until is not None and due <= warn_until:
+        return AT_RISK
+    return WITHIN
 
 
 _DEFAULT: WorkingCalendar | None = None

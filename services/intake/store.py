@@ -7,6 +7,7 @@ from datetime import date, datetime
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
+from motcua.contracts.calendar import OVERDUE, deadline_state
 from motcua.contracts.text import fold
 from services.intake import models
 
@@ -25,12 +26,13 @@ OPEN_STATUSES = (2, 4, 5, 6)
 
 
 def due(session: Session, unit: str, today: date) -> tuple[list, list]:
-    """Open dossiers of a unit due today, and those already overdue."""
-    base = select(d).where(d.c.unit == unit, d.c.status.in_(OPEN_STATUSES), d.c.appointment_date.is_not(None))
-    due_today = session.execute(base.where(d.c.appointment_date == today).order_by(d.c.code)).all()
-    overdue = session.execute(base.where(d.c.appointment_date < today)
-                              .order_by(d.c.appointment_date, d.c.code)).all()
-    return due_today, overdue
+    """Open dossiers of a unit due today, and those already overdue (by the calendar's one overdue
+    rule, ``deadline_state``, on the appointment date: routing's deadline, carried in its events)."""
+    rows = session.execute(select(d).where(d.c.unit == unit, d.c.status.in_(OPEN_STATUSES),
+                                           d.c.appointment_date <= today)
+                           .order_by(d.c.appointment_date, d.c.code)).all()
+    late = [deadline_state(r.appointment_date, today) == OVERDUE for r in rows]
+    return [r for r, is_late in zip(rows, late) if not is_late], [r for r, is_late in zip(rows, late) if is_late]
 
 
 def search(session: Session, unit: str, query: str, limit: int = 100) -> list:

@@ -8,8 +8,9 @@ from datetime import date, datetime, timedelta
 from typing import Iterable, Mapping, Sequence
 
 from motcua.contracts.refusals import Conflict, Forbidden, Invalid, NotFound, Refusal
-from motcua.contracts.calendar import (ClockStop, TimeLimit, TimeLimitKind, WorkingCalendar, classify, due_date, local_date,
-                             parse_time_limit)
+from motcua.contracts.calendar import (AT_RISK, OVERDUE, WITHIN, ClockStop, TimeLimit, TimeLimitKind,  # noqa: F401
+                                      WorkingCalendar, classify, deadline_state, due_date, local_date,
+                                      parse_time_limit)
 
 
 # Routing's refusals: a field, a reason, an HTTP status; nothing changed.
@@ -101,23 +102,6 @@ def dossier_due(received_at: datetime, time_limit: str, calendar: WorkingCalenda
 
 def step_due(handed_over_at: datetime, days: int, calendar: WorkingCalendar, stops: Sequence[Mapping]) -> date | None:
     return due_date(handed_over_at, step_limit(days), calendar, stops_of(stops, since=handed_over_at))
-
-
-# What the deadline rule says of a due date.
-OVERDUE, AT_RISK, WITHIN = "overdue", "at_risk", "within_deadline"
-
-
-def deadline_state(due: date | None, today: date, warn_until: date | None = None) -> str:
-    """THE overdue rule, for the dossier and for each step: overdue from the first moment of the
-    day after the due date (local), at risk when due on or before ``warn_until`` (today plus the
-    warning's working days: the scheduler's rule), else within the deadline."""
-    if due is None:
-        return WITHIN
-    if due < today:
-        return OVERDUE
-    if warn_until is not None and due <= warn_until:
-        return AT_RISK
-    return WITHIN
 
 
 def is_overdue(due: date | None, now: datetime) -> bool:

@@ -12,7 +12,7 @@ from prometheus_client import Counter, Histogram
 from werkzeug.wrappers import Response
 
 from motcua.contracts.actors import Actor
-from motcua.contracts.calendar import default_calendar, local_date
+from motcua.contracts.calendar import default_calendar
 from motcua.contracts.periods import parse_period
 from motcua.runtime.catalogue import CatalogueReadModel, catalogue_consumer
 from motcua.runtime.clock import Clock
@@ -81,7 +81,7 @@ def apologies_given(session, now):
 
 
 def running_dossiers(session, now):
-    return store.open_and_overdue(session, local_date(now))
+    return store.open_and_overdue(session)
 
 
 class RoutingService(PlatformService):

@@ -22,10 +22,10 @@ def queue(session: Session, agency: str) -> list:
 
 # --- gauges and reports ----------------------------------------------------------------------
 
-def open_and_overdue(session: Session, today: date) -> list:
-    """(unit, state, count) for the gauges: open (running) and overdue (past the deadline)."""
-    overdue = case((and_(w.c.due_date.is_not(None), w.c.due_date < today), literal("overdue")),
-                   else_=literal("within_deadline"))
+def open_and_overdue(session: Session) -> list:
+    """(unit, state, count) for the gauges: open (running) and overdue, as the workflow's own
+    rule found it (``overdue_at``, set once by ``Workflow.scan``): the gauge never decides it."""
+    overdue = case((w.c.overdue_at.is_not(None), literal("overdue")), else_=literal("within_deadline"))
     return session.execute(select(w.c.unit, overdue, func.count()).where(w.c.state == "running")
                            .group_by(w.c.unit, overdue)).all()
 

@@ -10,6 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from motcua.contracts.calendar import (
+    AT_RISK,
+    OVERDUE,
+    WITHIN,
+    deadline_state,
     OVERRIDES_ENV,
     SAME_DAY_CUTOFF,
     TZ,
@@ -592,6 +596,16 @@ def test_overdue_at() -> None:
     assert moment.astimezone(TZ).replace(tzinfo=None) == datetime(2026, 3, 11, 0, 0)
     assert classify(moment, date(2026, 3, 10)) == "late"
     assert classify(moment - timedelta(microseconds=1), date(2026, 3, 10)) == "on_time"
+
+
+def test_deadline_state_is_overdue_from_the_instant_overdue_at_gives() -> None:
+    due = date(2026, 3, 10)
+    assert deadline_state(due, local_date(overdue_at(due))) == OVERDUE
+    assert deadline_state(due, local_date(overdue_at(due) - timedelta(microseconds=1))) == WITHIN
+    assert deadline_state(due, date(2026, 3, 9), warn_until=date(2026, 3, 10)) == AT_RISK
+    assert deadline_state(due, date(2026, 3, 9), warn_until=date(2026, 3, 9)) == WITHIN
+    assert deadline_state(due, date(2026, 3, 11), warn_until=date(2026, 3, 13)) == OVERDUE
+    assert deadline_state(None, date(2030, 1, 1)) == WITHIN
 
 
 # --------------------------------------------------------------------------------------------
