@@ -41,7 +41,7 @@ from sqlalchemy.orm import Session
 from motcua.contracts.calendar import TZ, local_date
 from motcua.contracts.events import Envelope
 from motcua.runtime import broker
-from motcua.runtime.db import database_url, make_engine, service_metadata
+from motcua.runtime.db import autocommit, database_url, make_engine, service_metadata
 from motcua.runtime.inbox import EventConsumer, first_time, inbox_table
 
 log = structlog.get_logger("motcua.runtime.catalogue")
@@ -220,17 +220,17 @@ class LocalCopy:
 
     def version(self, code: str, version: int) -> dict | None:
         t = self.procedures
-        with self.engine.connect() as connection:
+        with autocommit(self.engine) as connection:     # one statement: no transaction
             return connection.execute(select(t.c.body).where(t.c.code == code, t.c.version == version)).scalar()
 
     def versions(self, code: str) -> list[tuple[date, int]]:
         t = self.procedures
-        with self.engine.connect() as connection:
+        with autocommit(self.engine) as connection:     # one statement: no transaction
             return [tuple(row) for row in connection.execute(
                 select(t.c.effective_from, t.c.version).where(t.c.code == code)).all()]
 
     def unit(self, code: str) -> dict | None:
-        with self.engine.connect() as connection:
+        with autocommit(self.engine) as connection:     # one statement: no transaction
             return connection.execute(select(self.units.c.body).where(self.units.c.code == code)).scalar()
 
     def keep(self, envelope: Envelope, procedures: list[dict], units: list[dict]) -> bool:

@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from contextlib import contextmanager
+from datetime import date, datetime
+from functools import lru_cache
 from typing import Callable, Iterator
 
 from nameko.extensions import DependencyProvider
-from sqlalchemy import MetaData, create_engine, event, text
+from sqlalchemy import Date, DateTime, MetaData, Table, create_engine, event, func, literal_column, select, text
+from sqlalchemy.dialects.postgresql import UUID as PG_UUID, aggregate_order_by
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.elements import Label
 
 DEFAULT_DATABASE_URL = "postgresql+psycopg2://motcua@127.0.0.1:5432/motcua"
 
@@ -88,14 +93,62 @@ def ping_idle_connections(engine: Engine, idle_seconds: float) -> None:
             raise
 
 
+@contextmanager
+def autocommit(engine: Engine) -> Iterator[Connection]:
+    """A pooled connection without a transaction, for one statement that needs none (a poll, a
+    gauge's count, a self-contained UPDATE … RETURNING): no BEGIN and no COMMIT or ROLLBACK around
+    it. psycopg2's own switch: SQLAlchemy's ``isolation_level="AUTOCOMMIT"`` would also send a
+    ``SET default_transaction_isolation`` each time the connection goes back to the pool."""
+    with engine.connect() as connection:
+        driver = connection.connection.driver_connection
+        driver.autocommit = True
+        try:
+            yield connection
+        finally:
+            driver.autocommit = False   # nothing open: the pool's reset sends no ROLLBACK
+
+
+def rows_as_json(table: Table, where, *order_by) -> Label:
+    """The rows of ``table`` that ``where`` selects (correlated to the parent row's columns), as
+    one JSON array beside the parent's row: an aggregate's child rows read in the parent's one
+    round trip. ``rows_from_json`` gives them back with their Python types."""
+    pairs = []
+    for column in table.c:
+        pairs += [literal_column(f"'{column.name}'"), column]
+    item = func.json_build_object(*pairs)
+    rows = func.json_agg(aggregate_order_by(item, *order_by) if order_by else item)
+    return select(func.coalesce(rows, text("'[]'::json"))).where(where).scalar_subquery().label(table.name)
+
+
+def rows_from_json(table: Table, items: list[dict]) -> list[dict]:
+    """``rows_as_json``'s array as rows (dicts): instants, dates and UUIDs parsed back from JSON."""
+    convert = _json_converters(table)
+    return [{name: convert[name](value) if value is not None else None for name, value in item.items()}
+            for item in items]
+
+
+@lru_cache(maxsize=None)
+def _json_converters(table: Table) -> dict:
+    def converter(kind):
+        if isinstance(kind, DateTime):
+            return datetime.fromisoformat
+        if isinstance(kind, Date):
+            return date.fromisoformat
+        if isinstance(kind, PG_UUID):
+            return uuid.UUID if kind.as_uuid else str
+        return lambda value: value
+    return {column.name: converter(column.type) for column in table.c}
+
+
 class UnitOfWork:
     """What a worker gets: transactions on the service's database.
 
-    ``after_commit`` callbacks run once a transaction that asked for them has committed
-    (the outbox uses it to wake its relay without waiting for the next poll).
+    ``after_commit`` callbacks run once a transaction that asked for them has committed, with
+    the session's ``info`` (the outbox hands its relay the rows just committed; notify's
+    dispatcher wakes without waiting for its next poll).
     """
 
-    def __init__(self, sessions: sessionmaker, after_commit: list[Callable[[], None]]):
+    def __init__(self, sessions: sessionmaker, after_commit: list[Callable[[dict], None]]):
         self._sessions = sessions
         self._after_commit = after_commit
 
@@ -107,9 +160,16 @@ class UnitOfWork:
                 yield session
             if session.info.pop("wake_outbox", False):
                 for callback in self._after_commit:
-                    callback()
+                    callback(session.info)
         finally:
             session.close()
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A session for a question: no transaction (no BEGIN, no COMMIT), each statement seeing
+        what was committed when it runs; for views read in one statement, never for a command."""
+        with autocommit(self._sessions.kw["bind"]) as connection, Session(bind=connection) as session:
+            yield session
 
     def ping(self) -> None:
         with self._sessions() as session:
@@ -121,7 +181,7 @@ class Database(DependencyProvider):
 
     def __init__(self, pool_size: int = 10):
         self.pool_size = pool_size
-        self.after_commit: list[Callable[[], None]] = []
+        self.after_commit: list[Callable[[dict], None]] = []
 
     def setup(self) -> None:
         config = self.container.config

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from datetime import datetime, timezone
+from collections import deque
+from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 
 import eventlet
@@ -26,7 +27,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from motcua.runtime import broker
-from motcua.runtime.db import Database
+from motcua.runtime.db import Database, autocommit
 from motcua.contracts.events import Envelope, validate
 
 log = structlog.get_logger("motcua.runtime.outbox")
@@ -62,11 +63,21 @@ def _insert_statement(table: Table):
     return table.insert()
 
 
+_COMMITTED = "outbox_rows"     # session.info key: {table: rows written in the transaction}
+GRACE_SECONDS = 2.0            # a poll leaves younger rows to the process that wrote them
+
+
 def add(session: Session, table: Table, envelope: Envelope) -> None:
-    """Write an event in the caller's transaction."""
+    """Write an event in the caller's transaction. The row is also remembered on the session, so
+    that once the transaction commits the service's relay publishes it from memory
+    (``OutboxRelay.committed``) instead of reading it back."""
     validate(envelope)
-    session.execute(_insert_statement(table),
-                    {"id": uuid.UUID(envelope.id), "type": envelope.type, "envelope": envelope.to_dict()})
+    if session.in_nested_transaction():
+        # A savepoint could roll the row back while the session still remembers it.
+        raise RuntimeError("an outbox row is written in the transaction itself, not in a savepoint")
+    row = {"id": uuid.UUID(envelope.id), "type": envelope.type, "envelope": envelope.to_dict()}
+    session.execute(_insert_statement(table), row)
+    session.info.setdefault(_COMMITTED, {}).setdefault(table.fullname, []).append(row)
     session.info["wake_outbox"] = True
 
 
@@ -128,43 +139,68 @@ class Relay:
             nacked, self._nacked = self._nacked, []
             raise RuntimeError(f"the broker refused (nack) deliveries {nacked[:5]}: the batch is kept")
 
-    def publish_batch(self) -> int:
-        """Publish one batch; returns how many rows it published."""
+    def _publish(self, rows) -> None:
+        """The whole batch goes out, then one wait for the broker's confirms: a round trip per
+        batch, not per message. A nack, a timeout or a lost connection raises: nothing is marked
+        and the rows go out again (consumers dedupe)."""
+        producer = self._producer()
+        for row in rows:
+            producer.publish(
+                row["envelope"], routing_key=row["type"], serializer="json", delivery_mode=2,
+                message_id=str(row["id"]), content_encoding="utf-8",
+                headers={"nameko.correlation_id": row["envelope"].get("correlation_id", "")},
+                retry=False,
+            )
+            self._sent += 1
+        self._wait_for_confirms()
+
+    def publish_batch(self, older_than: float | None = None) -> list:
+        """Publish one batch of what the table holds, in order; returns the ids published.
+        ``older_than`` (seconds) leaves younger rows to the process that wrote them."""
         t = self.table
+        pending = t.c.published_at.is_(None)
+        if older_than is not None:
+            pending = pending & (t.c.created_at < func.now() - timedelta(seconds=older_than))
         with Session(self.engine) as session, session.begin():
             # SKIP LOCKED: another replica's relay takes the rows this one holds.
             rows = session.execute(
-                select(t.c.id, t.c.type, t.c.envelope).where(t.c.published_at.is_(None))
+                select(t.c.id, t.c.type, t.c.envelope).where(pending)
                 .order_by(t.c.seq).limit(self.batch).with_for_update(skip_locked=True)
-            ).all()
+            ).mappings().all()
             if not rows:
-                return 0
-            producer = self._producer()
-            # The whole batch goes out, then one wait for the broker's confirms: a round trip per
-            # batch, not per message. Marked sent only once every message is confirmed; a nack, a
-            # timeout or a lost connection rolls back and the rows go out again (consumers dedupe).
-            for row in rows:
-                producer.publish(
-                    row.envelope, routing_key=row.type, serializer="json", delivery_mode=2,
-                    message_id=str(row.id), content_encoding="utf-8",
-                    headers={"nameko.correlation_id": row.envelope.get("correlation_id", "")},
-                    retry=False,
-                )
-                self._sent += 1
-            self._wait_for_confirms()
-            session.execute(update(t).where(t.c.id.in_([r.id for r in rows]))
+                return []
+            self._publish(rows)
+            ids = [r["id"] for r in rows]
+            session.execute(update(t).where(t.c.id.in_(ids))
                             .values(published_at=func.now(), attempts=t.c.attempts + 1))
+        PUBLISHED.labels(self.service).inc(len(rows))
+        return ids
+
+    def publish_committed(self, rows: list[dict]) -> int:
+        """Rows this process's transactions have just committed, published from memory in commit
+        order, then marked in one statement outside any transaction: no read, no lock (the others'
+        polls leave rows this young alone)."""
+        self._publish(rows)
+        t = self.table
+        with autocommit(self.engine) as connection:
+            connection.execute(update(t).where(t.c.id.in_([r["id"] for r in rows]), t.c.published_at.is_(None))
+                               .values(published_at=func.now(), attempts=t.c.attempts + 1))
         PUBLISHED.labels(self.service).inc(len(rows))
         return len(rows)
 
-    def measure(self) -> None:
+    def measure(self) -> int:
+        """The gauges, and how many rows older than the grace wait (left by a crash, a broker
+        outage or another replica): one statement, outside any transaction."""
         t = self.table
-        with self.engine.connect() as connection:
-            count, oldest = connection.execute(
-                select(func.count(), func.min(t.c.created_at)).where(t.c.published_at.is_(None))).one()
+        with autocommit(self.engine) as connection:
+            count, oldest, old = connection.execute(
+                select(func.count(), func.min(t.c.created_at),
+                       func.count().filter(t.c.created_at < func.now() - timedelta(seconds=GRACE_SECONDS)))
+                .where(t.c.published_at.is_(None))).one()
         PENDING.labels(self.service).set(count)
         age = (datetime.now(timezone.utc) - oldest).total_seconds() if oldest else 0.0
         OLDEST_AGE.labels(self.service).set(max(age, 0.0))
+        return old
 
     def close(self) -> None:
         self.connection.release()
@@ -173,23 +209,29 @@ class Relay:
 class OutboxRelay(DependencyProvider):
     """nameko dependency: injects the outbox table's ``add`` and runs the relay loop.
 
-    Wakes as soon as a transaction that wrote an event commits, and polls every
-    ``OUTBOX_POLL_SECONDS`` (default 0.5) for rows written by other replicas or left
-    behind by a crash.
+    Normally the rows a transaction of this process wrote are published from memory as soon as
+    it commits (in commit order) and marked in one statement. The table is read only when that
+    cannot be trusted: at start, after a failed round (broker or database down: everything
+    pending goes out in order, in locking rounds, before memory is used again), and on each
+    ``OUTBOX_POLL_SECONDS`` (default 1) without a commit, when rows older than the grace wait
+    (another replica died, a command-line tool wrote them).
     """
+
+    MEASURE_SECONDS = 5.0     # the gauges' refresh while busy (idle, each poll refreshes them)
 
     def __init__(self, table: Table):
         self.table = table
 
     def setup(self) -> None:
         config = self.container.config
-        self.poll_seconds = float(config.get("OUTBOX_POLL_SECONDS", 0.5))
+        self.poll_seconds = float(config.get("OUTBOX_POLL_SECONDS", 1.0))
         self.wakeup = Event()
         self.running = False
         self.engine = None
+        self.queue: deque[dict] = deque()      # rows committed by this process, not yet published
         for dependency in self.container.dependencies:
             if isinstance(dependency, Database):
-                dependency.after_commit.append(self.wake)
+                dependency.after_commit.append(self.committed)
 
     def start(self) -> None:
         database = next(d for d in self.container.dependencies if isinstance(d, Database))
@@ -209,6 +251,12 @@ class OutboxRelay(DependencyProvider):
         self.running = False
         self.wake()
 
+    def committed(self, info: dict) -> None:
+        """After a commit (``Database.after_commit``): its rows, to publish from memory."""
+        if self.running:
+            self.queue.extend(info.get(_COMMITTED, {}).get(self.table.fullname, ()))
+        self.wake()
+
     def wake(self) -> None:
         if self.running and not self.wakeup.ready():
             self.wakeup.send(True)
@@ -216,29 +264,54 @@ class OutboxRelay(DependencyProvider):
     def kill(self) -> None:
         self.stop()
 
+    def _round(self, state: dict, woken: bool) -> int:
+        """One round; returns how many rows it published. ``state["from_table"]``: memory cannot
+        be trusted until the table's pending rows are drained."""
+        if state["from_table"]:
+            ids = self.relay.publish_batch()
+            state["sent"].update(ids)
+            if len(ids) < self.relay.batch:
+                # Drained: memory again, less what the table's rounds already sent.
+                self.queue = deque(row for row in self.queue if row["id"] not in state["sent"])
+                state["from_table"], state["sent"] = False, set()
+            return len(ids)
+        if self.queue:
+            rows = [self.queue.popleft() for _ in range(min(len(self.queue), self.relay.batch))]
+            return self.relay.publish_committed(rows)
+        if not woken and self.relay.measure():
+            # A poll found rows left behind (one statement when it finds none).
+            return len(self.relay.publish_batch(older_than=GRACE_SECONDS))
+        return 0
+
     def _run(self) -> None:
         backoff = self.poll_seconds
-        last_measure = 0.0
+        last_measure = time.monotonic()
+        state = {"from_table": True, "sent": set()}      # at start: whatever is pending, first
+        woken = True
         while self.running:
             # A fresh event before each round: a commit during the round wakes the next wait.
             self.wakeup = Event()
             try:
-                published = self.relay.publish_batch()
-                if time.monotonic() - last_measure > 1.0:
-                    self.relay.measure()
+                published = self._round(state, woken)
+                if not woken or time.monotonic() - last_measure > self.MEASURE_SECONDS:
+                    if woken:
+                        self.relay.measure()
                     last_measure = time.monotonic()
                 backoff = self.poll_seconds
             except Exception:  # broker or database down: keep the rows, try again later
                 PUBLISH_FAILURES.labels(self.container.service_name).inc()
                 log.warning("outbox relay round failed; retrying", retry_in_s=backoff, exc_info=True)
+                # Every pending row (those in memory too) goes out from the table, in order, first.
+                state["from_table"] = True
                 self.relay.close()
                 self.relay = Relay(self.engine, self.table, broker.amqp_uri(self.container.config),
                                    self.container.service_name)
                 eventlet.sleep(backoff)
                 backoff = min(backoff * 2, 30.0)
                 continue
-            if not published:
-                self.wakeup.wait(timeout=self.poll_seconds)
+            # More may wait (a full batch, rows in memory); else the next commit or the poll wakes it.
+            woken = (published >= self.relay.batch or (state["from_table"] and published > 0)
+                     or bool(self.queue) or self.wakeup.wait(timeout=self.poll_seconds) is not None)
         self.relay.close()
 
     def get_dependency(self, worker_ctx):

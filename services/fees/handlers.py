@@ -280,6 +280,9 @@ def import_settlement(command: ImportSettlement, uow) -> dict:
     return result
 
 
+# Commands that only read: answered without a transaction.
+QUESTIONS = (ShowAccount, ShowReceipt, Outstanding)
+
 HANDLERS: dict[type | str, Callable[[Any, Any], Any]] = {
     # events of intake and routing
     "dossier.received": open_account,

@@ -28,8 +28,8 @@ from motcua.runtime.rpc import rpc
 from motcua.runtime.web import answer, json_body, official
 from services.fees import domain, forms, models, store
 from services.fees.account import receipt_view
-from services.fees.handlers import (HANDLERS, CancelReceipt, CloseCash, GatewayCallback, ImportSettlement, Outstanding,
-                                    Pay, RejectCallback, ShowAccount, ShowReceipt, handle)
+from services.fees.handlers import (HANDLERS, QUESTIONS, CancelReceipt, CloseCash, GatewayCallback, ImportSettlement,
+                                    Outstanding, Pay, RejectCallback, ShowAccount, ShowReceipt, handle)
 from services.fees.repository import SqlUnitOfWork
 
 log = structlog.get_logger("motcua.fees")
@@ -84,6 +84,9 @@ class FeesService(PlatformService):
     def _handle(self, message, procedure=None):
         """One transaction: the handler with its unit of work (an event only the first time it is
         seen, its id recorded with its effect); the money metrics once it committed."""
+        if isinstance(message, QUESTIONS):      # a read: no transaction around it
+            with self.db.read() as session:
+                return handle(message, SqlUnitOfWork(session, now=self.now(), emit=self.outbox))
         with self.db.transaction() as session:
             if isinstance(message, Envelope) and not first_time(session, models.processed_events, message):
                 return None

@@ -41,11 +41,12 @@ class SqlDossierRepository:
         self._loaded: dict[str, tuple[dict | None, int]] = {}   # code -> (columns as loaded, history length)
 
     def get(self, code: str, *, for_update: bool = True) -> Dossier | None:
-        """The dossier with its history, in one SELECT (FOR UPDATE of its row, for a command)."""
-        statement = select(d, _HISTORY).where(d.c.code == code)
-        if for_update:
-            statement = statement.with_for_update(of=d)
-        row = self.session.execute(statement).mappings().first()
+        """The dossier with its history in one SELECT; a command first locks its row (a SELECT
+        that waited for the lock would show the history as it was before the other command)."""
+        if for_update and self.session.execute(
+                select(d.c.code).where(d.c.code == code).with_for_update()).first() is None:
+            return None
+        row = self.session.execute(select(d, _HISTORY).where(d.c.code == code)).mappings().first()
         if row is None:
             return None
         values = {name: row[name] for name in Dossier.columns()}

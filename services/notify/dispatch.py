@@ -17,15 +17,16 @@ from eventlet.event import Event
 from nameko.extensions import DependencyProvider
 
 from motcua.runtime import broker
-from motcua.runtime.db import Database, UnitOfWork
+from motcua.runtime.db import Database, UnitOfWork, autocommit
 from motcua.runtime.inbox import dead_letter
 from services.notify import channels as channel_module, metrics, store
 from services.notify.handlers import RecordFailure, RecordSent, handle
 from services.notify.messages import MessageFailed, MessageRetried, MessageSent, Policy
-from services.notify.repository import SqlUnitOfWork
+from services.notify.repository import QUEUED, SqlUnitOfWork
 
 log = structlog.get_logger("motcua.notify")
 MESSAGES = metrics.MESSAGES      # kept here too: the counters' former home
+CLAIM_LIMIT = 20                 # messages leased per round
 
 
 class Dispatcher(DependencyProvider):
@@ -43,12 +44,12 @@ class Dispatcher(DependencyProvider):
         self.wakeup = Event()
         for dependency in self.container.dependencies:
             if isinstance(dependency, Database):
-                dependency.after_commit.append(self.wake)
+                dependency.after_commit.append(self.queued)
 
     def start(self) -> None:
         from motcua.runtime.clock import clock_from_config
         database = next(d for d in self.container.dependencies if isinstance(d, Database))
-        self.sessions = database.sessions
+        self.engine = database.engine
         self.uow = lambda: SqlUnitOfWork(UnitOfWork(database.sessions, database.after_commit))
         self.now: Callable[[], datetime] = clock_from_config(self.container.config)
         self.running = True
@@ -59,6 +60,11 @@ class Dispatcher(DependencyProvider):
         self.wake()
 
     kill = stop
+
+    def queued(self, info: dict) -> None:
+        """After a commit: wake if it queued a message (recording a round's results queues none)."""
+        if info.get(QUEUED):
+            self.wake()
 
     def wake(self) -> None:
         if self.running and not self.wakeup.ready():
@@ -72,13 +78,15 @@ class Dispatcher(DependencyProvider):
             except Exception:   # database or broker down: try again at the next poll
                 log.warning("dispatch round failed", exc_info=True)
                 sent = 0
-            if not sent:
+            # A full lease may have left more; otherwise the next commit (or the poll) wakes it.
+            if sent < CLAIM_LIMIT:
                 self.wakeup.wait(timeout=self.poll)
 
     def round(self) -> int:
         now = self.now()
-        with self.sessions() as session, session.begin():
-            leased = store.claim(session, now, now + timedelta(seconds=self.policy.lease_seconds))
+        with autocommit(self.engine) as connection:
+            leased = store.claim(connection, now, now + timedelta(seconds=self.policy.lease_seconds),
+                                 limit=CLAIM_LIMIT)
         # Providers answer in milliseconds to seconds: recipients are served side by side, each
         # recipient's messages one after the other, in the order they were queued.
         in_turn: dict[str, list] = {}

@@ -134,10 +134,10 @@ def record_sent(command: RecordSent, uow) -> list:
     crash before that sends them again after the lease, with the same idempotency keys."""
     events: list = []
     with uow:
-        for message_id, provider_id in command.sent:
-            aggregate = uow.dossiers.with_message(message_id)
-            if aggregate is not None:
-                events += aggregate.sent(message_id, provider_id, command.now)
+        provider_ids = dict(command.sent)
+        for aggregate in uow.dossiers.with_messages(list(provider_ids)):
+            message_id = aggregate.messages[0].id
+            events += aggregate.sent(message_id, provider_ids[message_id], command.now)
         uow.commit()
     return events
 

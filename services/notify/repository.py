@@ -33,6 +33,9 @@ def _message(row) -> Message:
     return Message(**{name: getattr(row, name) for name in _MESSAGE_FIELDS})
 
 
+QUEUED = "notify_queued"     # session.info: a message was queued (the dispatcher has work)
+
+
 class SqlDossiers:
     def __init__(self, session: Session):
         self.session = session
@@ -66,6 +69,11 @@ class SqlDossiers:
         """The aggregate holding only that message (locked): what a sending attempt changes."""
         return self._one(m.c.id == message_id)
 
+    def with_messages(self, message_ids: list[int]) -> list[DossierMessages]:
+        """``with_message`` for a round's messages, in one locked SELECT: an aggregate each."""
+        rows = self.session.execute(select(m).where(m.c.id.in_(message_ids)).order_by(m.c.id).with_for_update()).all()
+        return [self._track(DossierMessages(row.code, None, [_message(row)])) for row in rows]
+
     def with_provider_id(self, provider_id: str) -> DossierMessages | None:
         return self._one(m.c.provider_id == provider_id)
 
@@ -86,6 +94,7 @@ class SqlDossiers:
                 # the key's unique index is the last guard against a concurrent duplicate
                 statement = insert(m).values(**values).on_conflict_do_nothing(index_elements=["idempotency_key"])
                 message.id = self.session.execute(statement.returning(m.c.id)).scalar()
+                self.session.info[QUEUED] = True
                 continue
             before = messages_before.get(message.id, {})
             changed = {k: v for k, v in values.items() if before.get(k) != v}
@@ -175,7 +184,7 @@ class SqlUnitOfWork:
                 if event.envelope is not None:
                     outbox.add(self.session, models.outbox, event.envelope)
             aggregate.events = []
-        self.session.info["wake_outbox"] = True     # wakes the dispatcher (and the relay) after commit
+        self.session.info["wake_outbox"] = True     # the after-commit callbacks: the relay, the dispatcher
         self._committed = True
 
     def __exit__(self, kind, error, traceback):

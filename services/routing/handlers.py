@@ -92,6 +92,10 @@ class Scan:
     pass
 
 
+# Commands that only read: answered without a transaction.
+QUESTIONS = (GetDossier, ReadForms, Queue, ProposeApology)
+
+
 class UnknownDossier(NotYet):
     """An event about a dossier routing has not started (yet: its dossier.received may still be
     on its way); put back, then dead-lettered with this reason if it never comes."""

@@ -96,16 +96,16 @@ class RoutingService(PlatformService):
     apologies_gauge = DatabaseGauge("motcua_apologies_given", "Apology letters (Mẫu 04) on record, by agency at "
                                     "fault (from the database: max over replicas).", ["agency"], apologies_given)
 
-    def _uow(self) -> SqlUnitOfWork:
+    def _uow(self, read_only: bool = False) -> SqlUnitOfWork:
         return SqlUnitOfWork(
-            self.db, self.outbox, now=self.now(), calendar=default_calendar(),
+            self.db, self.outbox, read_only=read_only, now=self.now(), calendar=default_calendar(),
             procedure_version=lambda code, version: self.catalog.get_procedure(code, version=version),
             correlation_id=self.correlation_id,
             at_risk_working_days=int(self.config.get("AT_RISK_WORKING_DAYS", 1)))
 
     def _handle(self, message):
         """Handle a command or an event; once committed, the metrics of the events it caused."""
-        uow = self._uow()
+        uow = self._uow(read_only=isinstance(message, handlers.QUESTIONS))
         result = handlers.handle(message, uow)
         measure(uow.emitted, uow.workflows.seen)
         return result

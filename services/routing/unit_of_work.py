@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from motcua.contracts.calendar import WorkingCalendar
 from motcua.contracts.events import Envelope
+from motcua.runtime.db import rows_as_json, rows_from_json
 from motcua.runtime.inbox import first_time
 from services.routing import models, store
 from services.routing.workflow import OPEN, Action, Handover, Step, Workflow
@@ -21,6 +22,11 @@ w, s, h, a = models.workflows, models.steps, models.handovers, models.actions
 
 WORKFLOW_COLUMNS = [c.name for c in w.columns if c.name != "updated_at"]
 STEP_COLUMNS = [c.name for c in s.columns if c.name not in ("id", "code")]
+
+
+# A workflow and its child rows, as JSON arrays beside its row: one round trip.
+_WHOLE = select(w, rows_as_json(s, s.c.code == w.c.code, s.c.stage, s.c.position),
+                rows_as_json(h, h.c.code == w.c.code, h.c.id), rows_as_json(a, a.c.code == w.c.code, a.c.id))
 
 
 def _workflow_values(workflow: Workflow) -> dict:
@@ -42,10 +48,12 @@ class SqlRepository:
     # --- reading ---------------------------------------------------------------------------------
 
     def get(self, code: str, *, for_update: bool = True) -> Workflow | None:
-        statement = select(w).where(w.c.code == code)
-        if for_update:
-            statement = statement.with_for_update()
-        found = self._load(self.session.execute(statement).all())
+        """The workflow with its steps, handovers and actions in one SELECT; a command first locks
+        its row (a SELECT that waited for a lock would show child rows as they were before)."""
+        if for_update and self.session.execute(
+                select(w.c.code).where(w.c.code == code).with_for_update()).first() is None:
+            return None
+        found = self._load(self.session.execute(_WHOLE.where(w.c.code == code)).mappings().all())
         return found[0] if found else None
 
     def scan_candidates(self, today: date, warn_until: date, overdue_before: datetime) -> list[Workflow]:
@@ -54,44 +62,42 @@ class SqlRepository:
         steps_to_flag = select(s.c.code).where(
             s.c.state.in_(OPEN), s.c.overdue_at.is_(None),
             or_(s.c.due_date < today, and_(s.c.due_date <= warn_until, s.c.at_risk_at.is_(None))))
-        statement = select(w).where(or_(
+        locked = select(w.c.code).where(or_(
             and_(w.c.state == "running", w.c.due_date < today, w.c.overdue_at.is_(None)),
             and_(w.c.overdue_at <= overdue_before, w.c.apology.is_(None), w.c.apology_missing_at.is_(None),
                  w.c.state.in_(["running", "processed"])),
             w.c.code.in_(steps_to_flag),
         )).order_by(w.c.code).with_for_update(skip_locked=True)
-        return self._load(self.session.execute(statement).all())
+        codes = list(self.session.execute(locked).scalars())
+        if not codes:
+            return []
+        return self._load(self.session.execute(_WHOLE.where(w.c.code.in_(codes)).order_by(w.c.code)).mappings().all())
 
     def queue(self, agency: str) -> list:
         return store.queue(self.session, agency)
 
     def _load(self, rows: list) -> list[Workflow]:
-        if not rows:
-            return []
-        codes = [row.code for row in rows]
-        step_rows = self.session.execute(select(s).where(s.c.code.in_(codes))
-                                         .order_by(s.c.code, s.c.stage, s.c.position)).all()
-        handover_rows = self.session.execute(select(h).where(h.c.code.in_(codes)).order_by(h.c.id)).all()
-        action_rows = self.session.execute(select(a).where(a.c.code.in_(codes)).order_by(a.c.id)).all()
-        workflows = {}
+        workflows = []
         for row in rows:
-            workflows[row.code] = Workflow(**{name: getattr(row, name) for name in WORKFLOW_COLUMNS})
-        steps_by_id: dict[int, Step] = {}
-        for row in step_rows:
-            step = Step(id=row.id, **{name: getattr(row, name) for name in STEP_COLUMNS})
-            steps_by_id[row.id] = step
-            workflows[row.code].steps.append(step)
-        for row in handover_rows:
-            workflows[row.code].handovers.append(Handover(
-                id=row.id, from_agency=row.from_agency, to_agency=row.to_agency, at=row.at, giver=row.giver,
-                receiver=row.receiver, step=steps_by_id.get(row.step_id), result_class=row.result_class,
-                note=row.note))
-        for row in action_rows:
-            workflows[row.code].actions.append(Action(id=row.id, at=row.at, actor=row.actor, agency=row.agency,
-                                                      action=row.action, step_id=row.step_id, note=row.note))
-        for workflow in workflows.values():
+            workflow = Workflow(**{name: row[name] for name in WORKFLOW_COLUMNS})
+            steps_by_id: dict[int, Step] = {}
+            for values in rows_from_json(s, row["steps"]):
+                step = Step(id=values["id"], **{name: values[name] for name in STEP_COLUMNS})
+                steps_by_id[step.id] = step
+                workflow.steps.append(step)
+            for values in rows_from_json(h, row["handovers"]):
+                workflow.handovers.append(Handover(
+                    id=values["id"], from_agency=values["from_agency"], to_agency=values["to_agency"],
+                    at=values["at"], giver=values["giver"], receiver=values["receiver"],
+                    step=steps_by_id.get(values["step_id"]), result_class=values["result_class"],
+                    note=values["note"]))
+            for values in rows_from_json(a, row["actions"]):
+                workflow.actions.append(Action(id=values["id"], at=values["at"], actor=values["actor"],
+                                               agency=values["agency"], action=values["action"],
+                                               step_id=values["step_id"], note=values["note"]))
             self._remember(workflow)
-        return list(workflows.values())
+            workflows.append(workflow)
+        return workflows
 
     def _remember(self, workflow: Workflow) -> None:
         self.seen[workflow.code] = workflow
@@ -184,13 +190,15 @@ class UnitOfWork:
 class SqlUnitOfWork(UnitOfWork):
     """One transaction of the routing database: committed when the block ends without error."""
 
-    def __init__(self, database, emit: Callable[[Session, Envelope], None], **settings):
+    def __init__(self, database, emit: Callable[[Session, Envelope], None], *, read_only: bool = False,
+                 **settings):
         super().__init__(**settings)
         self.database = database
         self.emit = emit
+        self.read_only = read_only      # a question: no transaction around its one SELECT
 
     def __enter__(self) -> "SqlUnitOfWork":
-        self._transaction = self.database.transaction()
+        self._transaction = self.database.read() if self.read_only else self.database.transaction()
         self.session = self._transaction.__enter__()
         self.workflows = SqlRepository(self.session)
         return self

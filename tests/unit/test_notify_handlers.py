@@ -76,6 +76,10 @@ class FakeDossiers:
     def with_message(self, message_id):
         return self._one(lambda m: m.id == message_id)
 
+    def with_messages(self, message_ids):
+        return [self._one(lambda m, i=i: m.id == i) for i in sorted(message_ids)
+                if any(m.id == i for m in self.db["messages"])]
+
     def with_provider_id(self, provider_id):
         return self._one(lambda m: m.provider_id == provider_id)
 
