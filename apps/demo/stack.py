@@ -123,6 +123,8 @@ class Stack:
             # Relays and notify's dispatcher wake as soon as a transaction writes for them; their
             # polling (for other replicas' rows) is only CPU taken from the services here.
             "EVENT_WAIT_SECONDS": 2, "OUTBOX_POLL_SECONDS": 5, "NOTIFY_POLL_SECONDS": 5,
+            # Before each tick the demo waits for every outbox row to be marked published.
+            "OUTBOX_MARK_SECONDS": 0,
             "SMS_GATEWAY_URL": f"{providers_url}/sms", "SMS_GATEWAY_KEY": "demo", "OFFICIALS_FILE": str(officials),
         }
         if memory_broker.is_memory(self.amqp_uri):

@@ -20,6 +20,7 @@ import structlog
 from kombu import Connection, Producer
 from nameko.extensions import DependencyProvider
 from prometheus_client import Counter, Gauge
+from sqlalchemy import event as sa_event
 from sqlalchemy import (BigInteger, Column, DateTime, Identity, Index, Integer, MetaData, Table, Text,
                         func, select, update)
 from sqlalchemy.dialects.postgresql import JSONB, UUID
@@ -63,22 +64,40 @@ def _insert_statement(table: Table):
     return table.insert()
 
 
-_COMMITTED = "outbox_rows"     # session.info key: {table: rows written in the transaction}
-GRACE_SECONDS = 2.0            # a poll leaves younger rows to the process that wrote them
+_PENDING = "outbox_pending"    # session.info key: {table: rows added, inserted at commit}
+_COMMITTED = "outbox_rows"     # session.info key: {table name: rows inserted in the transaction}
+GRACE_SECONDS = 3.0            # a poll leaves younger rows to the process that wrote them
 
 
 def add(session: Session, table: Table, envelope: Envelope) -> None:
-    """Write an event in the caller's transaction. The row is also remembered on the session, so
-    that once the transaction commits the service's relay publishes it from memory
-    (``OutboxRelay.committed``) instead of reading it back."""
+    """Write an event in the caller's transaction. The rows a transaction adds go in with one
+    INSERT when it commits (``_insert_pending``), and stay remembered on the session, so that
+    once it has committed the service's relay publishes them from memory
+    (``OutboxRelay.committed``) instead of reading them back."""
     validate(envelope)
     if session.in_nested_transaction():
-        # A savepoint could roll the row back while the session still remembers it.
+        # A savepoint could roll back a row that the session would still insert and publish.
         raise RuntimeError("an outbox row is written in the transaction itself, not in a savepoint")
     row = {"id": uuid.UUID(envelope.id), "type": envelope.type, "envelope": envelope.to_dict()}
-    session.execute(_insert_statement(table), row)
-    session.info.setdefault(_COMMITTED, {}).setdefault(table.fullname, []).append(row)
+    session.info.setdefault(_PENDING, {}).setdefault(table, []).append(row)
     session.info["wake_outbox"] = True
+
+
+@sa_event.listens_for(Session, "before_commit")
+def _insert_pending(session: Session) -> None:
+    """The transaction's outbox rows, one INSERT … VALUES per table, in the order they were added."""
+    if session.in_nested_transaction():
+        return
+    for table, rows in session.info.pop(_PENDING, {}).items():
+        session.execute(_insert_statement(table), rows)
+        session.info.setdefault(_COMMITTED, {}).setdefault(table.fullname, []).extend(rows)
+
+
+@sa_event.listens_for(Session, "after_soft_rollback")
+def _forget_pending(session: Session, previous_transaction) -> None:
+    if not previous_transaction.nested:        # the transaction's rows are gone with it
+        session.info.pop(_PENDING, None)
+        session.info.pop(_COMMITTED, None)
 
 
 class Relay:
@@ -176,17 +195,20 @@ class Relay:
         PUBLISHED.labels(self.service).inc(len(rows))
         return ids
 
-    def publish_committed(self, rows: list[dict]) -> int:
+    def publish_committed(self, rows: list[dict]) -> list:
         """Rows this process's transactions have just committed, published from memory in commit
-        order, then marked in one statement outside any transaction: no read, no lock (the others'
-        polls leave rows this young alone)."""
+        order: no read, no lock (the others' polls leave rows this young alone). Returns their
+        ids, for ``mark``."""
         self._publish(rows)
+        PUBLISHED.labels(self.service).inc(len(rows))
+        return [r["id"] for r in rows]
+
+    def mark(self, ids: list) -> None:
+        """Published rows marked so, in one statement outside any transaction."""
         t = self.table
         with autocommit(self.engine) as connection:
-            connection.execute(update(t).where(t.c.id.in_([r["id"] for r in rows]), t.c.published_at.is_(None))
+            connection.execute(update(t).where(t.c.id.in_(ids), t.c.published_at.is_(None))
                                .values(published_at=func.now(), attempts=t.c.attempts + 1))
-        PUBLISHED.labels(self.service).inc(len(rows))
-        return len(rows)
 
     def measure(self) -> int:
         """The gauges, and how many rows older than the grace wait (left by a crash, a broker
@@ -210,7 +232,8 @@ class OutboxRelay(DependencyProvider):
     """nameko dependency: injects the outbox table's ``add`` and runs the relay loop.
 
     Normally the rows a transaction of this process wrote are published from memory as soon as
-    it commits (in commit order) and marked in one statement. The table is read only when that
+    it commits (in commit order), and marked in one statement for all that went out within
+    ``OUTBOX_MARK_SECONDS`` (default 1; a crash before the mark publishes them again). The table is read only when that
     cannot be trusted: at start, after a failed round (broker or database down: everything
     pending goes out in order, in locking rounds, before memory is used again), and on each
     ``OUTBOX_POLL_SECONDS`` (default 1) without a commit, when rows older than the grace wait
@@ -225,6 +248,9 @@ class OutboxRelay(DependencyProvider):
     def setup(self) -> None:
         config = self.container.config
         self.poll_seconds = float(config.get("OUTBOX_POLL_SECONDS", 1.0))
+        self.mark_seconds = float(config.get("OUTBOX_MARK_SECONDS", 1.0))
+        self.unmarked: list = []                # published from memory, not yet marked
+        self.unmarked_since: float | None = None
         self.wakeup = Event()
         self.running = False
         self.engine = None
@@ -264,10 +290,23 @@ class OutboxRelay(DependencyProvider):
     def kill(self) -> None:
         self.stop()
 
+    def _mark(self, *, now: bool) -> None:
+        """Rows published from memory are marked in batches: at most ``OUTBOX_MARK_SECONDS`` after
+        the first (well within the others' grace), or at once (``now``) before the table is read."""
+        if self.unmarked and (now or len(self.unmarked) >= self.relay.batch or self._mark_in() <= 0):
+            self.relay.mark(self.unmarked)
+            self.unmarked, self.unmarked_since = [], None
+
+    def _mark_in(self) -> float:
+        if self.unmarked_since is None:
+            return self.poll_seconds
+        return self.unmarked_since + self.mark_seconds - time.monotonic()
+
     def _round(self, state: dict, woken: bool) -> int:
         """One round; returns how many rows it published. ``state["from_table"]``: memory cannot
         be trusted until the table's pending rows are drained."""
         if state["from_table"]:
+            self._mark(now=True)                    # else the table would give them again
             ids = self.relay.publish_batch()
             state["sent"].update(ids)
             if len(ids) < self.relay.batch:
@@ -277,9 +316,14 @@ class OutboxRelay(DependencyProvider):
             return len(ids)
         if self.queue:
             rows = [self.queue.popleft() for _ in range(min(len(self.queue), self.relay.batch))]
-            return self.relay.publish_committed(rows)
+            ids = self.relay.publish_committed(rows)
+            if self.unmarked_since is None:
+                self.unmarked_since = time.monotonic()
+            self.unmarked += ids
+            return len(ids)
         if not woken and self.relay.measure():
             # A poll found rows left behind (one statement when it finds none).
+            self._mark(now=True)
             return len(self.relay.publish_batch(older_than=GRACE_SECONDS))
         return 0
 
@@ -293,6 +337,7 @@ class OutboxRelay(DependencyProvider):
             self.wakeup = Event()
             try:
                 published = self._round(state, woken)
+                self._mark(now=False)
                 if not woken or time.monotonic() - last_measure > self.MEASURE_SECONDS:
                     if woken:
                         self.relay.measure()
@@ -309,9 +354,17 @@ class OutboxRelay(DependencyProvider):
                 eventlet.sleep(backoff)
                 backoff = min(backoff * 2, 30.0)
                 continue
-            # More may wait (a full batch, rows in memory); else the next commit or the poll wakes it.
-            woken = (published >= self.relay.batch or (state["from_table"] and published > 0)
-                     or bool(self.queue) or self.wakeup.wait(timeout=self.poll_seconds) is not None)
+            # More may wait (a full batch, rows in memory); else the next commit, the marks or the
+            # poll wake it.
+            if published >= self.relay.batch or (state["from_table"] and published > 0) or self.queue:
+                woken = True
+            else:
+                timeout = min(self.poll_seconds, max(self._mark_in(), 0.0))
+                woken = self.wakeup.wait(timeout=timeout) is not None or bool(self.unmarked)
+        try:
+            self._mark(now=True)
+        except Exception:       # the table's next reader publishes them again (consumers dedupe)
+            log.warning("outbox relay could not mark its last rows", rows=len(self.unmarked), exc_info=True)
         self.relay.close()
 
     def get_dependency(self, worker_ctx):

@@ -171,10 +171,8 @@ def parse_payment(actor: Actor | None, body: Any) -> PaymentRequest:
 def pay(command: Pay, uow) -> dict:
     """Record a payment; the same (method, reference) twice records one payment."""
     request = parse_payment(command.actor, command.body)
-    other = uow.accounts.payment_by_reference(request.method, request.reference)
-    if other is not None and other != (command.code, request.amount):
-        raise Conflict("reference", f"{request.method} reference {request.reference} was already used for "
-                                    f"another payment ({other[0]}, {other[1]} VND)")
+    # A reference already used for this dossier is the aggregate's to judge; for another dossier,
+    # the save refuses it (a unique constraint, also against a payment recorded at this moment).
     account = _account(uow, command.code)
     events = account.pay(actor=command.actor, method=request.method, amount=request.amount,
                          reference=request.reference, now=uow.now, numbers=uow.receipt_number)

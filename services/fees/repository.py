@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Callable
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from motcua.contracts.events import Envelope
@@ -91,13 +91,17 @@ class SqlAccountRepository:
         for payment in account.payments:
             key = (payment.method, payment.reference)
             if key not in before.payments:
-                try:
-                    with self.session.begin_nested():
-                        self.session.execute(pay.insert().values(code=account.code, unit=account.unit,
-                                                                 **dataclasses.asdict(payment)))
-                except IntegrityError:     # the same reference, for another dossier, at the same moment
-                    raise Conflict("reference", f"{payment.method} reference {payment.reference} is being "
-                                                f"recorded by another request") from None
+                # The reference of another dossier's payment (the unique constraint is the check,
+                # even against one being recorded at this moment): refused, the transaction rolled
+                # back by the caller, so the receipt number drawn is given back.
+                inserted = self.session.execute(
+                    insert(pay).values(code=account.code, unit=account.unit, **dataclasses.asdict(payment))
+                    .on_conflict_do_nothing(index_elements=["method", "reference"]).returning(pay.c.id)).first()
+                if inserted is None:
+                    other = self.payment_by_reference(payment.method, payment.reference)
+                    raise Conflict("reference", f"{payment.method} reference {payment.reference} was already used "
+                                                f"for another payment ({other[0]}, {other[1]} VND)" if other else
+                                   f"{payment.method} reference {payment.reference} was already used")
             elif payment.cancelled_at != before.payments[key]:
                 self.session.execute(update(pay).where(pay.c.method == payment.method,
                                                        pay.c.reference == payment.reference)

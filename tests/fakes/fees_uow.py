@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 from datetime import datetime, timezone
 
+from motcua.contracts.refusals import Conflict
 from services.fees.account import Account
 
 
@@ -31,6 +32,12 @@ class FakeAccounts:
                      if (p.method, p.reference) == (method, reference)), None)
 
     def save(self, account: Account) -> None:
+        """As the database does: a payment reference is unique across accounts."""
+        for payment in account.payments:
+            other = self.payment_by_reference(payment.method, payment.reference)
+            if other is not None and other[0] != account.code:
+                raise Conflict("reference", f"{payment.method} reference {payment.reference} was already used "
+                                            f"for another payment ({other[0]}, {other[1]} VND)")
         self.saves += 1
         self.stored[account.code] = copy.deepcopy(account)
 
@@ -87,7 +94,13 @@ class FakeUnitOfWork:
         self.emitted.extend(events)
 
     def run(self, handle, message):
-        """A command as the service runs it: the events it emitted, then its answer."""
+        """A command as the service runs it, in a transaction: the events it emitted, then its
+        answer; a refusal rolls back what it drew (receipt numbers), as the database does."""
         self.emitted = []
         self.accounts.loads = 0
-        return handle(message, self)
+        counters = dict(self.counters)
+        try:
+            return handle(message, self)
+        except Exception:
+            self.counters = counters
+            raise

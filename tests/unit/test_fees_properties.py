@@ -135,20 +135,22 @@ steps = st.one_of(
 
 
 def play(uow, step) -> None:
-    """One step; a refusal is a normal outcome (overpayment, a closed dossier, a cancelled receipt)."""
+    """One step, in a transaction as the service runs it; a refusal is a normal outcome (overpayment,
+    a closed dossier, a cancelled receipt, a reference of another dossier) and rolls back."""
     uow.now += timedelta(minutes=1)
     kind = step[0]
+    if kind == "cash":
+        message = Pay(OFFICIAL, step[1], {"method": "cash", "amount": step[2]})
+    elif kind == "transfer":
+        message = Pay(OFFICIAL, step[1], {"method": "transfer", "amount": step[2], "reference": step[3]})
+    elif kind == "cancel":
+        message = CancelReceipt(OFFICIAL, 2026, step[1], {"reason": "nhầm"})
+    elif kind == "start":
+        message = Envelope(type="dossier.step_started", unit=DESK, payload={"code": step[1]})
+    else:
+        message = Envelope(type=kind, unit=DESK, payload={"code": step[1]})
     try:
-        if kind == "cash":
-            handle(Pay(OFFICIAL, step[1], {"method": "cash", "amount": step[2]}), uow)
-        elif kind == "transfer":
-            handle(Pay(OFFICIAL, step[1], {"method": "transfer", "amount": step[2], "reference": step[3]}), uow)
-        elif kind == "cancel":
-            handle(CancelReceipt(OFFICIAL, 2026, step[1], {"reason": "nhầm"}), uow)
-        elif kind == "start":
-            handle(Envelope(type="dossier.step_started", unit=DESK, payload={"code": step[1]}), uow)
-        else:
-            handle(Envelope(type=kind, unit=DESK, payload={"code": step[1]}), uow)
+        uow.run(handle, message)
     except Refusal:
         pass
 
