@@ -33,6 +33,8 @@ def _message(row) -> Message:
     return Message(**{name: getattr(row, name) for name in _MESSAGE_FIELDS})
 
 
+_INSERT_MESSAGES = (insert(m).on_conflict_do_nothing(index_elements=["idempotency_key"])
+                    .returning(m.c.idempotency_key, m.c.id))
 QUEUED = "notify_queued"     # session.info: a message was queued (the dispatcher has work)
 
 
@@ -87,15 +89,19 @@ class SqlDossiers:
                 changed = {k: v for k, v in now.items() if dossier_before.get(k) != v}
                 if changed:
                     self.session.execute(update(d).where(d.c.code == aggregate.dossier.code).values(**changed))
+        new = [message for message in aggregate.messages if message.id is None]
+        if new:
+            # One INSERT for them all; the key's unique index is the last guard against a
+            # concurrent duplicate (a message it skips keeps no id).
+            rows = [{k: v for k, v in asdict(message).items() if k != "id"} for message in new]
+            ids = dict(self.session.execute(_INSERT_MESSAGES, rows).all())
+            for message in new:
+                message.id = ids.get(message.idempotency_key)
+            self.session.info[QUEUED] = True
         for message in aggregate.messages:
-            values = asdict(message)
-            if message.id is None:
-                values.pop("id")
-                # the key's unique index is the last guard against a concurrent duplicate
-                statement = insert(m).values(**values).on_conflict_do_nothing(index_elements=["idempotency_key"])
-                message.id = self.session.execute(statement.returning(m.c.id)).scalar()
-                self.session.info[QUEUED] = True
+            if any(message is added for added in new):
                 continue
+            values = asdict(message)
             before = messages_before.get(message.id, {})
             changed = {k: v for k, v in values.items() if before.get(k) != v}
             if changed:
