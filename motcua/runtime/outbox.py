@@ -233,8 +233,8 @@ class OutboxRelay(DependencyProvider):
 
     Normally the rows a transaction of this process wrote are published from memory as soon as
     it commits (in commit order), and marked in one statement for all that went out within
-    ``OUTBOX_MARK_SECONDS`` (default 1; a crash before the mark publishes them again). The table is read only when that
-    cannot be trusted: at start, after a failed round (broker or database down: everything
+    ``OUTBOX_MARK_SECONDS`` (default 1; a crash before the mark publishes them again). The table
+    is read only when memory cannot be trusted: at start, after a failed round (broker or database down: everything
     pending goes out in order, in locking rounds, before memory is used again), and on each
     ``OUTBOX_POLL_SECONDS`` (default 1) without a commit, when rows older than the grace wait
     (another replica died, a command-line tool wrote them).
