@@ -157,6 +157,11 @@ SCHEMAS: dict[tuple[str, int], Schema] = {
         "The citizen brought the supplement: the clock runs again and the appointment moves.",
         code="str", received_at="instant", previous_appointment_date="date", appointment_date="date",
     ),
+    ("dossier.supplement_received", 2): schema(
+        "The citizen brought the supplement: the clock runs again. The new deadline is routing's to "
+        "count and announce (``dossier.deadline_changed``).",
+        code="str", received_at="instant",
+    ),
     ("dossier.withdrawn", 1): schema(
         "The applicant withdrew the dossier (status 7).",
         code="str", reason="str", withdrawn_at="instant",
@@ -193,6 +198,12 @@ SCHEMAS: dict[tuple[str, int], Schema] = {
     ("dossier.step_overdue", 1): schema(
         "A step passed its own deadline while the agency held it.",
         code="str", agency="unit", step="int", due_date="date", detected_at="instant",
+    ),
+    ("dossier.deadline_changed", 1): schema(
+        "Routing, which keeps the dossier's deadline and its clock stops, moved it: the clock stopped "
+        "(no ``due_date``) or ran again (the new ``due_date``). Intake and notify keep it as the "
+        "appointment date (an apology's later date stands).",
+        code="str", due_date="date?", previous_due_date="date?", reason="str", changed_at="instant",
     ),
     ("dossier.overdue", 1): schema(
         "The dossier passed its legal deadline: once per breach, naming the agency at fault.",

@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping
 from motcua.contracts.actors import Actor
 from motcua.contracts.calendar import TZ, local_date
 from motcua.contracts.events import Envelope
-from motcua.contracts.refusals import Conflict, Forbidden, NotFound
+from motcua.contracts.refusals import Forbidden, NotFound
 from motcua.runtime.inbox import NotYet
 from services.fees import domain
 from services.fees.account import METHODS, Account, receipt_label, receipt_view

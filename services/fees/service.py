@@ -248,15 +248,12 @@ class FeesService(PlatformService):
     # --- events (one consumer per event type of HANDLERS) ------------------------------------
 
     def _apply(self, event) -> None:
-        procedure = None
+        pinned = None
         if event.type == "dossier.received":
             # The pinned version is read from the local copy before the transaction opens.
             pinned = self.catalog.get_procedure(event.payload["procedure_code"],
                                                 version=event.payload["procedure_version"])
-
-            def procedure(code, version):
-                return pinned
-        self._handle(event, procedure)
+        self._handle(event, lambda code, version: pinned)
 
     @event_consumer("dossier.received")
     def on_received(self, event):

@@ -15,7 +15,6 @@ from typing import Mapping, Sequence
 from motcua.contracts.actors import Actor
 from motcua.contracts.calendar import (
     TZ,
-    ClockStop,
     WorkingCalendar,
     classify,
     due_date,
@@ -52,6 +51,8 @@ ACTION_VI = {
 # Statuses in which the dossier is closed at the desk: a new appointment date means nothing there.
 CLOSED = frozenset({Status.REFUSED, Status.WITHDRAWN, Status.RETURNED})
 APOLOGY_REASON = "Thư xin lỗi, hẹn lại ngày trả kết quả (Mẫu 04)"
+# Why routing moved the deadline, as the appointment history says it.
+DEADLINE_REASONS = {"supplement": "Bổ sung hồ sơ", "obligation": "Thực hiện nghĩa vụ tài chính"}
 
 
 def require(action: str, status: int) -> Status | None:
@@ -79,13 +80,11 @@ def processed_status(result: str) -> Status:
     raise Invalid("payload.result", f"must be done or stopped, got {result!r}")
 
 
-def appointment(received_at: datetime, time_limit: str, calendar: WorkingCalendar,
-                stops: Sequence[Mapping] = ()) -> date | None:
-    """The appointment date: the time limit counted from receipt, clock stops left out (a same-day
-    procedure received after 15:00 is due the next working day: ``due_date`` applies the rule)."""
-    clock_stops = [ClockStop(datetime.fromisoformat(s["start"]),
-                             datetime.fromisoformat(s["end"]) if s.get("end") else None) for s in stops]
-    return due_date(received_at, parse_time_limit(time_limit), calendar, clock_stops)
+def appointment(received_at: datetime, time_limit: str, calendar: WorkingCalendar) -> date | None:
+    """The appointment date printed on the receipt: the time limit counted from receipt (a same-day
+    procedure received after 15:00 is due the next working day: ``due_date`` applies the rule).
+    Routing keeps the deadline from there on, with its clock stops (``dossier.deadline_changed``)."""
+    return due_date(received_at, parse_time_limit(time_limit), calendar, [])
 
 
 def result_class(returned_at: datetime, appointment_date: date) -> str:
@@ -279,27 +278,22 @@ class Dossier:
             return self._emit("dossier.supplement_rejected", now, {
                 "code": self.code, "agency": actor.unit, "reason": refused.reason, "rejected_at": iso(now)})
 
-    def receive_supplement(self, actor: Actor, presented: Sequence[domain.Presented], now: datetime,
-                           calendar: WorkingCalendar) -> list[Envelope]:
-        """The citizen brings what was asked: the clock runs again, the appointment moves."""
+    def receive_supplement(self, actor: Actor, presented: Sequence[domain.Presented],
+                           now: datetime) -> list[Envelope]:
+        """The citizen brings what was asked: the clock runs again (routing moves the appointment)."""
         require("receive_supplement", self.status)
         still_missing = domain.missing_documents(self.supplement["documents"], presented)
         if still_missing:
             raise Invalid("documents", "the supplement is incomplete: " + "; ".join(m.guidance() for m in still_missing))
         stops = [dict(s) for s in self.clock_stops]
         stops[-1]["end"] = iso(now)
-        previous = self.appointment_date
-        # Counted again from receipt with the stops left out; never earlier than the date in force,
-        # which an apology (Mẫu 04) may have set beyond the time limit.
-        new_date = max(appointment(self.received_at, self.procedure["time_limit"], calendar, stops), previous)
         self.clock_stops = stops
-        self._move_appointment(new_date, now, "Bổ sung hồ sơ")
         self.documents = [*self.documents, *[vars(d) for d in presented]]
-        self._change(now, actor, "receive_supplement", Status(self.supplement["status_before"]),
-                     {"previous_appointment_date": previous.isoformat(), "appointment_date": new_date.isoformat()})
-        return self._emit("dossier.supplement_received", now, {
-            "code": self.code, "received_at": iso(now), "previous_appointment_date": previous.isoformat(),
-            "appointment_date": new_date.isoformat()})
+        # The clock runs again; the new appointment date is routing's to count (it keeps the
+        # deadline with every clock stop) and comes back as dossier.deadline_changed.
+        self._change(now, actor, "receive_supplement", Status(self.supplement["status_before"]), {})
+        return self._emit("dossier.supplement_received", now, {"code": self.code, "received_at": iso(now)},
+                          version=2)
 
     def withdraw(self, actor: Actor, reason: str, now: datetime) -> list[Envelope]:
         target = require("withdraw", self.status)
@@ -363,6 +357,23 @@ class Dossier:
                      {key: payload[key] for key in ("amount", "method", "receipt_number") if key in payload})
         return []
 
+    def deadline_changed(self, due_date: date | None, reason: str, now: datetime) -> list[Envelope]:
+        """Routing moved the dossier's deadline (the clock ran again after a supplement or a
+        financial obligation): it becomes the appointment date, the earlier one kept in the
+        appointment history; never earlier than the date in force, which an apology (Mẫu 04) may
+        have set beyond it. While the clock is stopped (no date) the appointment stays as it was."""
+        if self.status in CLOSED or self.appointment_date is None or due_date is None:
+            return []
+        previous = self.appointment_date
+        new_date = max(due_date, previous)
+        if new_date == previous:
+            return []
+        self._move_appointment(new_date, now, DEADLINE_REASONS.get(reason, reason))
+        self._record(now, Actor("routing", None), "deadline_changed", self.status, self.status,
+                     {"reason": reason, "previous_appointment_date": previous.isoformat(),
+                      "appointment_date": new_date.isoformat()})
+        return []
+
     def apology_issued(self, agency: Actor, new_date: date, reason: str, now: datetime) -> list[Envelope]:
         """The agency at fault apologised (Mẫu 04) and set a new date: it becomes the appointment date,
         the earlier one kept in the appointment history. A closed dossier keeps its dates."""
@@ -395,7 +406,7 @@ class Dossier:
         self.history.append(HistoryEntry(now, actor.name, actor.unit, action,
                                          None if status_from is None else int(status_from), int(status_to), note))
 
-    def _emit(self, type_: str, now: datetime, payload: dict) -> list[Envelope]:
-        event = new_event(type_, payload, self.unit, occurred_at=now)
+    def _emit(self, type_: str, now: datetime, payload: dict, version: int = 1) -> list[Envelope]:
+        event = new_event(type_, payload, self.unit, occurred_at=now, version=version)
         self.events.append(event)
         return [event]

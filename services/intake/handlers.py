@@ -177,7 +177,7 @@ def receive_supplement(command: Command, uow) -> dict:
     dossier = load(uow, command.code, command.actor)
     body = command.body
     presented = domain.parse_documents(body.get("documents", []) if isinstance(body, Mapping) else None)
-    dossier.receive_supplement(command.actor, presented, command.now, uow.calendar)
+    dossier.receive_supplement(command.actor, presented, command.now)
     uow.save(dossier)
     return views.dossier(dossier)
 
@@ -276,6 +276,13 @@ def on_apology_issued(dossier: Dossier, event: Envelope, command: Command, uow) 
     dossier.apology_issued(_agency(event), date.fromisoformat(payload["new_date"]), payload["reason"], command.now)
 
 
+@consumer
+def on_deadline_changed(dossier: Dossier, event: Envelope, command: Command, uow) -> None:
+    """Routing's deadline (it keeps the clock stops) becomes the appointment date."""
+    due = event.payload.get("due_date")
+    dossier.deadline_changed(date.fromisoformat(due) if due else None, event.payload["reason"], command.now)
+
+
 HANDLERS: dict[str, Callable[[Command, Any], Any]] = {
     "check": check,
     "receive": receive,
@@ -294,6 +301,7 @@ HANDLERS: dict[str, Callable[[Command, Any], Any]] = {
     "dossier.obligation_requested": on_obligation_requested,
     "dossier.processed": on_processed,
     "dossier.apology_issued": on_apology_issued,
+    "dossier.deadline_changed": on_deadline_changed,
     "fees.charged": on_fees,
     "fees.paid": on_fees,
     "fees.settled": on_fees,

@@ -260,8 +260,24 @@ class DossierMessages:
                                              {"documents": p["documents"], "reason": p["reason"]}))
 
     def supplement_received(self, event: Envelope, ctx: Context) -> list:
-        self._change(appointment_date=event.payload["appointment_date"])
+        # Version 1 carried the desk's new date; since version 2 routing announces it
+        # (dossier.deadline_changed).
+        if event.payload.get("appointment_date"):
+            self._later_appointment(event.payload["appointment_date"])
         return []
+
+    def deadline_changed(self, event: Envelope, ctx: Context) -> list:
+        """Routing moved the dossier's deadline: the appointment the digest counts (an apology's
+        later date stands; while the clock is stopped nothing changes)."""
+        if event.payload.get("due_date"):
+            self._later_appointment(event.payload["due_date"])
+        return []
+
+    def _later_appointment(self, new: str) -> None:
+        current = self.dossier.appointment_date if self.dossier else None
+        current = current.isoformat() if isinstance(current, date) else current
+        if current is None or new > current:
+            self._change(appointment_date=new)
 
     def refused(self, event: Envelope, ctx: Context) -> list:
         if event.payload.get("received") is False and self.dossier is None:
@@ -386,6 +402,7 @@ REACTIONS: dict[str, Callable[[DossierMessages, Envelope, Context], list]] = {
     "dossier.refused": DossierMessages.refused,
     "dossier.withdrawn": DossierMessages.withdrawn,
     "dossier.apology_issued": DossierMessages.apology_issued,
+    "dossier.deadline_changed": DossierMessages.deadline_changed,
     "dossier.processed": DossierMessages.processed,
     "dossier.returned": DossierMessages.returned,
     "dossier.overdue": DossierMessages.overdue,

@@ -145,6 +145,10 @@ class NotifyService(PlatformService):
     def on_apology(self, event):
         self._apply(event)
 
+    @event_consumer("dossier.deadline_changed")
+    def on_deadline_changed(self, event):
+        self._apply(event)
+
     @event_consumer("dossier.processed")
     def on_processed(self, event):
         self._apply(event)

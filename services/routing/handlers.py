@@ -234,7 +234,7 @@ def supplement_requested(workflow: Workflow, event: Envelope, uow: UnitOfWork) -
 @_on_dossier
 def supplement_received(workflow: Workflow, event: Envelope, uow: UnitOfWork) -> list:
     p = event.payload
-    return workflow.supplement_received(_instant(p["received_at"]), p["appointment_date"], uow.now, uow.calendar)
+    return workflow.supplement_received(_instant(p["received_at"]), uow.now, uow.calendar)
 
 
 @_on_dossier

@@ -154,7 +154,9 @@ class Workflow:
             procedure_version=p["procedure_version"], procedure_name=procedure["name"], field=procedure["field"],
             channel=p["channel"], time_limit=p["time_limit"], applicant_name=p["applicant"]["name"],
             received_at=received_at, original_due_date=date.fromisoformat(p["appointment_date"]),
-            due_date=domain.dossier_due(received_at, p["time_limit"], calendar, []))
+            # The deadline the desk counted at receipt (and printed on the receipt): routing keeps it
+            # from here on, moving it with the clock stops and announcing each move.
+            due_date=date.fromisoformat(p["appointment_date"]))
         workflow.steps = [Step(stage=s.stage, position=s.position, parallel=s.parallel, agency=s.agency, days=s.days)
                           for s in domain.plan(procedure["steps"], event.unit)]
         workflow._record(now, "desk", event.unit, "start", note={"procedure_version": p["procedure_version"]})
@@ -312,16 +314,16 @@ class Workflow:
             raise Forbidden("code", f"{actor.unit} holds no step of {self.code}")
         if self.state != "running" or self.clock_stopped:
             raise Conflict("code", f"dossier {self.code} is not running (or already waiting for the citizen)")
-        self.stop_clock("obligation", now, calendar)
+        stopped = self.stop_clock("obligation", now, calendar)
         self._record(now, actor.name, actor.unit, "request_obligation",
                      note={"description": description, "amount": amount})
         return [self._event("dossier.obligation_requested", {
             "code": self.code, "agency": actor.unit, "description": description, "requested_at": _iso(now),
-            "amount": amount}, now)]
+            "amount": amount}, now), *stopped]
 
     # --- clock stops -------------------------------------------------------------------------------
 
-    def stop_clock(self, reason: str, at: datetime, calendar: WorkingCalendar) -> None:
+    def stop_clock(self, reason: str, at: datetime, calendar: WorkingCalendar) -> list[Envelope]:
         """The clock stops at ``at``. If the end of this stop already arrived (events of different
         types come on different queues, in any order), the stop is completed instead."""
         stops = [dict(s) for s in self.clock_stops]
@@ -329,9 +331,9 @@ class Workflow:
             stops[-1]["start"] = _iso(at)
         else:
             stops.append({"start": _iso(at), "end": None, "reason": reason})
-        self._set_stops(stops, calendar)
+        return self._set_stops(stops, calendar, reason, at)
 
-    def restart_clock(self, reason: str, at: datetime, calendar: WorkingCalendar) -> None:
+    def restart_clock(self, reason: str, at: datetime, calendar: WorkingCalendar) -> list[Envelope]:
         stops = [dict(s) for s in self.clock_stops]
         if stops and stops[-1].get("end") is None and stops[-1].get("reason") == reason:
             stops[-1]["end"] = _iso(at)
@@ -339,40 +341,49 @@ class Workflow:
             # The restart came before the stop: remember its end; the stop will fill in its start.
             stops.append({"start": None, "end": _iso(at), "reason": reason})
         else:
-            return   # not stopped for this reason: nothing to restart
-        self._set_stops(stops, calendar)
+            return []   # not stopped for this reason: nothing to restart
+        return self._set_stops(stops, calendar, reason, at)
 
-    def _set_stops(self, stops: list[dict], calendar: WorkingCalendar) -> None:
-        """The stops and every deadline they move (None while the clock is stopped)."""
+    def _set_stops(self, stops: list[dict], calendar: WorkingCalendar, reason: str,
+                   at: datetime) -> list[Envelope]:
+        """The stops and every deadline they move (None while the clock is stopped). The dossier's
+        deadline is routing's alone: a move is announced (``dossier.deadline_changed``) for the desk
+        and notify, which keep it as the appointment date."""
+        previous = self.due_date
         self.clock_stops = stops
         self.due_date = self.dossier_due(calendar)
         for step in self.steps:
             if step.open:
                 step.due_date = domain.step_due(step.handed_over_at, step.days, calendar, stops)
+        if self.due_date == previous or self.state != "running":
+            return []
+        return [self._event("dossier.deadline_changed", {
+            "code": self.code, "due_date": _date(self.due_date), "previous_due_date": _date(previous),
+            "reason": reason, "changed_at": _iso(at)}, at)]
 
     # --- what intake and fees report -----------------------------------------------------------------
 
     def supplement_requested(self, requested_at: datetime, requested_by: Any, now: datetime,
                              calendar: WorkingCalendar) -> list[Envelope]:
+        events = []
         if self.state == "running" and not self.clock_stopped:
-            self.stop_clock("supplement", requested_at, calendar)
+            events = self.stop_clock("supplement", requested_at, calendar)
         self._record(now, "desk", self.unit, "clock_stopped",
                      note={"reason": "supplement", "requested_by": requested_by})
-        return []
+        return events
 
-    def supplement_received(self, received_at: datetime, appointment_date: Any, now: datetime,
+    def supplement_received(self, received_at: datetime, now: datetime,
                             calendar: WorkingCalendar) -> list[Envelope]:
-        self.restart_clock("supplement", received_at, calendar)
-        self._record(now, "desk", self.unit, "clock_restarted", note={"appointment_date": appointment_date})
-        return []
+        events = self.restart_clock("supplement", received_at, calendar)
+        self._record(now, "desk", self.unit, "clock_restarted", note={"due_date": _date(self.due_date)})
+        return events
 
     def supplement_rejected(self, agency: Any, reason: Any, now: datetime) -> list[Envelope]:
         self._record(now, "desk", self.unit, "supplement_rejected", note={"agency": agency, "reason": reason})
         return []
 
     def fees_settled(self, settled_at: datetime, calendar: WorkingCalendar) -> list[Envelope]:
-        self.restart_clock("obligation", settled_at, calendar)
-        return []
+        return self.restart_clock("obligation", settled_at, calendar)
 
     def end_at_desk(self, action: str, at: datetime, reason: Any, now: datetime,
                     calendar: WorkingCalendar) -> list[Envelope]:

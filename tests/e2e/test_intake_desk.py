@@ -117,14 +117,17 @@ def test_a_dossier_lives_from_receipt_to_return(intake, clock):
     assert second.status_code == 409 and second.json()["field"] == "status"
     assert dossier(intake, code)["history"] == stopped["history"]
 
-    # The citizen brings it two working days later: the appointment moves by two working days.
+    # The citizen brings it two working days later: the clock runs again, and routing (played here)
+    # announces the deadline two working days later, which becomes the appointment date.
     clock("2026-02-25T14:00:00+07:00")
     back = requests.post(f"{intake.url}/api/v1/dossiers/{code}/supplement", headers=DESK_5, timeout=10,
                          json={"documents": [{"name": "Tờ khai có chữ ký", "form": "original", "count": 1}]})
     assert back.status_code == 200, back.text
-    moved = back.json()
-    assert moved["status"] == 4 and not moved["clock_stopped"]
-    assert moved["appointment_date"] == "2026-02-27"
+    assert back.json()["status"] == 4 and not back.json()["clock_stopped"]
+    publish(new_event("dossier.deadline_changed", {
+        "code": code, "due_date": "2026-02-27", "previous_due_date": None, "reason": "supplement",
+        "changed_at": "2026-02-25T14:00:00+07:00"}, WARD_5))
+    moved = wait_for(lambda: (d := dossier(intake, code))["appointment_date"] == "2026-02-27" and d)
     assert moved["appointment_history"][0]["date"] == "2026-02-25"
     # After the supplement, another request is rejected: once in the whole processing.
     again = requests.post(f"{intake.url}/api/v1/dossiers/{code}/supplement-request", headers=DESK_5, timeout=10,

@@ -226,9 +226,11 @@ def test_a_supplement_stops_the_clock_and_moves_the_date(stack, catalog_process,
     back = requests.post(f"{intake.url}/api/v1/dossiers/{code}/supplement", headers=DESK, timeout=10,
                          json={"documents": [{"name": "Trích lục bản đồ", "form": "copy", "count": 1}]})
     assert back.status_code == 200, back.text
-    assert back.json()["appointment_date"] == "2026-03-19"
     restarted = wait_for(lambda: (v := routed(routing, code))["due_date"] and v)
     assert restarted["due_date"] == "2026-03-19" and not restarted["clock_stopped"]
+    # The one deadline is routing's: the desk's appointment date follows it.
+    moved = wait_for(lambda: (d := intake_status(intake, code))["appointment_date"] == "2026-03-19" and d)
+    assert moved["appointment_history"][-1]["reason"] == "Bổ sung hồ sơ"
     held = next(s for s in restarted["steps"] if s["id"] == step)
     assert held["due_date"] == "2026-03-10"       # 3 working days from 2/3: counted 3/3, stopped 4–6/3, 9/3, 10/3
 

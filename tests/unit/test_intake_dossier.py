@@ -69,7 +69,7 @@ def act(dossier: Dossier, action: str, now: datetime) -> list:
         return dossier.agency_asks_supplement(AGENCY, "Thiếu chữ ký", ASKED, now, desk_name="UBND Phường 5",
                                               agency=UNITS[JUSTICE])
     if action == "receive_supplement":
-        return dossier.receive_supplement(DESK, ASKED, now, CALENDAR)
+        return dossier.receive_supplement(DESK, ASKED, now)
     if action == "withdraw":
         return dossier.withdraw(DESK, "Không còn nhu cầu", now)
     if action == "start_step":
@@ -139,7 +139,7 @@ def test_property_every_status_change_is_one_the_table_allows(steps, data):
 def test_the_supplement_request_after_the_supplement_names_its_date():
     dossier = received()
     dossier.request_supplement(DESK, "x", ASKED, START + timedelta(hours=1), desk_name="Phường 5")
-    dossier.receive_supplement(DESK, ASKED, START + timedelta(days=1), CALENDAR)
+    dossier.receive_supplement(DESK, ASKED, START + timedelta(days=1))
     with pytest.raises(Refusal) as caught:
         dossier.request_supplement(DESK, "y", ASKED, START + timedelta(days=2), desk_name="Phường 5")
     assert caught.value.field == "supplement" and "2026-03-02" in caught.value.reason

@@ -95,7 +95,8 @@ def test_every_use_case_and_consumed_event_has_its_handler():
     assert set(HANDLERS) == {"check", "receive", "submit_online", "accept", "refuse", "request_supplement",
                              "receive_supplement", "withdraw", "return", "get", "public_status",
                              "dossier.step_started", "dossier.supplement_needed", "dossier.obligation_requested",
-                             "dossier.processed", "dossier.apology_issued", "fees.charged", "fees.paid",
+                             "dossier.processed", "dossier.apology_issued", "dossier.deadline_changed",
+                             "fees.charged", "fees.paid",
                              "fees.settled", "fees.payment_cancelled"}
     assert set(CONSUMED) == {key for key in HANDLERS if "." in key}
 
@@ -302,15 +303,22 @@ def test_request_and_receive_the_supplement_moves_the_appointment():
     assert asked["supplement"]["contact"] == "Bộ phận tiếp nhận và trả kết quả, UBND Phường 5"
     assert types(uow.events) == ["dossier.supplement_requested"]
     assert uow.events[0].payload["documents"] == [{"name": "Tờ khai có chữ ký", "form": "original", "count": 1}]
-    # Brought two working days later: the appointment moves by two working days.
+    # Brought two working days later: the clock runs again; routing counts the new deadline.
     back = run(uow, "receive_supplement", at(5, 9), code=code, body=BROUGHT)
     assert back["status"] == 2 and back["clock_stopped"] is False
+    assert back["appointment_date"] == "2026-03-05" and back["appointment_history"] == []
+    assert back["documents"][-1] == {"name": "to khai co chu ky", "form": "original", "count": 1}
+    assert types(uow.events) == ["dossier.supplement_received"]
+    assert (uow.events[0].version, uow.events[0].payload) == (2, {"code": code, "received_at": at(5, 9).isoformat()})
+    # Routing's deadline, two working days later, becomes the appointment date; redelivered, nothing.
+    moved = deadline(code, "2026-03-09", previous=None)
+    consume(uow, moved, at(5, 9))
+    consume(uow, moved, at(5, 10))
+    back = run(uow, "get", code=code)
     assert back["appointment_date"] == "2026-03-09"
     assert back["appointment_history"] == [{"date": "2026-03-05", "replaced_at": at(5, 9).isoformat(),
                                             "reason": "Bổ sung hồ sơ"}]
-    assert back["documents"][-1] == {"name": "to khai co chu ky", "form": "original", "count": 1}
-    assert types(uow.events) == ["dossier.supplement_received"]
-    assert uow.events[0].payload["previous_appointment_date"] == "2026-03-05"
+    assert back["history"][-1]["action"] == "deadline_changed" and back["status"] == 2
     # Once in the whole processing.
     again = refused_unchanged(uow, run, uow, "request_supplement", at(6), code=code, body=ASKED)
     assert again.field == "supplement" and "2026-03-03" in again.reason
@@ -469,6 +477,11 @@ def test_an_event_about_an_unknown_dossier():
 
 # --- the apology's new date ---------------------------------------------------------------------------
 
+def deadline(code, due_date, previous, reason="supplement", changed_at="2026-03-05T09:00:00+07:00"):
+    return event("dossier.deadline_changed", unit=WARD_5, code=code, due_date=due_date,
+                 previous_due_date=previous, reason=reason, changed_at=changed_at)
+
+
 def apology(code, new_date="2026-03-12"):
     return event("dossier.apology_issued", unit=WARD_5, code=code, agency=WARD_5, reason="Chậm xác minh",
                  original_due_date="2026-03-05", new_date=new_date, issued_at="2026-03-05T16:00:00+07:00",
@@ -527,6 +540,23 @@ def test_a_supplement_after_an_apology_never_brings_the_date_back():
     code = receive(uow)["code"]                                   # due Thu 5 March
     consume(uow, apology(code, "2026-03-20"), at(5, 16))
     run(uow, "request_supplement", at(6, 9), code=code, body=ASKED)
-    back = run(uow, "receive_supplement", at(9, 9), code=code, body=BROUGHT)
+    run(uow, "receive_supplement", at(9, 9), code=code, body=BROUGHT)
+    consume(uow, deadline(code, "2026-03-10", previous=None), at(9, 9))
+    back = run(uow, "get", code=code)
     assert back["appointment_date"] == "2026-03-20"
-    assert [h["date"] for h in back["appointment_history"]] == ["2026-03-05", "2026-03-20"]
+    assert [h["date"] for h in back["appointment_history"]] == ["2026-03-05"]
+    # A later deadline (a financial obligation paid late) moves it past the apology's date.
+    consume(uow, deadline(code, "2026-03-24", previous="2026-03-10", reason="obligation"), at(20, 9))
+    back = run(uow, "get", code=code)
+    assert back["appointment_date"] == "2026-03-24"
+    assert back["appointment_history"][-1]["reason"] == "Thực hiện nghĩa vụ tài chính"
+
+
+def test_a_stopped_clock_or_a_closed_dossier_keeps_the_appointment():
+    uow = FakeUnitOfWork()
+    code = receive(uow)["code"]
+    consume(uow, deadline(code, None, previous="2026-03-05", reason="obligation"), at(3, 9))
+    assert run(uow, "get", code=code)["appointment_date"] == "2026-03-05"
+    run(uow, "withdraw", code=code, body={"reason": "x"})
+    consume(uow, deadline(code, "2026-03-09", previous=None), at(4, 9))
+    assert run(uow, "get", code=code)["appointment_history"] == []

@@ -189,6 +189,8 @@ EVENTS = {
     "dossier.withdrawn": {"code": CODE, "reason": "rút", "withdrawn_at": AT},
     "dossier.apology_issued": {"code": CODE, "agency": TAX, "reason": "chậm", "original_due_date": "2026-03-05",
                                "new_date": "2026-03-12", "issued_at": AT, "official": "x"},
+    "dossier.deadline_changed": {"code": CODE, "due_date": "2026-03-09", "previous_due_date": None,
+                                 "reason": "supplement", "changed_at": AT},
     "dossier.processed": {"code": CODE, "agency": WARD_5, "result": "done", "processed_at": AT},
     "dossier.returned": {"code": CODE, "returned_at": AT, "appointment_date": "2026-03-05", "result_class": "on_time"},
     "dossier.overdue": {"code": CODE, "agency": TAX, "due_date": "2026-03-05", "detected_at": AT},
@@ -477,6 +479,22 @@ def test_backoff_doubles_and_the_last_attempt_fails_for_good(attempts, base, max
     else:
         assert isinstance(outcome, MessageFailed) and message.state == "failed"
         assert outcome.envelope.type == "notify.failed"
+
+
+def test_the_appointment_the_digest_counts_follows_routings_deadline():
+    aggregate = DossierMessages(CODE)
+    aggregate.received(received(), context())
+    first = aggregate.dossier.appointment_date
+    aggregate.deadline_changed(event("dossier.deadline_changed", due_date=None), context())     # stopped
+    assert aggregate.dossier.appointment_date == first
+    assert aggregate.deadline_changed(event("dossier.deadline_changed"), context()) == []       # no message
+    assert aggregate.dossier.appointment_date == "2026-03-09"
+    aggregate.apology_issued(event("dossier.apology_issued", new_date="2026-03-20"), context())
+    aggregate.deadline_changed(event("dossier.deadline_changed", due_date="2026-03-16"), context())
+    assert aggregate.dossier.appointment_date == "2026-03-20"            # the apology's later date stands
+    aggregate.deadline_changed(event("dossier.deadline_changed", due_date="2026-03-24", reason="obligation"),
+                               context())
+    assert aggregate.dossier.appointment_date == "2026-03-24"
 
 
 def test_the_digest_figures_count_only_open_dossiers():

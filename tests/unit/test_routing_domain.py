@@ -584,3 +584,57 @@ def test_ii06a_report_totals_and_csv(monkeypatch):
     assert lines[4] == "000.03.20.H29,Hộ tịch,1,0,0,1,0,0,0,0,1,1,0,,0.0000,"
     assert lines[5] == "000.03.20.H29,Cộng,1,0,0,1,0,0,0,0,1,1,0,,0.0000,"
     assert lines[-1] == ",Tổng cộng,7,1,4,2,4,2,1,1,3,2,1,0.7500,0.2857,0.2000"
+
+
+# --- the dossier's deadline with its clock stops (routing keeps it; the desk counts it at receipt) ---
+
+FRI_BEFORE_TET = at(2026, 2, 13, 10)   # Tết 2026: Mon 16 – Fri 20 Feb off; working again Mon 23
+
+
+def stored_stop(start: str, end: str | None) -> dict:
+    return {"start": start, "end": end, "reason": "supplement"}
+
+
+def test_dossier_due_with_one_clock_stop():
+    stops = [stored_stop("2026-02-23T09:00:00+07:00", "2026-02-25T14:00:00+07:00")]
+    assert domain.dossier_due(FRI_BEFORE_TET, "3 working days", CAL, stops) == date(2026, 2, 27)
+
+
+def test_dossier_due_with_a_stop_written_in_utc():
+    # the same stop as above, stored with other offsets
+    stops = [stored_stop("2026-02-23T02:00:00+00:00", "2026-02-25T07:00:00Z")]
+    assert domain.dossier_due(FRI_BEFORE_TET, "3 working days", CAL, stops) == date(2026, 2, 27)
+    # ends 2026-02-24T17:30Z, i.e. 00:30 on the 25th in Vietnam: the 25th is not counted
+    stops = [stored_stop("2026-02-23T09:00:00+07:00", "2026-02-24T17:30:00+00:00")]
+    assert domain.dossier_due(FRI_BEFORE_TET, "3 working days", CAL, stops) == date(2026, 2, 27)
+    # ends 2026-02-24T16:30Z, i.e. 23:30 on the 24th in Vietnam: the 25th counts
+    stops = [stored_stop("2026-02-23T09:00:00+07:00", "2026-02-24T16:30:00+00:00")]
+    assert domain.dossier_due(FRI_BEFORE_TET, "3 working days", CAL, stops) == date(2026, 2, 26)
+
+
+def test_dossier_due_with_two_stops():
+    # counted: 23/2; stopped (23, 24]; counted 25/2; stopped (25, 27]; counted Mon 2/3
+    stops = [stored_stop("2026-02-23T09:00:00+07:00", "2026-02-24T10:00:00+07:00"),
+             stored_stop("2026-02-25T09:00:00+07:00", "2026-02-27T11:00:00+07:00")]
+    assert domain.dossier_due(FRI_BEFORE_TET, "3 working days", CAL, stops) == date(2026, 3, 2)
+
+
+def test_dossier_due_with_two_overlapping_stops_counts_the_overlap_once():
+    stops = [stored_stop("2026-02-23T09:00:00+07:00", "2026-02-25T10:00:00+07:00"),
+             stored_stop("2026-02-24T09:00:00+07:00", "2026-02-26T11:00:00+07:00")]
+    assert domain.dossier_due(FRI_BEFORE_TET, "3 working days", CAL, stops) == date(2026, 3, 2)
+
+
+def test_dossier_due_with_an_open_stop_is_none():
+    stops = [stored_stop("2026-02-23T09:00:00+07:00", None)]
+    assert domain.dossier_due(FRI_BEFORE_TET, "3 working days", CAL, stops) is None
+    stops = [stored_stop("2026-02-23T09:00:00+07:00", "2026-02-24T09:00:00+07:00"),
+             {"start": "2026-02-25T09:00:00+07:00"}]
+    assert domain.dossier_due(FRI_BEFORE_TET, "3 working days", CAL, stops) is None
+
+
+def test_dossier_due_same_day_after_a_stop_ending_after_15():
+    stops = [stored_stop("2026-02-12T10:00:00+07:00", "2026-02-12T16:00:00+07:00")]
+    assert domain.dossier_due(at(2026, 2, 12, 9), "trong ngày", CAL, stops) == date(2026, 2, 13)
+    stops = [stored_stop("2026-02-12T10:00:00+07:00", "2026-02-12T14:00:00+07:00")]
+    assert domain.dossier_due(at(2026, 2, 12, 9), "trong ngày", CAL, stops) == date(2026, 2, 12)

@@ -320,6 +320,9 @@ def test_supplement_requested_and_received_stop_and_restart_the_clock(uow):
     assert not view["clock_stopped"]
     assert (view["due_date"], view["steps"][0]["due_date"]) == ("2026-03-18", "2026-03-09")   # two days later
     assert [a["action"] for a in view["actions"]][-2:] == ["clock_stopped", "clock_restarted"]
+    moves = [e.payload for e in uow.outbox if e.type == "dossier.deadline_changed"]
+    assert [(m["previous_due_date"], m["due_date"], m["reason"]) for m in moves] == [
+        ("2026-03-16", None, "supplement"), (None, "2026-03-18", "supplement")]
 
 
 def test_a_supplement_received_before_its_request_still_counts_the_stop(uow):
@@ -343,12 +346,18 @@ def test_an_obligation_stops_the_clock_until_fees_are_settled(uow):
     view = run(uow, RequestObligation(REGISTRY, CODE, {"description": "Lệ phí trước bạ", "amount": 500_000}),
                "03T10:00:00")
     assert view["clock_stopped"] and view["due_date"] is None
-    assert uow.outbox[-1].type == "dossier.obligation_requested" and uow.outbox[-1].payload["amount"] == 500_000
+    assert [e.type for e in uow.outbox[-2:]] == ["dossier.obligation_requested", "dossier.deadline_changed"]
+    assert uow.outbox[-2].payload["amount"] == 500_000
+    assert uow.outbox[-1].payload == {"code": CODE, "due_date": None, "previous_due_date": "2026-03-16",
+                                      "reason": "obligation", "changed_at": at("03T10:00:00").isoformat()}
     with pytest.raises(Conflict, match="waiting"):
         run(uow, RequestObligation(REGISTRY, CODE, {"description": "Lệ phí", "amount": 1}))
     run(uow, new_event("fees.settled", {"code": CODE, "settled_at": at("04T10:00:00").isoformat()}, DISTRICT),
         "04T10:00:01")
     assert uow.stored().view()["due_date"] == "2026-03-17"                  # one working day later
+    # The desk and notify hear the one deadline from routing: the appointment moves with it.
+    assert uow.outbox[-1].type == "dossier.deadline_changed"
+    assert (uow.outbox[-1].payload["due_date"], uow.outbox[-1].payload["reason"]) == ("2026-03-17", "obligation")
 
 
 def test_a_withdrawal_stops_every_unfinished_step(uow):
