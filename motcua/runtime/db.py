@@ -105,7 +105,10 @@ def autocommit(engine: Engine) -> Iterator[Connection]:
         try:
             yield connection
         finally:
-            driver.autocommit = False   # nothing open: the pool's reset sends no ROLLBACK
+            try:
+                driver.autocommit = False   # nothing open: the pool's reset sends no ROLLBACK
+            except engine.dialect.loaded_dbapi.Error:
+                pass                        # the connection broke: the pool discards it
 
 
 def rows_as_json(table: Table, where, *order_by) -> Label:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from abc import ABC, abstractmethod
 from datetime import date, datetime
 from typing import Any, Callable, Iterable
 
@@ -149,7 +150,7 @@ class SqlRepository:
         self._remember(workflow)
 
 
-class UnitOfWork:
+class UnitOfWork(ABC):
     """What a handler gets: the repository, the clock and calendar, the catalogue's read model,
     and ``save``, which writes a workflow with the events it caused. ``emitted`` keeps the events
     written, for the metrics once committed."""
@@ -172,8 +173,9 @@ class UnitOfWork:
     def __exit__(self, *exc) -> None:
         pass
 
+    @abstractmethod
     def first_time(self, event: Envelope) -> bool:
-        raise NotImplementedError
+        """Whether the event is new here (recorded with its effect): False for a redelivery."""
 
     def save(self, workflow: Workflow, events: Iterable[Envelope]) -> None:
         self.workflows.save(workflow)
@@ -183,8 +185,9 @@ class UnitOfWork:
             self._publish(event)
             self.emitted.append(event)
 
+    @abstractmethod
     def _publish(self, event: Envelope) -> None:
-        raise NotImplementedError
+        """The event into the outbox of the unit of work's transaction."""
 
 
 class SqlUnitOfWork(UnitOfWork):
