@@ -406,7 +406,10 @@ def catalogue_consumer():
     on the service class (beside ``catalog = CatalogueReadModel()``)."""
 
     @CatalogueEventConsumer.decorator("catalog.#")
-    def catalogue_events(self, envelope: Envelope) -> None:
-        self.catalog.apply(envelope)
+    def catalogue_events(self, envelopes: list[Envelope]) -> None:
+        # Each in a transaction of its own: these are few (a catalogue load), and one applied
+        # stays applied (its id in the inbox) if a later one of the batch fails.
+        for envelope in envelopes:
+            self.catalog.apply(envelope)
 
     return catalogue_events

@@ -1,29 +1,32 @@
-"""Consuming events: validated, idempotent, and never stuck on a bad message.
+"""Consuming events: validated, idempotent, in batches, and never stuck on a bad message.
 
 ``@event_consumer("dossier.received")`` declares a durable queue ``<service>.<method>`` bound
-to the events exchange. The method receives a validated ``Envelope``. What cannot be
-handled goes to the dead-letter queue with the reason and is acknowledged, so the consumer
-keeps going:
+to the events exchange. The method receives a list of one or more validated ``Envelope``
+(what was waiting on the queue, see ``EventConsumer``) and handles them in one transaction.
+What cannot be handled goes to the dead-letter queue with the reason and is acknowledged, so
+the consumer keeps going:
 
 - a body that is not JSON, or breaks the envelope or the payload schema, or an unknown type;
 - a handler that raises an error that is not transient.
 
 A transient error (database or broker unreachable) puts the message back after a pause.
-Handlers call ``first_time(session, inbox, envelope)`` inside the transaction of their effect:
-the event id is stored with the effect, so a redelivered event changes nothing.
+Handlers call ``first_time(session, inbox, envelope)`` for each event inside the transaction of
+its effect: the event id is stored with the effect, so a redelivered event changes nothing.
 """
 from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import dataclass
 from functools import lru_cache, partial
+from typing import Any
 
 import eventlet
 import structlog
 from kombu import Producer, Queue
 from nameko.exceptions import ContainerBeingKilled, RemoteError
 from nameko.messaging import Consumer, QueueConsumer
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 from sqlalchemy import Column, DateTime, MetaData, Table, Text, func
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import UUID, insert
@@ -56,7 +59,13 @@ TRANSIENT_ERRORS = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.Timeo
 # the handler as nameko's RemoteError carrying only the class name.
 TRANSIENT_REMOTE_TYPES = frozenset({"OperationalError", "InterfaceError", "TimeoutError", "ConnectionError",
                                     "ConnectionRefusedError", "ConnectionResetError", "OSError"})
+BATCH_SIZES = Histogram("motcua_event_batch_size", "Events handed to a worker together (one transaction), "
+                        "per service and queue's event type.", ["service", "type"],
+                        buckets=(1, 2, 5, 10, 20, 50, 100, 200))
 REQUEUE_PAUSE_SECONDS = 1.0
+DEFAULT_PREFETCH = 300
+DEFAULT_BATCH_SIZE = 100
+DEFAULT_BATCHES_AT_ONCE = 2
 
 
 def transient(error: BaseException) -> bool:
@@ -119,8 +128,14 @@ def dead_letter(amqp_uri: str, body: bytes | str, *, service: str, queue: str, r
     log.warning("message dead-lettered", queue=queue, category=category, reason=reason)
 
 
-class DeadLetteringQueueConsumer(QueueConsumer):
-    """nameko's queue consumer, but a body kombu cannot decode is dead-lettered, not dropped."""
+class EventQueueConsumer(QueueConsumer):
+    """nameko's queue consumer for the event queues: a body kombu cannot decode is dead-lettered,
+    not dropped; each queue's prefetch is ``EVENT_PREFETCH`` (default 300), so that what waits
+    on the broker can be taken in batches."""
+
+    @property
+    def prefetch_count(self) -> int:
+        return int(self.container.config.get("EVENT_PREFETCH") or DEFAULT_PREFETCH)
 
     def on_decode_error(self, message, exc):
         queue = (message.delivery_info or {}).get("routing_key", "?")
@@ -129,10 +144,36 @@ class DeadLetteringQueueConsumer(QueueConsumer):
         message.ack()
 
 
-class EventConsumer(Consumer):
-    """Entrypoint: a validated event of one type, delivered to one worker per service."""
 
-    queue_consumer = DeadLetteringQueueConsumer()
+@dataclass
+class _Delivery:
+    envelope: Envelope
+    message: Any
+
+
+def _by_dossier(delivery: _Delivery) -> str:
+    return str(delivery.envelope.payload.get("code") or "")
+
+
+class EventConsumer(Consumer):
+    """Entrypoint: validated events of one type, in batches, one worker and one transaction per batch.
+
+    The method gets a list of one or more envelopes and handles them in one transaction. A
+    message that arrives while no batch runs goes at once, alone; what arrives meanwhile waits
+    and forms the next batch (up to ``EVENT_BATCH_SIZE``, default 100, and at most
+    ``EVENT_BATCHES_AT_ONCE`` batches running, default 2). A batch is sorted by dossier code,
+    the order of a dossier's own events kept: transactions then lock the aggregates in one
+    order and cannot deadlock one another. Once committed, its messages are acknowledged.
+
+    A batch that fails is never dead-lettered as a whole. A transient error (the database or the
+    broker out of reach) puts it back on the queue after a pause. Any other error, ``NotYet``
+    included, rolls the batch back and each of its messages is tried again alone: only a message
+    that fails alone is dead-lettered (with the reason) or, for ``NotYet``, held and tried again
+    alone for ``EVENT_WAIT_SECONDS``. The inbox (``first_time``) makes a redelivered batch, after
+    a crash between the commit and the acknowledgements, change nothing.
+    """
+
+    queue_consumer = EventQueueConsumer()
 
     def __init__(self, event_type: str, **kwargs):
         self.event_type = event_type
@@ -140,11 +181,17 @@ class EventConsumer(Consumer):
 
     def setup(self) -> None:
         service = self.container.service_name
+        config = self.container.config
         self.queue_name = f"{service}.{self.method_name}"
         self.queue = Queue(self.queue_name, exchange=broker.events_exchange, routing_key=self.event_type,
                            durable=True)
-        self.amqp_uri = broker.amqp_uri(self.container.config)
-        self.wait_seconds = float(self.container.config.get("EVENT_WAIT_SECONDS", 30))
+        self.amqp_uri = broker.amqp_uri(config)
+        self.wait_seconds = float(config.get("EVENT_WAIT_SECONDS", 30))
+        self.batch_size = max(1, int(config.get("EVENT_BATCH_SIZE") or DEFAULT_BATCH_SIZE))
+        self.batches_at_once = max(1, int(config.get("EVENT_BATCHES_AT_ONCE") or DEFAULT_BATCHES_AT_ONCE))
+        self.waiting: list[_Delivery] = []     # to go in the next batch
+        self.alone: list[_Delivery] = []       # to be tried one at a time (after a failed batch, NotYet)
+        self.running = 0
         self.first_seen: dict[str, float] = {}
         # Every series this consumer may move exists from the start at 0: a rate is then 0, not "no data".
         for outcome in ("handled", "invalid", "retried", "failed"):
@@ -152,6 +199,7 @@ class EventConsumer(Consumer):
         DUPLICATES.labels(service, self.event_type)
         for category in DEAD_LETTER_CATEGORIES:
             DEAD_LETTERS.labels(service, category)
+        BATCH_SIZES.labels(service, self.event_type)
         super().setup()
 
     def accepts(self, event_type: str) -> bool:
@@ -159,8 +207,7 @@ class EventConsumer(Consumer):
         return event_type == self.event_type
 
     def _dead_letter(self, message, reason: str, category: str) -> None:
-        body = message.body
-        dead_letter(self.amqp_uri, body, service=self.container.service_name, queue=self.queue_name,
+        dead_letter(self.amqp_uri, message.body, service=self.container.service_name, queue=self.queue_name,
                     reason=reason, category=category)
 
     def handle_message(self, body, message):
@@ -173,52 +220,91 @@ class EventConsumer(Consumer):
             self._dead_letter(message, str(invalid), "invalid")
             self.queue_consumer.ack_message(message)
             return
-        context_data = {CORRELATION_KEY: envelope.correlation_id}
+        self.waiting.append(_Delivery(envelope, message))
+        self._start_batches()
+
+    # --- batches -------------------------------------------------------------------------------
+
+    def _next_batch(self) -> list[_Delivery]:
+        if self.alone:
+            return [self.alone.pop(0)]
+        batch, self.waiting = self.waiting[:self.batch_size], self.waiting[self.batch_size:]
+        return sorted(batch, key=_by_dossier)
+
+    def _start_batches(self) -> None:
+        while (self.alone or self.waiting) and self.running < self.batches_at_once:
+            self._spawn(self._next_batch())
+
+    def _spawn(self, batch: list[_Delivery]) -> None:
+        self.running += 1
+        BATCH_SIZES.labels(self.container.service_name, self.event_type).observe(len(batch))
+        envelopes = [delivery.envelope for delivery in batch]
+        context_data = {CORRELATION_KEY: envelopes[0].correlation_id}
         try:
-            self.container.spawn_worker(self, (envelope,), {}, context_data=context_data,
-                                        handle_result=partial(self.handle_result, message))
+            self.container.spawn_worker(self, (envelopes,), {}, context_data=context_data,
+                                        handle_result=partial(self._batch_done, batch))
         except ContainerBeingKilled:
-            self.queue_consumer.requeue_message(message)
+            self.running -= 1
+            for delivery in batch:
+                self.queue_consumer.requeue_message(delivery.message)
 
-    @staticmethod
-    def _wait_key(message) -> str:
-        return (message.properties or {}).get("message_id") or str(hash(message.body))
-
-    def handle_message_processed(self, message, result=None, exc_info=None):
-        service = self.container.service_name
+    def _batch_done(self, batch: list[_Delivery], worker_ctx, result, exc_info):
         error = None if exc_info is None else exc_info[1]
-        if error is not None and (isinstance(error, NotYet) or transient(error)):
-            self._retry_or_give_up(message, error)
-            return
-        # Settled (handled or dead-lettered): forget when it was first put back, or the map grows for ever.
-        self.first_seen.pop(self._wait_key(message), None)
-        if error is None:
-            CONSUMED.labels(service, self.event_type, "handled").inc()
-            self.queue_consumer.ack_message(message)
-            return
-        CONSUMED.labels(service, self.event_type, "failed").inc()
-        self._dead_letter(message, f"handler failed: {type(error).__name__}: {error}", "handler_error")
-        self.queue_consumer.ack_message(message)
+        try:
+            if error is None:
+                self._settled(batch, handled=True)
+            elif len(batch) == 1:
+                self._settle_alone(batch[0], error)
+            elif transient(error) and not isinstance(error, NotYet):
+                CONSUMED.labels(self.container.service_name, self.event_type, "retried").inc(len(batch))
+                self._later(lambda: [self.queue_consumer.requeue_message(d.message) for d in batch])
+            else:
+                log.info("batch failed, its messages tried alone", queue=self.queue_name, size=len(batch),
+                         error=f"{type(error).__name__}: {mask_text(str(error))[:200]}")
+                self.alone.extend(batch)
+        finally:
+            self.running -= 1
+            # Not from this worker's green thread: a full pool would make it wait for its own slot.
+            self.container.spawn_managed_thread(self._start_batches)
+        return result, exc_info
 
-    def _retry_or_give_up(self, message, error: BaseException) -> None:
+    def _settled(self, batch: list[_Delivery], *, handled: bool) -> None:
+        for delivery in batch:
+            # Settled: forget when it was first put back, or the map grows for ever.
+            self.first_seen.pop(delivery.envelope.id, None)
+            self.queue_consumer.ack_message(delivery.message)
+        if handled:
+            CONSUMED.labels(self.container.service_name, self.event_type, "handled").inc(len(batch))
+
+    def _settle_alone(self, delivery: _Delivery, error: BaseException) -> None:
         service = self.container.service_name
         if isinstance(error, NotYet):
-            event_id = self._wait_key(message)
             now = time.monotonic()
-            first = self.first_seen.setdefault(event_id, now)
+            first = self.first_seen.setdefault(delivery.envelope.id, now)
             if now - first < self.wait_seconds:
                 CONSUMED.labels(service, self.event_type, "retried").inc()
-                eventlet.sleep(min(REQUEUE_PAUSE_SECONDS, self.wait_seconds / 4))
-                self.queue_consumer.requeue_message(message)
+                # Held here, unacknowledged (a crash gives it back to the broker), and tried alone again.
+                self._later(lambda: (self.alone.append(delivery), self._start_batches()),
+                            min(REQUEUE_PAUSE_SECONDS, self.wait_seconds / 4))
                 return
-            self.first_seen.pop(event_id, None)
             CONSUMED.labels(service, self.event_type, "failed").inc()
-            self._dead_letter(message, f"waited {self.wait_seconds:.0f} s: {error}", "waited_too_long")
-            self.queue_consumer.ack_message(message)
+            self._dead_letter(delivery.message, f"waited {self.wait_seconds:.0f} s: {error}", "waited_too_long")
+            self._settled([delivery], handled=False)
             return
-        CONSUMED.labels(service, self.event_type, "retried").inc()  # transient
-        eventlet.sleep(REQUEUE_PAUSE_SECONDS)
-        self.queue_consumer.requeue_message(message)
+        if transient(error):
+            CONSUMED.labels(service, self.event_type, "retried").inc()
+            self._later(lambda: self.queue_consumer.requeue_message(delivery.message))
+            return
+        CONSUMED.labels(service, self.event_type, "failed").inc()
+        self._dead_letter(delivery.message, f"handler failed: {type(error).__name__}: {error}", "handler_error")
+        self._settled([delivery], handled=False)
+
+    def _later(self, action, seconds: float = REQUEUE_PAUSE_SECONDS) -> None:
+        """After a pause, without holding a worker meanwhile."""
+        def run():
+            eventlet.sleep(seconds)
+            action()
+        self.container.spawn_managed_thread(run)
 
 
 event_consumer = EventConsumer.decorator

@@ -81,17 +81,13 @@ class FeesService(PlatformService):
     outstanding_gauge = DatabaseGauge("motcua_fees_outstanding_vnd", "VND charged and not yet paid, by desk (from "
                                       "the database: max over replicas).", ["unit"], outstanding)
 
-    def _handle(self, message, procedure=None):
-        """One transaction: the handler with its unit of work (an event only the first time it is
-        seen, its id recorded with its effect); the money metrics once it committed."""
+    def _handle(self, message):
+        """A command in one transaction (a question without one); the money metrics once it committed."""
         if isinstance(message, QUESTIONS):      # a read: no transaction around it
             with self.db.read() as session:
                 return handle(message, SqlUnitOfWork(session, now=self.now(), emit=self.outbox))
         with self.db.transaction() as session:
-            if isinstance(message, Envelope) and not first_time(session, models.processed_events, message):
-                return None
-            uow = SqlUnitOfWork(session, now=self.now(), emit=self.outbox, correlation_id=self.correlation_id,
-                                procedure=procedure)
+            uow = SqlUnitOfWork(session, now=self.now(), emit=self.outbox, correlation_id=self.correlation_id)
             result = handle(message, uow)
         count(uow.emitted)
         return result
@@ -247,30 +243,39 @@ class FeesService(PlatformService):
 
     # --- events (one consumer per event type of HANDLERS) ------------------------------------
 
-    def _apply(self, event) -> None:
-        pinned = None
-        if event.type == "dossier.received":
-            # The pinned version is read from the local copy before the transaction opens.
-            pinned = self.catalog.get_procedure(event.payload["procedure_code"],
-                                                version=event.payload["procedure_version"])
-        self._handle(event, lambda code, version: pinned)
+    def _apply(self, events) -> None:
+        """A batch of events (``motcua.runtime.inbox``) in one transaction, each recorded in the
+        inbox with its effect; the pinned versions are read from the local copy before it opens."""
+        pinned = {}
+        for event in events:
+            if event.type == "dossier.received":
+                key = (event.payload["procedure_code"], event.payload["procedure_version"])
+                pinned[key] = self.catalog.get_procedure(key[0], version=key[1])
+        with self.db.transaction() as session:
+            uow = SqlUnitOfWork(session, now=self.now(), emit=self.outbox,
+                                procedure=lambda code, version: pinned.get((code, version)))
+            for event in events:
+                if first_time(session, models.processed_events, event):
+                    uow.correlation_id = event.correlation_id
+                    handle(event, uow)
+        count(uow.emitted)
 
     @event_consumer("dossier.received")
-    def on_received(self, event):
-        self._apply(event)
+    def on_received(self, events):
+        self._apply(events)
 
     @event_consumer("dossier.obligation_requested")
-    def on_obligation(self, event):
-        self._apply(event)
+    def on_obligation(self, events):
+        self._apply(events)
 
     @event_consumer("dossier.step_started")
-    def on_step_started(self, event):
-        self._apply(event)
+    def on_step_started(self, events):
+        self._apply(events)
 
     @event_consumer("dossier.refused")
-    def on_refused(self, event):
-        self._apply(event)
+    def on_refused(self, events):
+        self._apply(events)
 
     @event_consumer("dossier.withdrawn")
-    def on_withdrawn(self, event):
-        self._apply(event)
+    def on_withdrawn(self, events):
+        self._apply(events)

@@ -314,3 +314,15 @@ def handle(command: Command, uow) -> Any:
     """Run one command in one unit of work: a refusal rolls everything back."""
     with uow:
         return HANDLERS[command.type](command, uow)
+
+
+def handle_events(commands: list[Command], uow) -> None:
+    """Events delivered together, in one unit of work, the events each causes carrying its
+    correlation id. An error rolls them all back (the consumer then tries each alone)."""
+    for command in commands:
+        if command.type not in CONSUMED:
+            raise Invalid("type", f"intake does not consume {command.type}")
+    with uow:
+        for command in commands:
+            uow.correlation_id = command.event.correlation_id
+            HANDLERS[command.type](command, uow)

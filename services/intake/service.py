@@ -278,8 +278,12 @@ class IntakeService(PlatformService):
 
     # --- what routing and fees report: one consumer per event type of HANDLERS (below) --------
 
-    def _consume(self, event) -> None:
-        self._handle(event.type, event=event)
+    def _consume(self, events) -> None:
+        """A batch of events (``motcua.runtime.inbox``) in one unit of work."""
+        uow = self._uow()
+        now = self.now()
+        handlers.handle_events([handlers.Command(event.type, now, event=event) for event in events], uow)
+        count(uow.events)
 
     # --- the public status page (the QR code on the receipt points here) ---------------------
 
@@ -303,8 +307,8 @@ def consumer_name(event_type: str) -> str:
 
 
 def _consumer(event_type: str):
-    def consume(self, event):
-        self._consume(event)
+    def consume(self, events):
+        self._consume(events)
     consume.__name__ = consume.__qualname__ = consumer_name(event_type)
     return consume
 

@@ -109,6 +109,24 @@ def consume(command: Consume, uow) -> list:
     return events
 
 
+def handle_events(commands: list[Consume], uow) -> list:
+    """Events delivered together, in one transaction, each once per event id; a dossier named by
+    several of them is loaded once. An error rolls them all back (the consumer then tries each alone)."""
+    for command in commands:
+        if command.event.type not in REACTIONS:
+            raise ValueError(f"notify does not consume {command.event.type}")
+    events: list = []
+    with uow:
+        for command in commands:
+            event = command.event
+            if not uow.inbox.first_time(event):
+                continue
+            aggregate = uow.dossiers.get(event.payload["code"])
+            events += REACTIONS[event.type](aggregate, event, replace(command.context, template=uow.templates.get))
+        uow.commit()
+    return events
+
+
 def save_template(command: SaveTemplate, uow) -> list:
     """Validated (rendered with a sample) before anything is written: a bad template is refused
     with :class:`services.notify.templates.TemplateInvalid` and changes nothing."""

@@ -43,6 +43,7 @@ class SqlDossiers:
         self.session = session
         self.seen: list[DossierMessages] = []
         self._loaded: dict[int, tuple] = {}          # id(aggregate) -> (dossier as loaded, {message id: values})
+        self._whole: dict[str, DossierMessages] = {}  # code -> the whole aggregate get() loaded
 
     def _track(self, aggregate: DossierMessages) -> DossierMessages:
         self.seen.append(aggregate)
@@ -51,11 +52,16 @@ class SqlDossiers:
         return aggregate
 
     def get(self, code: str, *, lock: bool = True) -> DossierMessages:
-        """The dossier (locked) and all its messages; a dossier notify never heard of has none."""
+        """The dossier (locked) and all its messages; a dossier notify never heard of has none.
+        Asked again in the same transaction, the same aggregate (with its changes not yet saved)."""
+        if code in self._whole:
+            return self._whole[code]
         query = select(d).where(d.c.code == code)
         row = self.session.execute(query.with_for_update() if lock else query).first()
         rows = self.session.execute(select(m).where(m.c.code == code).order_by(m.c.id)).all()
-        return self._track(DossierMessages(code, _dossier(row) if row else None, [_message(r) for r in rows]))
+        self._whole[code] = self._track(DossierMessages(code, _dossier(row) if row else None,
+                                                        [_message(r) for r in rows]))
+        return self._whole[code]
 
     def for_unit(self, unit: str) -> DossierMessages:
         """A unit's messages without a dossier: only new ones are added (the digest)."""

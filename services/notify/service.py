@@ -26,7 +26,7 @@ from motcua.runtime.outbox import OutboxRelay
 from motcua.runtime.timer import configured_timer
 from motcua.runtime.web import official
 from services.notify import dispatch, metrics, models, store, templates
-from services.notify.handlers import Consume, SaveTemplate, SendDigest, delivery_report, handle
+from services.notify.handlers import Consume, SaveTemplate, SendDigest, delivery_report, handle, handle_events
 from services.notify.messages import Context
 from services.notify.repository import SqlUnitOfWork
 
@@ -109,77 +109,79 @@ class NotifyService(PlatformService):
 
     # --- events --------------------------------------------------------------------------------
 
-    def _apply(self, event) -> None:
+    def _apply(self, events) -> None:
+        """A batch of events (``motcua.runtime.inbox``) in one unit of work."""
         ctx = self._context()
         # The catalogue's names are asked before the transaction opens (no call to another service
-        # inside it); the aggregate then finds them remembered.
-        p = event.payload
-        ctx.unit_name(event.unit)
-        if isinstance(p.get("agency"), str):
-            ctx.unit_name(p["agency"])
-        if event.type == "dossier.received":
-            ctx.procedure_name(p["procedure_code"], p["procedure_version"])
-        metrics.count(handle(event.type, Consume(event, ctx), self._uow()))
+        # inside it); the aggregates then find them remembered.
+        for event in events:
+            p = event.payload
+            ctx.unit_name(event.unit)
+            if isinstance(p.get("agency"), str):
+                ctx.unit_name(p["agency"])
+            if event.type == "dossier.received":
+                ctx.procedure_name(p["procedure_code"], p["procedure_version"])
+        metrics.count(handle_events([Consume(event, ctx) for event in events], self._uow()))
 
     @event_consumer("dossier.received")
-    def on_received(self, event):
-        self._apply(event)
+    def on_received(self, events):
+        self._apply(events)
 
     @event_consumer("dossier.supplement_requested")
-    def on_supplement_requested(self, event):
-        self._apply(event)
+    def on_supplement_requested(self, events):
+        self._apply(events)
 
     @event_consumer("dossier.supplement_received")
-    def on_supplement_received(self, event):
-        self._apply(event)
+    def on_supplement_received(self, events):
+        self._apply(events)
 
     @event_consumer("dossier.refused")
-    def on_refused(self, event):
-        self._apply(event)
+    def on_refused(self, events):
+        self._apply(events)
 
     @event_consumer("dossier.withdrawn")
-    def on_withdrawn(self, event):
-        self._apply(event)
+    def on_withdrawn(self, events):
+        self._apply(events)
 
     @event_consumer("dossier.apology_issued")
-    def on_apology(self, event):
-        self._apply(event)
+    def on_apology(self, events):
+        self._apply(events)
 
     @event_consumer("dossier.deadline_changed")
-    def on_deadline_changed(self, event):
-        self._apply(event)
+    def on_deadline_changed(self, events):
+        self._apply(events)
 
     @event_consumer("dossier.processed")
-    def on_processed(self, event):
-        self._apply(event)
+    def on_processed(self, events):
+        self._apply(events)
 
     @event_consumer("dossier.returned")
-    def on_returned(self, event):
-        self._apply(event)
+    def on_returned(self, events):
+        self._apply(events)
 
     @event_consumer("dossier.overdue")
-    def on_overdue(self, event):
-        self._apply(event)
+    def on_overdue(self, events):
+        self._apply(events)
 
     @event_consumer("dossier.at_risk")
-    def on_at_risk(self, event):
-        self._apply(event)
+    def on_at_risk(self, events):
+        self._apply(events)
 
     @event_consumer("dossier.step_overdue")
-    def on_step_overdue(self, event):
-        self._apply(event)
+    def on_step_overdue(self, events):
+        self._apply(events)
 
     @event_consumer("dossier.apology_missing")
-    def on_apology_missing(self, event):
-        self._apply(event)
+    def on_apology_missing(self, events):
+        self._apply(events)
 
     @event_consumer("fees.paid")
-    def on_paid(self, event):
-        self._apply(event)
+    def on_paid(self, events):
+        self._apply(events)
 
     @event_consumer("fees.refunded")
-    def on_refunded(self, event):
-        self._apply(event)
+    def on_refunded(self, events):
+        self._apply(events)
 
     # --- the daily digest ----------------------------------------------------------------------
 

@@ -292,3 +292,17 @@ def handle(message: Any, uow: UnitOfWork) -> Any:
         if isinstance(message, Envelope) and not uow.first_time(message):
             return None
         return handler(message, uow)
+
+
+def handle_events(events: list[Envelope], uow: UnitOfWork) -> None:
+    """Events delivered together, in one unit of work: each recorded in the inbox with its effect
+    (a redelivered one is skipped), the events each causes carrying its correlation id. An error
+    rolls them all back (the consumer then tries each alone)."""
+    for event in events:
+        if event.type not in HANDLERS:
+            raise Invalid("type", f"routing does not handle {event.type}")
+    with uow:
+        for event in events:
+            if uow.first_time(event):
+                uow.correlation_id = event.correlation_id
+                HANDLERS[event.type](event, uow)

@@ -258,36 +258,39 @@ class RoutingService(PlatformService):
 
     # --- what intake and fees report -----------------------------------------------------------
 
-    def _apply(self, event) -> None:
-        self._handle(event)
+    def _apply(self, events) -> None:
+        """A batch of events (``motcua.runtime.inbox``) in one unit of work."""
+        uow = self._uow()
+        handlers.handle_events(events, uow)
+        measure(uow.emitted, uow.workflows.seen)
 
     @event_consumer("dossier.received")
-    def on_received(self, event):
-        self._apply(event)
+    def on_received(self, events):
+        self._apply(events)
 
     @event_consumer("dossier.supplement_requested")
-    def on_supplement_requested(self, event):
-        self._apply(event)
+    def on_supplement_requested(self, events):
+        self._apply(events)
 
     @event_consumer("dossier.supplement_received")
-    def on_supplement_received(self, event):
-        self._apply(event)
+    def on_supplement_received(self, events):
+        self._apply(events)
 
     @event_consumer("dossier.supplement_rejected")
-    def on_supplement_rejected(self, event):
-        self._apply(event)
+    def on_supplement_rejected(self, events):
+        self._apply(events)
 
     @event_consumer("dossier.withdrawn")
-    def on_withdrawn(self, event):
-        self._apply(event)
+    def on_withdrawn(self, events):
+        self._apply(events)
 
     @event_consumer("dossier.refused")
-    def on_refused(self, event):
-        self._apply(event)
+    def on_refused(self, events):
+        self._apply(events)
 
     @event_consumer("fees.settled")
-    def on_fees_settled(self, event):
-        self._apply(event)
+    def on_fees_settled(self, events):
+        self._apply(events)
 
     # --- the scheduler -------------------------------------------------------------------------
 

@@ -22,6 +22,8 @@ counters = code_counter_table(metadata)
 SCHEMAS[("test.noted", 1)] = schema("A test note.", note="str")
 SCHEMAS[("test.explode", 1)] = schema("A handler that fails.", note="str")
 UNIT = "000.01.20.H29"
+BATCHES: list[int] = []     # the size of every batch on_noted committed, in order
+ATTEMPTS: list[list[str]] = []    # the notes of every batch on_noted was given, committed or not
 
 
 class PlatformTestService(PlatformService):
@@ -38,14 +40,26 @@ class PlatformTestService(PlatformService):
                 raise RuntimeError("rolled back on purpose")
 
     @event_consumer("test.noted")
-    def on_noted(self, event):
+    def on_noted(self, events):
+        """A batch in one transaction. A note ``poison…`` fails (a bug); ``later…`` is not yet
+        possible until the note ``ready`` has been handled (an event that waits for another)."""
+        ATTEMPTS.append([event.payload["note"] for event in events])
         with self.db.transaction() as session:
-            if not first_time(session, processed, event):
-                return
-            session.execute(effects.insert().values(note="handled:" + event.payload["note"]))
+            for event in events:
+                if not first_time(session, processed, event):
+                    continue
+                note = event.payload["note"]
+                if note.startswith("poison"):
+                    raise KeyError("a bug in the handler: " + note)
+                if note.startswith("later") and not session.execute(
+                        select(func.count()).select_from(effects).where(effects.c.note == "handled:ready")
+                ).scalar_one():
+                    raise inbox.NotYet("waits for the note 'ready'")
+                session.execute(effects.insert().values(note="handled:" + note))
+        BATCHES.append(len(events))
 
     @event_consumer("test.explode")
-    def on_explode(self, event):
+    def on_explode(self, events):
         raise KeyError("a bug in the handler")
 
     @rpc
