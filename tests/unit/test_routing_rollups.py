@@ -1,7 +1,7 @@
 """Report II.06a's roll-ups, in memory: what one dossier adds (reports.daily_contributions) summed over
 the days before and within a period gives the columns the pure rule (domain.classify_for_report) gives
-it; the spans that cover a period (store.span_ranges) cover each of its days once; a save's deltas (reports.rollup_deltas)
-take the old contribution away and add the new one."""
+it; the spans that cover a period (store.span_ranges) cover each of its days once; a save's deltas
+(reports.rollup_deltas) take the old contribution away and add the new one."""
 from __future__ import annotations
 
 from collections import Counter
@@ -55,7 +55,8 @@ moments = st.datetimes(min_value=datetime(2025, 11, 1), max_value=datetime(2027,
 @st.composite
 def dossiers(draw):
     received = draw(moments)
-    resolved = draw(st.one_of(st.none(), st.builds(lambda d: received + d, st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=60)))))
+    later = st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=60))
+    resolved = draw(st.one_of(st.none(), st.builds(lambda d: received + d, later)))
     return {"unit": "u", "field": "f", "channel": draw(st.sampled_from(["online", "in_person", "post"])),
             "received_at": received, "resolved_at": resolved,
             "due_date": draw(st.one_of(st.none(), st.builds(lambda n: received.date() + timedelta(days=n),
