@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import delete, select, text
+from sqlalchemy import delete, event, select, text
 from sqlalchemy.orm import Session
 
 from motcua.contracts.calendar import TZ, classify, local_date
@@ -320,3 +320,58 @@ def test_the_migrations_back_fill_builds_the_roll_ups_the_saves_kept(engine, dos
             if any(r[5:])}
     assert len(built) > 1000
     assert built == kept
+
+
+def test_the_roll_ups_change_in_the_saves_transaction_one_statement_or_none(engine):
+    """A receipt writes its roll-ups with one statement; a save that changes nothing the report counts
+    writes none; a transaction that rolls back leaves the roll-ups as they were."""
+    unit = "000.93.20.H29"                  # a desk nobody else uses: this test owns its rows
+    row = generate(random.Random(7), 1)[0]
+    row.update(unit=unit, code=f"{unit}-260302-0001", state="running", resolved_at=None, result_class=None,
+               received_at=datetime(2026, 3, 2, 9, tzinfo=TZ), due_date=date(2026, 3, 5))
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, parameters, context, executemany):
+        if "report_rollups" in statement:
+            statements.append(statement)
+
+    def rollups():
+        with engine.connect() as connection:
+            return connection.execute(select(report_rollups).where(report_rollups.c.unit == unit)
+                                      .order_by(report_rollups.c.span, report_rollups.c.day)).all()
+
+    with engine.begin() as connection:
+        connection.execute(delete(workflows).where(workflows.c.unit == unit))
+        connection.execute(delete(report_rollups).where(report_rollups.c.unit == unit))
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        with Session(engine) as session, session.begin():
+            SqlRepository(session).save(Workflow(**row))
+        assert len(statements) == 1 and statements[0].startswith("INSERT INTO routing.report_rollups")
+        received = rollups()
+        assert {(r.span, r.day, r.received, r.pending_change, r.overdue_change) for r in received} == {
+            ("day", date(2026, 3, 2), 1, 1, 0), ("day", date(2026, 3, 6), 0, 0, 1),
+            ("month", date(2026, 3, 1), 1, 1, 1), ("year", date(2026, 1, 1), 1, 1, 1)}
+
+        statements.clear()
+        with Session(engine) as session, session.begin():
+            repository = SqlRepository(session)
+            workflow = repository.get(row["code"])
+            workflow.overdue_at, workflow.stage = datetime(2026, 3, 6, 0, 5, tzinfo=TZ), 1
+            repository.save(workflow)
+        assert statements == []
+
+        with pytest.raises(RuntimeError):
+            with Session(engine) as session, session.begin():
+                repository = SqlRepository(session)
+                workflow = repository.get(row["code"])
+                workflow.resolved_at, workflow.result_class = datetime(2026, 3, 9, 10, tzinfo=TZ), "late"
+                repository.save(workflow)
+                assert len(statements) == 1
+                raise RuntimeError("the change fails after the save")
+        assert rollups() == received
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+        with engine.begin() as connection:
+            connection.execute(delete(workflows).where(workflows.c.unit == unit))
+            connection.execute(delete(report_rollups).where(report_rollups.c.unit == unit))
