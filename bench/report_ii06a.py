@@ -1,18 +1,27 @@
-"""Benchmark of report II.06a (services/routing/store.report_rows through reports.ii06a).
+"""Benchmark of report II.06a: from its roll-ups (reports.ii06a, store.rollup_report_rows) against the
+scan of the workflows it replaced (reports.ii06a(scan=True), store.scan_report_rows).
 
 Fills a scratch schema with a year of workflows for the 17 desks of Gò Vấp (the district,
-000.00.20.H29, and its wards 000.01 … 000.17, no 02) over ~20 fields, then runs the report for one
-unit and for the whole district over a month, a quarter and a year, several times each, and prints
-the figures: rows, fill time, min/p50/max query time per report, and the EXPLAIN (ANALYZE, BUFFERS)
-of the heaviest query and of the one-unit month query, saying which indexes the plans use.
+000.00.20.H29, and its wards 000.01 … 000.17, no 02) over ~20 fields, builds their roll-ups with the
+back-fill of migration 0005 (the same rows routing's saves keep), then runs the report for one unit and
+for the whole district over a month, a quarter and a year, several times each, both ways, and prints
+rows, fill and back-fill times, min/p50/max time per report and way, whether both ways give identical
+reports, and the EXPLAIN (ANALYZE, BUFFERS) of the heaviest query of each way.
 
-The table is a copy of ``routing.workflows`` with every index (``CREATE TABLE … (LIKE … INCLUDING
-ALL)``, or built from ``services/routing/models.py`` when the routing schema is not migrated) in a
-schema of its own, ``bench_ii06a_<pid>_<random>``; the report's queries reach it through SQLAlchemy's
-``schema_translate_map``. The scratch schema is dropped at the end (also on error or Ctrl-C), so the
-benchmark never reads or touches a row it did not insert.
+A city: ``--rows`` above 2 million spreads the dossiers over ``--districts`` districts of 17 desks
+(default: one per 1.1 million dossiers, 18 for 20 million: 306 desks). The workflows of one district
+are generated and compared as above; the other districts' roll-ups are that district's, copied under
+their own unit codes (000.MM.NN.H29, NN = 21, 22 …), so the roll-up table has a city's rows and keys;
+then the city's reports over the same periods, from the roll-ups alone.
+
+The tables are copies of ``routing.workflows`` and ``routing.report_rollups`` with every index
+(``CREATE TABLE … (LIKE … INCLUDING ALL)``, or built from ``services/routing/models.py`` when the
+routing schema is not migrated) in a schema of its own, ``bench_ii06a_<pid>_<random>``; the report's
+queries reach them through SQLAlchemy's ``schema_translate_map``. The scratch schema is dropped at the
+end (also on error or Ctrl-C), so the benchmark never reads or touches a row it did not insert.
 
     .venv/bin/python bench/report_ii06a.py                      # 300,000 rows, the test database
+    .venv/bin/python bench/report_ii06a.py --rows 20000000 --repeat 5     # a city's year
     .venv/bin/python bench/report_ii06a.py --rows 50000 --repeat 3
     .venv/bin/python bench/report_ii06a.py --database-url postgresql+psycopg2://motcua@127.0.0.1:5432/motcua
 """
@@ -20,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import importlib.util
 import io
 import os
 import random
@@ -91,7 +101,10 @@ GIVEN = ["Văn An", "Thị Bình", "Minh Châu", "Quốc Dũng", "Thị Hoa", "V
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--database-url", default=DEFAULT_URL, help="default: the test database (%(default)s)")
-    parser.add_argument("--rows", type=int, default=300_000, help="workflows to insert (default %(default)s)")
+    parser.add_argument("--rows", type=int, default=300_000, help="dossiers of the year (default %(default)s)")
+    parser.add_argument("--districts", type=int, default=None,
+                        help="districts of 17 desks the dossiers are spread over (default: 1 up to 2 million "
+                             "dossiers, else one per 1.1 million)")
     parser.add_argument("--year", type=int, default=2026, help="the year of the data (default %(default)s)")
     parser.add_argument("--repeat", type=int, default=7, help="runs of each report (default %(default)s)")
     parser.add_argument("--seed", type=int, default=2245, help="random seed (default %(default)s)")
@@ -230,11 +243,47 @@ def fill(engine, schema: str, rows: int, generator: Generator, chunk: int = 50_0
 def create_scratch(engine, schema: str) -> str:
     with engine.begin() as connection:
         connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-        if connection.execute(text("SELECT to_regclass('routing.workflows')")).scalar():
-            connection.execute(text(f'CREATE TABLE "{schema}".workflows (LIKE routing.workflows INCLUDING ALL)'))
-            return "a copy of routing.workflows (LIKE … INCLUDING ALL: same columns, defaults and indexes)"
-        models.workflows.create(connection.execution_options(schema_translate_map={"routing": schema}))
-        return "built from services/routing/models.py (routing schema not migrated in this database)"
+        if connection.execute(text("SELECT to_regclass('routing.report_rollups')")).scalar():
+            for table in ("workflows", "report_rollups"):
+                connection.execute(text(f'CREATE TABLE "{schema}".{table} (LIKE routing.{table} INCLUDING ALL)'))
+            return ("copies of routing.workflows and routing.report_rollups "
+                    "(LIKE … INCLUDING ALL: same columns, defaults and indexes)")
+        scoped = connection.execution_options(schema_translate_map={"routing": schema})
+        models.workflows.create(scoped)
+        models.report_rollups.create(scoped)
+        return "built from services/routing/models.py (routing schema not migrated to 0005 in this database)"
+
+
+MIGRATION = Path(__file__).resolve().parent.parent / "services/routing/migrations/versions/0005_ii06a_rollups.py"
+
+
+def backfill(engine, schema: str) -> tuple[int, float]:
+    """The roll-ups of the scratch workflows, by migration 0005's back-fill; (rows, seconds)."""
+    spec = importlib.util.spec_from_file_location("routing_0005_ii06a_rollups", MIGRATION)
+    migration = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(migration)
+    t0 = time.perf_counter()
+    with engine.begin() as connection:
+        connection.execute(text(
+            f'INSERT INTO "{schema}".report_rollups (span, day, unit, field, channel, {migration.COUNTERS}) '
+            + migration.rollups_from_workflows(f'"{schema}".workflows')))
+        connection.execute(text(f'ANALYZE "{schema}".report_rollups'))
+        rows = connection.execute(text(f'SELECT count(*) FROM "{schema}".report_rollups')).scalar()
+    return rows, time.perf_counter() - t0
+
+
+def copy_districts(engine, schema: str, districts: int) -> tuple[int, float]:
+    """The district's roll-ups copied to ``districts - 1`` more districts (000.MM.NN.H29, NN = 21 …)."""
+    t0 = time.perf_counter()
+    with engine.begin() as connection:
+        connection.execute(text(
+            f'INSERT INTO "{schema}".report_rollups '
+            f"SELECT span, day, substr(unit, 1, 7) || lpad((20 + k)::text, 2, '0') || substr(unit, 10), field, "
+            f"channel, received, early, on_time, late, pending_change, overdue_change "
+            f'FROM "{schema}".report_rollups CROSS JOIN generate_series(1, :n) AS k'), {"n": districts - 1})
+        connection.execute(text(f'ANALYZE "{schema}".report_rollups'))
+        rows = connection.execute(text(f'SELECT count(*) FROM "{schema}".report_rollups')).scalar()
+    return rows, time.perf_counter() - t0
 
 
 def drop_scratch(engine, schema: str) -> None:
@@ -244,40 +293,62 @@ def drop_scratch(engine, schema: str) -> None:
 
 # --- the reports ----------------------------------------------------------------------------------
 
-def run_reports(engine, schema: str, year: int, repeat: int, unit: str) -> list[dict]:
+PERIODS = ("06-01", "06-30"), ("12-01", "12-31"), ("10-01", "12-31"), ("01-01", "12-31")
+KINDS = ("month", "month", "quarter", "year")
+
+
+def run_reports(engine, schema: str, year: int, repeat: int, scopes, ways=("rollups", "scan")) -> list[dict]:
+    """Each report of each scope over each period, ``repeat`` times each way; the reports of the ways
+    compared whole."""
     scoped = engine.execution_options(schema_translate_map={"routing": schema})
     captured: list = []
 
     def capture(conn, cursor, statement, parameters, context, executemany):
-        if "count(*) FILTER" in statement:
+        if "FILTER (WHERE" in statement:
             captured.append((statement, parameters))
 
     event.listen(engine, "before_cursor_execute", capture)
     results = []
-    periods = [("month", f"{year}-06-01", f"{year}-06-30"), ("month", f"{year}-12-01", f"{year}-12-31"),
-               ("quarter", f"{year}-10-01", f"{year}-12-31"), ("year", f"{year}-01-01", f"{year}-12-31")]
     try:
-        for scope, who in ((f"unit {unit}", unit), ("whole district", None)):
-            for kind, first_text, last_text in periods:
-                period = parse_period(first_text, last_text)
-                timings, report = [], None
-                for _ in range(repeat):
-                    captured.clear()
-                    with Session(scoped) as session:
-                        t0 = time.perf_counter()
-                        report = reports.ii06a(session, who, period)
-                        timings.append(time.perf_counter() - t0)
-                total = report["total"]
-                results.append({
-                    "scope": scope, "period": f"{kind} {first_text}…{last_text}", "timings": timings,
-                    "lines": sum(len(u["fields"]) for u in report["units"]), "units": len(report["units"]),
-                    "total": total, "sql": captured[-1],
-                    "balanced": total["balanced"] and all(u["total"]["balanced"] and
-                                                          all(f["balanced"] for f in u["fields"])
-                                                          for u in report["units"])})
+        for scope, who in scopes:
+            for kind, (first_md, last_md) in zip(KINDS, PERIODS):
+                period = parse_period(f"{year}-{first_md}", f"{year}-{last_md}")
+                result = {"scope": scope, "period": f"{kind} {period.first}…{period.last}"}
+                for way in ways:
+                    timings, report = [], None
+                    for _ in range(repeat):
+                        captured.clear()
+                        with Session(scoped) as session:
+                            t0 = time.perf_counter()
+                            report = reports.ii06a(session, who, period, scan=way == "scan")
+                            timings.append(time.perf_counter() - t0)
+                    total = report["total"]
+                    result[way] = {
+                        "timings": timings, "report": report, "sql": captured[-1], "total": total,
+                        "lines": sum(len(u["fields"]) for u in report["units"]), "units": len(report["units"]),
+                        "balanced": total["balanced"] and all(u["total"]["balanced"] and
+                                                              all(f["balanced"] for f in u["fields"])
+                                                              for u in report["units"])}
+                if len(ways) == 2:
+                    result["identical"] = result["rollups"]["report"] == result["scan"]["report"]
+                results.append(result)
     finally:
         event.remove(engine, "before_cursor_execute", capture)
     return results
+
+
+def print_results(results: list[dict], ways) -> None:
+    print(f"  {'scope':<24} {'period':<30} {'way':<8} {'lines':>5} {'(3) received':>12} {'(7)':>10} {'(11)':>8}"
+          f" {'on-time':>7} {'min':>11} {'p50':>11} {'max':>11}  balanced  identical")
+    for r in results:
+        for way in ways:
+            x = r[way]
+            t = x["total"]
+            rate = f"{t['on_time_rate']:.1%}" if t["on_time_rate"] is not None else "—"
+            print(f"  {r['scope']:<24} {r['period']:<30} {way:<8} {x['lines']:>5} {t['received']:>12,}"
+                  f" {t['resolved']:>10,} {t['pending']:>8,} {rate:>7} {ms(min(x['timings']))}"
+                  f" {ms(statistics.median(x['timings']))} {ms(max(x['timings']))}  {str(x['balanced']):<8}"
+                  f"  {r.get('identical', '')}")
 
 
 def explain(engine, sql: tuple) -> tuple[list[str], list[str], bool]:
@@ -307,10 +378,14 @@ def main(argv=None) -> int:
             for name, definition in connection.execute(text(
                     "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = :s ORDER BY indexname"), {"s": schema}):
                 print(f"  index {name}: {definition.split(' USING ', 1)[1]}")
-        print(f"filling {args.rows:,} workflows for {len(UNITS)} desks, "
-              f"{len({f[0] for f in DISTRICT_FIELDS + WARD_FIELDS})} fields, {args.year - 1}-12-01…{args.year}-12-31")
+        districts = args.districts or (1 if args.rows <= 2_000_000 else round(args.rows / 1_100_000))
+        per_district = args.rows // districts
+        print(f"filling {per_district:,} workflows for {len(UNITS)} desks, "
+              f"{len({f[0] for f in DISTRICT_FIELDS + WARD_FIELDS})} fields, {args.year - 1}-12-01…{args.year}-12-31"
+              + (f" (one district of {districts}: {districts * len(UNITS)} desks, "
+                 f"{per_district * districts:,} dossiers)" if districts > 1 else ""))
         started = time.perf_counter()
-        generating, copying = fill(engine, schema, args.rows, Generator(args.year, args.seed))
+        generating, copying = fill(engine, schema, per_district, Generator(args.year, args.seed))
         fill_seconds = time.perf_counter() - started
         with engine.connect() as connection:
             count, size = connection.execute(text(
@@ -324,34 +399,47 @@ def main(argv=None) -> int:
               f"(generate {generating:.1f} s, COPY {copying:.1f} s, then ANALYZE)")
         print("rows per desk: " + ", ".join(f"{u[4:6]}={n:,}" for u, n in by_unit))
         print("states: " + ", ".join(f"{s}={n:,}" for s, n in states))
+        rollup_rows, backfill_seconds = backfill(engine, schema)
+        print(f"roll-ups: {rollup_rows:,} rows, built by migration 0005's back-fill in {backfill_seconds:.1f} s")
 
-        print(f"\nreports ({args.repeat} runs each; time of reports.ii06a, query and assembly):")
-        results = run_reports(engine, schema, args.year, args.repeat, DISTRICT)
-        print(f"  {'scope':<24} {'period':<35} {'lines':>5} {'(3) received':>12} {'(7)':>8} {'(11)':>7}"
-              f" {'on-time':>7} {'min':>11} {'p50':>11} {'max':>11}  balanced")
-        for r in results:
-            t = r["total"]
-            rate = f"{t['on_time_rate']:.1%}" if t["on_time_rate"] is not None else "—"
-            print(f"  {r['scope']:<24} {r['period']:<35} {r['lines']:>5} {t['received']:>12,} {t['resolved']:>8,}"
-                  f" {t['pending']:>7,} {rate:>7} {ms(min(r['timings']))} {ms(statistics.median(r['timings']))}"
-                  f" {ms(max(r['timings']))}  {r['balanced']}")
-
-        heaviest = max(results, key=lambda r: statistics.median(r["timings"]))
-        unit_month = next(r for r in results if r["scope"].startswith("unit") and "-06-01" in r["period"])
-        for title, r in (("heaviest", heaviest), ("one unit, one month", unit_month)):
-            plan, used, seq = explain(engine, r["sql"])
-            print(f"\nEXPLAIN (ANALYZE, BUFFERS) — {title}: {r['scope']}, {r['period']}")
+        print(f"\nreports ({args.repeat} runs each; time of reports.ii06a, query and assembly), "
+              f"from the roll-ups and by the scan:")
+        ways = ("rollups", "scan")
+        results = run_reports(engine, schema, args.year, args.repeat,
+                              ((f"unit {DISTRICT}", DISTRICT), ("whole district", None)), ways)
+        print_results(results, ways)
+        for way in ways:
+            heaviest = max(results, key=lambda r: statistics.median(r[way]["timings"]))
+            plan, used, seq = explain(engine, heaviest[way]["sql"])
+            print(f"\nEXPLAIN (ANALYZE, BUFFERS) — {way}, heaviest: {heaviest['scope']}, {heaviest['period']}")
             for line in plan:
                 print("  " + line)
             print(f"  -> indexes used: {', '.join(used) if used else 'none'}; sequential scan: {'yes' if seq else 'no'}")
+        different = [r for r in results if not r["identical"]]
+        print(f"\nroll-ups and scan identical in {len(results) - len(different)} of {len(results)} reports")
 
-        slow = [r for r in results if statistics.median(r["timings"]) > 1.0]
-        print(f"\nslowest p50: {ms(statistics.median(heaviest['timings'])).strip()} "
-              f"({heaviest['scope']}, {heaviest['period']}); reports over 1 s: {len(slow)}")
-        if slow:
-            print("  an index that would help: see bench/README.md (the report filters on "
-                  "received_at < end AND (resolved_at IS NULL OR resolved_at >= start))")
-        return 0
+        if districts > 1:
+            city_rows, copy_seconds = copy_districts(engine, schema, districts)
+            with engine.connect() as connection:
+                size = connection.execute(text(
+                    f"SELECT pg_size_pretty(pg_total_relation_size('\"{schema}\".report_rollups'))")).scalar()
+            print(f"\nthe city: {districts} districts, {districts * len(UNITS)} desks, {per_district * districts:,} "
+                  f"dossiers' worth of roll-ups: {city_rows:,} rows ({size} with indexes), copied in {copy_seconds:.1f} s")
+            city = run_reports(engine, schema, args.year, args.repeat,
+                               ((f"unit {DISTRICT}", DISTRICT), ("whole city", None)), ("rollups",))
+            print_results(city, ("rollups",))
+            heaviest = max(city, key=lambda r: statistics.median(r["rollups"]["timings"]))
+            plan, used, seq = explain(engine, heaviest["rollups"]["sql"])
+            print(f"\nEXPLAIN (ANALYZE, BUFFERS) — the city, heaviest: {heaviest['scope']}, {heaviest['period']}")
+            for line in plan:
+                print("  " + line)
+            print(f"  -> indexes used: {', '.join(used) if used else 'none'}; sequential scan: {'yes' if seq else 'no'}")
+            year = next(r for r in city if r["scope"] == "whole city" and r["period"].startswith("year"))
+            p50 = statistics.median(year["rollups"]["timings"])
+            print(f"\nthe city's year from the roll-ups: p50 {ms(p50).strip()}, max "
+                  f"{ms(max(year['rollups']['timings'])).strip()} ({'under' if p50 < 1 else 'OVER'} 1 s); "
+                  f"{year['rollups']['total']['received']:,} received")
+        return 0 if not different else 1
     finally:
         if args.keep:
             print(f"kept scratch schema {schema} (drop it with: DROP SCHEMA \"{schema}\" CASCADE)")

@@ -1,6 +1,6 @@
 """Routing's tables, in the ``routing`` schema."""
-from sqlalchemy import (BigInteger, Boolean, Column, Date, DateTime, ForeignKey, Identity, Index, Integer, Table,
-                        Text, func)
+from sqlalchemy import (BigInteger, Boolean, CheckConstraint, Column, Date, DateTime, ForeignKey, Identity, Index,
+                        Integer, PrimaryKeyConstraint, Table, Text, func)
 from sqlalchemy.dialects.postgresql import JSONB
 
 from motcua.runtime.catalogue import catalogue_tables
@@ -42,6 +42,31 @@ Index("ix_workflows_unit_resolved", workflows.c.unit, workflows.c.resolved_at)
 # Whole-district reports of recent periods: "resolved_at IS NULL OR resolved_at >= start".
 Index("ix_workflows_resolved", workflows.c.resolved_at)
 Index("ix_workflows_running_due", workflows.c.due_date, postgresql_where=workflows.c.state == "running")
+
+# Report II.06a's roll-ups: what the dossiers of a (unit, field, channel) add up to over a day, a month
+# and a year (``span``, starting on ``day``), kept by the repository's save in the transaction of the
+# change. ``received``, ``early``, ``on_time`` and ``late`` count what happened in the span;
+# ``pending_change`` and ``overdue_change`` are the changes of the pending and pending-overdue counts at
+# the end of each day, so that a balance at the end of a day is their sum over every span before it
+# (services/routing/reports.py: ``rollup_deltas`` says what a dossier adds, and where).
+report_rollups = Table(
+    "report_rollups", metadata,
+    Column("span", Text, nullable=False),                  # day, month, year
+    Column("day", Date, nullable=False),                   # the span's first day
+    Column("unit", Text, nullable=False),
+    Column("field", Text, nullable=False),
+    Column("channel", Text, nullable=False),
+    Column("received", Integer, nullable=False, server_default="0"),
+    Column("early", Integer, nullable=False, server_default="0"),
+    Column("on_time", Integer, nullable=False, server_default="0"),
+    Column("late", Integer, nullable=False, server_default="0"),
+    Column("pending_change", Integer, nullable=False, server_default="0"),
+    Column("overdue_change", Integer, nullable=False, server_default="0"),
+    PrimaryKeyConstraint("span", "day", "unit", "field", "channel"),
+    CheckConstraint("span IN ('day', 'month', 'year')", name="span"),
+)
+# One unit's report (the primary key serves the whole city's).
+Index("ix_report_rollups_unit_span_day", report_rollups.c.unit, report_rollups.c.span, report_rollups.c.day)
 
 steps = Table(
     "steps", metadata,

@@ -1,15 +1,23 @@
-"""Routing's queries over many dossiers: an agency's queue, the gauges and report II.06a
-(a workflow itself is read and written by unit_of_work.SqlRepository)."""
+"""Routing's queries over many dossiers: an agency's queue, the gauges and report II.06a, from its
+roll-ups or by a scan of the workflows (a workflow itself is read and written by
+unit_of_work.SqlRepository, which also keeps the roll-ups)."""
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
+from typing import Sequence
 
-from sqlalchemy import and_, case, func, literal, select
+from sqlalchemy import and_, case, false, func, literal, or_, select
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from motcua.contracts.calendar import TZ, local_date
 from services.routing import models
 
-w, s = models.workflows, models.steps
+w, s, ru = models.workflows, models.steps, models.report_rollups
+
+ROLLUP_COUNTERS = ("received", "early", "on_time", "late", "pending_change", "overdue_change")
+SPANS = ("day", "month", "year")
+ONE_DAY = timedelta(days=1)
 
 
 def queue(session: Session, agency: str) -> list:
@@ -36,7 +44,22 @@ def apologies_by_agency(session: Session) -> list:
 
 
 def report_rows(session: Session, unit: str | None, start: datetime, end: datetime) -> list:
-    """The II.06a figures per (unit, field) for [start, end), counted by the database.
+    """The II.06a figures per (unit, field) for [start, end): from the roll-ups when both are local
+    midnights (every reporting period's are), by a scan of the workflows otherwise."""
+    first, last = local_date(start), local_date(end - ONE_DAY)
+    if start == _midnight(first) and end == _midnight(last + ONE_DAY):
+        return rollup_report_rows(session, unit, first, last)
+    return scan_report_rows(session, unit, start, end)
+
+
+def _midnight(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=TZ)
+
+
+def scan_report_rows(session: Session, unit: str | None, start: datetime, end: datetime) -> list:
+    """The II.06a figures per (unit, field) for [start, end), counted by the database from the
+    workflows themselves: a scan that grows with the rows (the reference the roll-ups are checked
+    against, and what instants other than local midnights need).
 
     Uses the (unit, received_at) index: a dossier counts if received before the end and not
     resolved before the start.
@@ -63,3 +86,89 @@ def report_rows(session: Session, unit: str | None, start: datetime, end: dateti
     if unit:
         statement = statement.where(w.c.unit == unit)
     return session.execute(statement).all()
+
+
+# --- report II.06a's roll-ups ------------------------------------------------------------------
+
+_ROLLUP_INSERT = insert(ru)
+_ROLLUP_UPSERT = _ROLLUP_INSERT.on_conflict_do_update(
+    index_elements=[ru.c.span, ru.c.day, ru.c.unit, ru.c.field, ru.c.channel],
+    set_={name: ru.c[name] + _ROLLUP_INSERT.excluded[name] for name in ROLLUP_COUNTERS})
+
+
+def add_to_rollups(session: Session, rows: Sequence[dict]) -> None:
+    """Add ``rows`` (keys and counter changes, each key once, in key order) to the roll-ups: one
+    statement. In key order, two transactions lock the rows they share in the same order."""
+    if rows:
+        session.execute(_ROLLUP_UPSERT.values(list(rows)))
+
+
+def _within(ranges: Sequence[tuple[str, date | None, date]]):
+    """Roll-up rows of the given (span, first day or None, last day) ranges."""
+    conditions = [and_(ru.c.span == span, *([ru.c.day >= lo] if lo is not None else []), ru.c.day <= hi)
+                  for span, lo, hi in ranges]
+    return or_(*conditions) if conditions else false()
+
+
+def rollup_report_rows(session: Session, unit: str | None, first: date, last: date) -> list:
+    """The II.06a figures per (unit, field) for the days first … last, the scan's, summed from the
+    roll-ups (services/routing/reports.py says how): the rows of every day before the period give the
+    balances at its start, those of its days what happened in it. A (unit, field) with nothing pending
+    at the start and nothing received in the period is left out, as the scan leaves it out."""
+    earlier, inside = _within(before_ranges(first)), _within(span_ranges(first, last))
+
+    def total(column, *where):
+        return func.coalesce(func.sum(column).filter(*where), 0)
+
+    carried_over = total(ru.c.pending_change, earlier)
+    online = total(ru.c.received, inside, ru.c.channel == "online")
+    in_person_or_post = total(ru.c.received, inside, ru.c.channel != "online")
+    overdue = total(ru.c.overdue_change)
+    statement = (
+        select(ru.c.unit, ru.c.field, carried_over.label("carried_over"), online.label("online"),
+               in_person_or_post.label("in_person_or_post"), total(ru.c.early, inside).label("early"),
+               total(ru.c.on_time, inside).label("on_time"), total(ru.c.late, inside).label("late"),
+               (total(ru.c.pending_change) - overdue).label("within_deadline"), overdue.label("overdue"))
+        .where(or_(earlier, inside))
+        .group_by(ru.c.unit, ru.c.field)
+        .having(carried_over + total(ru.c.received, inside) > 0)
+        .order_by(ru.c.unit, ru.c.field))
+    if unit:
+        statement = statement.where(ru.c.unit == unit)
+    return session.execute(statement).all()
+
+
+def span_ranges(first: date, last: date) -> list[tuple[str, date, date]]:
+    """The days first … last as the fewest roll-up spans: whole years, whole months, single days;
+    (span, first span's day, last span's day), neighbouring spans of one kind in one range."""
+    ranges: list[tuple[str, date, date]] = []
+    day = first
+    while day <= last:
+        if day.month == 1 and day.day == 1 and date(day.year, 12, 31) <= last:
+            span, following = "year", date(day.year + 1, 1, 1)
+        elif day.day == 1 and _next_month(day) - ONE_DAY <= last:
+            span, following = "month", _next_month(day)
+        else:
+            span, following = "day", day + ONE_DAY
+        if ranges and ranges[-1][0] == span:
+            ranges[-1] = (span, ranges[-1][1], day)
+        else:
+            ranges.append((span, day, day))
+        day = following
+    return ranges
+
+
+def before_ranges(first: date) -> list[tuple[str, date | None, date]]:
+    """Every day before ``first``: the years before its year, the months of its year before its
+    month, the days of its month before it (the first range has no lower bound)."""
+    year, month = date(first.year, 1, 1), first.replace(day=1)
+    ranges: list[tuple[str, date | None, date]] = [("year", None, year - ONE_DAY)]
+    if month > year:
+        ranges.append(("month", year, month - ONE_DAY))
+    if first > month:
+        ranges.append(("day", month, first - ONE_DAY))
+    return ranges
+
+
+def _next_month(day: date) -> date:
+    return date(day.year + day.month // 12, day.month % 12 + 1, 1)

@@ -16,7 +16,7 @@ from motcua.contracts.calendar import WorkingCalendar
 from motcua.contracts.events import Envelope
 from motcua.runtime.db import rows_as_json, rows_from_json
 from motcua.runtime.inbox import first_time
-from services.routing import models, store
+from services.routing import models, reports, store
 from services.routing.workflow import OPEN, Action, Handover, Step, Workflow
 
 w, s, h, a = models.workflows, models.steps, models.handovers, models.actions
@@ -112,18 +112,21 @@ class SqlRepository:
         self.seen[workflow.code] = workflow
 
     def save(self, workflow: Workflow) -> None:
+        after = _workflow_values(workflow)
         if workflow.code not in self._loaded:
             # None left out: the columns' defaults (SQL NULL, not a JSON null).
-            self.session.execute(w.insert().values(
-                **{k: v for k, v in _workflow_values(workflow).items() if v is not None}))
+            self.session.execute(w.insert().values(**{k: v for k, v in after.items() if v is not None}))
+            before = None
             loaded_steps: dict[int, dict] = {}
             receivers: dict[int, str | None] = {}
         else:
             before, loaded_steps, receivers = self._loaded[workflow.code]
-            changed = {k: v for k, v in _workflow_values(workflow).items() if before[k] != v}
+            changed = {k: v for k, v in after.items() if before[k] != v}
             if changed:
                 self.session.execute(update(w).where(w.c.code == workflow.code)
                                      .values(**changed, updated_at=func.now()))
+        # Report II.06a's roll-ups, in the same transaction: what the change moved between its columns.
+        store.add_to_rollups(self.session, reports.rollup_deltas(before, after))
         for step in workflow.steps:
             values = _step_values(step)
             if step.id is None:

@@ -1,25 +1,33 @@
-"""Report II.06a counted by PostgreSQL (store.report_rows through reports.ii06a) against the pure rule
-(domain.classify_for_report) over the same rows: a few hundred random workflows of two units of our own,
-many of them on the edges of the periods (received, resolved or due exactly at a boundary, a microsecond
-either side, in UTC or local time). Every figure must be the same, per unit and field, and every row
-and total balanced."""
+"""Report II.06a from its roll-ups (reports.ii06a), from a scan of the workflows (store.report_rows, through
+reports.ii06a(scan=True)) and from the pure rule (domain.classify_for_report) over the same dossiers: a few
+hundred random workflows of two units of our own, many of them on the edges of the periods (received,
+resolved or due exactly at a boundary, a microsecond either side, in UTC or local time), saved through
+routing's repository as a life would save them (received; a clock stop that takes the due date away and
+gives a later one back; a due date changed after receipt; resolved early, on the due date, late,
+withdrawn or stopped; some still pending), so that the roll-ups are the ones the save path keeps. Every
+figure must be the same three ways, per unit and field, and every row and total balanced; and the
+migration's back-fill must build the same roll-ups from the same workflows."""
 from __future__ import annotations
 
+import importlib.util
 import random
 from collections import Counter, defaultdict
 from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import delete
+from sqlalchemy import delete, event, select, text
 from sqlalchemy.orm import Session
 
 from motcua.contracts.calendar import TZ, classify, local_date
 from motcua.contracts.periods import parse_period
 from services.routing import reports, store
 from services.routing.domain import classify_for_report
-from services.routing.models import workflows
+from services.routing.models import report_rollups, workflows
+from services.routing.unit_of_work import SqlRepository
+from services.routing.workflow import Workflow
 
 UTC = timezone.utc
 UNITS = ("000.90.20.H29", "000.91.20.H29")     # codes nobody else uses: this module owns their rows
@@ -104,15 +112,63 @@ def generate(rng: random.Random, count: int) -> list[dict]:
     return rows
 
 
+MIGRATION = Path(__file__).resolve().parents[2] / "services/routing/migrations/versions/0005_ii06a_rollups.py"
+
+
+def _forget(connection) -> None:
+    connection.execute(delete(workflows).where(workflows.c.unit.in_(UNITS)))
+    connection.execute(delete(report_rollups).where(report_rollups.c.unit.in_(UNITS)))
+
+
+def _life(rng: random.Random, row: dict) -> list[dict]:
+    """The workflow's values as saved one after the other, ending with ``row``: received (with the due
+    date the desk counted, sometimes earlier than the last one, or one that a stop took away), perhaps a
+    clock stop and its end (no due date, then a later one), then resolved (or still running)."""
+    received_day = local_date(row["received_at"])
+    final_due = row["due_date"]
+    first_due = final_due
+    if final_due is None or rng.random() < 0.3:
+        base = final_due or received_day + timedelta(days=rng.choice([0, 1, 5, 30]))
+        first_due = max(received_day, base - timedelta(days=rng.choice([1, 2, 5, 20])))
+    running = dict(row, state="running", resolved_at=None, result_class=None, due_date=first_due)
+    saves = [running]
+    if final_due != first_due or rng.random() < 0.1:
+        saves.append(dict(running, due_date=None))                     # a clock stop
+        if final_due is not None:
+            saves.append(dict(running, due_date=final_due))            # ... and its end: a later date
+    if row["resolved_at"] is not None or saves[-1] != row:
+        saves.append(row)
+    return saves
+
+
 @pytest.fixture(scope="module")
 def dossiers(engine):
-    rows = generate(random.Random(20260316), ROWS)
+    """The generated dossiers, saved by routing's repository through their lives: the first save of
+    each in one transaction, then per dossier its changes, some two in one transaction."""
+    rng = random.Random(20260316)
+    rows = generate(rng, ROWS)
+    lives = [_life(rng, row) for row in rows]
     with engine.begin() as connection:
-        connection.execute(delete(workflows).where(workflows.c.unit.in_(UNITS)))   # left by a crashed run
-        connection.execute(workflows.insert(), rows)
+        _forget(connection)                                             # left by a crashed run
+    with Session(engine) as session, session.begin():
+        repository = SqlRepository(session)
+        for life in lives:
+            repository.save(Workflow(**life[0]))
+    for life in lives:
+        changes = life[1:]
+        while changes:
+            together = changes[:rng.choice([1, 2])]
+            changes = changes[len(together):]
+            with Session(engine) as session, session.begin():
+                repository = SqlRepository(session)
+                workflow = repository.get(together[0]["code"])
+                for values in together:
+                    for name, value in values.items():
+                        setattr(workflow, name, value)
+                    repository.save(workflow)
     yield rows
     with engine.begin() as connection:
-        connection.execute(delete(workflows).where(workflows.c.unit.in_(UNITS)))
+        _forget(connection)
 
 
 def expected(rows: list[dict], unit: str | None, begin: datetime, finish: datetime) -> dict:
@@ -138,8 +194,11 @@ def check_report(engine, rows, unit, first_text, last_text):
     period = parse_period(first_text, last_text)
     with Session(engine) as session:
         report = reports.ii06a(session, unit, period)
+        scanned = reports.ii06a(session, unit, period, scan=True)
     assert actual(report) == expected(rows, unit, period.begin, period.end)
+    assert actual(report) == actual(scanned)
     mine = [u for u in report["units"] if u["unit"] in UNITS]
+    assert mine == [u for u in scanned["units"] if u["unit"] in UNITS]
     for u in mine:
         assert all(line["balanced"] for line in u["fields"]), u
         assert u["total"]["balanced"]
@@ -148,6 +207,7 @@ def check_report(engine, rows, unit, first_text, last_text):
     assert report["total"]["balanced"]
     if unit is not None:
         assert [u["unit"] for u in report["units"]] in ([], [unit])
+        assert report == scanned
         for column in COUNTED:
             assert report["total"][column] == sum(u["total"][column] for u in mine)
     return report
@@ -226,3 +286,92 @@ def test_report_rows_for_any_pair_of_instants(engine, dossiers, start, length, u
     with Session(engine) as session:
         rows = [r for r in store.report_rows(session, unit, start, end) if r.unit in UNITS]
     assert _as_expected(rows) == expected(dossiers, unit, start, end)
+
+
+def test_the_lives_reach_every_change_the_roll_ups_must_follow(dossiers):
+    """Guards the fixture: due dates changed after receipt, clock stops, every end."""
+    rng = random.Random(20260316)
+    lives = [_life(rng, row) for row in generate(rng, ROWS)]
+    assert sum(1 for life in lives if any(v["due_date"] is None for v in life[:-1])) >= 20
+    assert sum(1 for life in lives if life[0]["due_date"] not in (None, life[-1]["due_date"])) >= 20
+    assert sum(1 for r in dossiers if r["state"] == "withdrawn") >= 20
+    assert sum(1 for r in dossiers if r["resolved_at"] is not None and r["due_date"] is not None
+               and local_date(r["resolved_at"]) == r["due_date"]) >= 5
+    assert sum(1 for r in dossiers if r["resolved_at"] is None and r["due_date"] is not None) >= 20
+
+
+def _backfill_module():
+    spec = importlib.util.spec_from_file_location("routing_0005_ii06a_rollups", MIGRATION)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_migrations_back_fill_builds_the_roll_ups_the_saves_kept(engine, dossiers):
+    """The migration fills the roll-ups of an existing database from its workflows: the same rows
+    (rows of zeros aside) as the repository's saves kept through the dossiers' lives."""
+    migration = _backfill_module()
+    ours = "(SELECT * FROM routing.workflows WHERE unit IN ('%s', '%s'))" % UNITS
+    columns = ("span", "day", "unit", "field", "channel", *store.ROLLUP_COUNTERS)
+    with engine.connect() as connection:
+        built = {tuple(r) for r in connection.execute(text(migration.rollups_from_workflows(ours)))}
+        kept = {tuple(r) for r in connection.execute(
+            select(*(report_rollups.c[c] for c in columns)).where(report_rollups.c.unit.in_(UNITS)))
+            if any(r[5:])}
+    assert len(built) > 1000
+    assert built == kept
+
+
+def test_the_roll_ups_change_in_the_saves_transaction_one_statement_or_none(engine):
+    """A receipt writes its roll-ups with one statement; a save that changes nothing the report counts
+    writes none; a transaction that rolls back leaves the roll-ups as they were."""
+    unit = "000.93.20.H29"                  # a desk nobody else uses: this test owns its rows
+    row = generate(random.Random(7), 1)[0]
+    row.update(unit=unit, code=f"{unit}-260302-0001", state="running", resolved_at=None, result_class=None,
+               received_at=datetime(2026, 3, 2, 9, tzinfo=TZ), due_date=date(2026, 3, 5))
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, parameters, context, executemany):
+        if "report_rollups" in statement:
+            statements.append(statement)
+
+    def rollups():
+        with engine.connect() as connection:
+            return connection.execute(select(report_rollups).where(report_rollups.c.unit == unit)
+                                      .order_by(report_rollups.c.span, report_rollups.c.day)).all()
+
+    with engine.begin() as connection:
+        connection.execute(delete(workflows).where(workflows.c.unit == unit))
+        connection.execute(delete(report_rollups).where(report_rollups.c.unit == unit))
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        with Session(engine) as session, session.begin():
+            SqlRepository(session).save(Workflow(**row))
+        assert len(statements) == 1 and statements[0].startswith("INSERT INTO routing.report_rollups")
+        received = rollups()
+        assert {(r.span, r.day, r.received, r.pending_change, r.overdue_change) for r in received} == {
+            ("day", date(2026, 3, 2), 1, 1, 0), ("day", date(2026, 3, 6), 0, 0, 1),
+            ("month", date(2026, 3, 1), 1, 1, 1), ("year", date(2026, 1, 1), 1, 1, 1)}
+
+        statements.clear()
+        with Session(engine) as session, session.begin():
+            repository = SqlRepository(session)
+            workflow = repository.get(row["code"])
+            workflow.overdue_at, workflow.stage = datetime(2026, 3, 6, 0, 5, tzinfo=TZ), 1
+            repository.save(workflow)
+        assert statements == []
+
+        with pytest.raises(RuntimeError):
+            with Session(engine) as session, session.begin():
+                repository = SqlRepository(session)
+                workflow = repository.get(row["code"])
+                workflow.resolved_at, workflow.result_class = datetime(2026, 3, 9, 10, tzinfo=TZ), "late"
+                repository.save(workflow)
+                assert len(statements) == 1
+                raise RuntimeError("the change fails after the save")
+        assert rollups() == received
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+        with engine.begin() as connection:
+            connection.execute(delete(workflows).where(workflows.c.unit == unit))
+            connection.execute(delete(report_rollups).where(report_rollups.c.unit == unit))
