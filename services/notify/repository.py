@@ -7,15 +7,19 @@ dispatcher's lease of other messages of the same dossier is never overwritten.
 """
 from __future__ import annotations
 
+import uuid
 from dataclasses import asdict, fields
 from datetime import date, datetime
-from typing import Self
+from typing import Callable, Self
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, literal, select, union_all, update
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from motcua.contracts.events import validate
 from motcua.runtime import outbox
+from motcua.runtime.db import autocommit
 from motcua.runtime.inbox import first_time
 from services.notify import models, templates
 from services.notify.messages import DigestFigures, Dossier, DossierMessages, Message
@@ -70,11 +74,6 @@ class SqlDossiers:
     def with_message(self, message_id: int) -> DossierMessages | None:
         """The aggregate holding only that message (locked): what a sending attempt changes."""
         return self._one(m.c.id == message_id)
-
-    def with_messages(self, message_ids: list[int]) -> list[DossierMessages]:
-        """``with_message`` for a round's messages, in one locked SELECT: an aggregate each."""
-        rows = self.session.execute(select(m).where(m.c.id.in_(message_ids)).order_by(m.c.id).with_for_update()).all()
-        return [self._track(DossierMessages(row.code, None, [_message(row)])) for row in rows]
 
     def with_provider_id(self, provider_id: str) -> DossierMessages | None:
         return self._one(m.c.provider_id == provider_id)
@@ -201,6 +200,91 @@ class SqlUnitOfWork:
                 pass
             return False
         return self._transaction.__exit__(kind, error, traceback)
+
+
+class LeasedMessages:
+    """The aggregate of a message the dispatcher leased, built from the row the lease returned:
+    nothing is read again."""
+
+    def __init__(self):
+        self.seen: list[DossierMessages] = []
+        self.lost: list[DossierMessages] = []       # the message was no longer 'sending': nothing written
+        self._leased: dict[int, dict] = {}
+
+    def leased(self, row) -> DossierMessages:
+        message = _message(row)
+        aggregate = DossierMessages(row.code, None, [message])
+        self.seen.append(aggregate)
+        self._leased[id(aggregate)] = asdict(message)
+        return aggregate
+
+    def was_lost(self, aggregate: DossierMessages) -> bool:
+        return any(lost is aggregate for lost in self.lost)
+
+
+class SentUnitOfWork:
+    """A leased message's outcome written in ONE statement, outside any transaction (autocommit):
+    the message's changed fields, only while it is still 'sending' (what another process recorded
+    first stays as it is), and the outbox rows of its events in the same statement (a data-modifying
+    ``WITH``: both or neither, as in a transaction, without BEGIN and COMMIT round trips).
+
+    The dispatcher records each message so, right after its provider accepted it and before its
+    sender sends the next: a crash re-sends at most the one message each sender had in flight.
+    """
+
+    def __init__(self, engine: Engine, after_commit: list[Callable[[dict], None]]):
+        self.engine = engine
+        self.after_commit = after_commit
+
+    def __enter__(self) -> Self:
+        self.dossiers = LeasedMessages()
+        return self
+
+    def commit(self) -> None:
+        committed: list[dict] = []
+        with autocommit(self.engine) as connection:
+            for aggregate in self.dossiers.seen:
+                before = self.dossiers._leased[id(aggregate)]
+                [message] = aggregate.messages
+                changed = {k: v for k, v in asdict(message).items() if before.get(k) != v}
+                rows = []
+                for event in aggregate.events:
+                    if event.envelope is not None:
+                        validate(event.envelope)
+                        rows.append({"id": uuid.UUID(event.envelope.id), "type": event.envelope.type,
+                                     "envelope": event.envelope.to_dict()})
+                aggregate.events = []
+                if not changed:
+                    continue
+                if connection.execute(_recorded(message.id, changed, rows)).first() is None:
+                    self.dossiers.lost.append(aggregate)
+                else:
+                    committed += rows
+        if committed:
+            # What a committed transaction hands the relay (motcua.runtime.outbox): its rows, to
+            # publish from memory at once.
+            info = {outbox._COMMITTED: {models.outbox.fullname: committed}}
+            for callback in self.after_commit:
+                callback(info)
+
+    def __exit__(self, kind, error, traceback):
+        return False
+
+
+def _recorded(message_id: int, changed: dict, rows: list[dict]):
+    """``UPDATE messages … WHERE id AND state = 'sending'``, with the outbox rows inserted from
+    its result: one statement; a row comes back only if the message was updated."""
+    updated = (update(m).where(m.c.id == message_id, m.c.state == "sending").values(**changed)
+               .returning(m.c.id))
+    if not rows:
+        return updated
+    o = models.outbox
+    recorded = updated.cte("recorded")
+    sources = [select(literal(row["id"], o.c.id.type), literal(row["type"], o.c.type.type),
+                      literal(row["envelope"], o.c.envelope.type)).select_from(recorded) for row in rows]
+    source = sources[0] if len(sources) == 1 else union_all(*sources)
+    return (insert(o).from_select(["id", "type", "envelope"], source).add_cte(recorded)
+            .returning(o.c.id))
 
 
 class _Rollback(Exception):
