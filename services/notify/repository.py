@@ -7,6 +7,7 @@ dispatcher's lease of other messages of the same dossier is never overwritten.
 """
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import asdict, fields
 from datetime import date, datetime
@@ -109,20 +110,61 @@ class SqlDossiers:
                                        {msg.id: asdict(msg) for msg in aggregate.messages})
 
 
+class TemplateCache:
+    """The officials' templates, kept in memory for ``seconds`` (default 5) by each process.
+
+    Every event that queues a message needs its template; reading the table each time cost a
+    statement per event. An edit goes through notify itself (``PUT /api/v1/templates``): the
+    process that saved it drops its copy once the edit has committed, so its next message uses
+    it. notify may run as several replicas, and the others learn of the edit only when their copy
+    expires: a short time to live (not a version check, which would be a statement per event
+    again) bounds that to ``seconds``. A copy read while an edit was committing is not kept (the
+    generation check), so an edit is never hidden for longer than that.
+    """
+
+    def __init__(self, seconds: float = 5.0, clock: Callable[[], float] = time.monotonic):
+        self.seconds = seconds
+        self.clock = clock
+        self._rows: dict | None = None
+        self._read_at = 0.0
+        self._generation = 0
+
+    def rows(self, read: Callable[[], dict]) -> dict:
+        """(key, channel) -> row: the copy in memory while fresh, else ``read()`` (and kept)."""
+        now = self.clock()
+        if self._rows is not None and now - self._read_at < self.seconds:
+            return self._rows
+        generation = self._generation
+        rows = read()
+        if generation == self._generation:        # no edit committed meanwhile
+            self._rows, self._read_at = rows, now
+        return rows
+
+    def invalidate(self) -> None:
+        self._rows = None
+        self._generation += 1
+
+
 class SqlTemplates:
-    def __init__(self, session: Session):
+    def __init__(self, session: Session, cache: TemplateCache | None = None):
         self.session = session
+        self.cache = cache
+        self.saved = False
         self._stored: dict | None = None
 
     def stored(self) -> dict:
-        """(key, channel) -> row of the officials' templates, read once per unit of work."""
+        """(key, channel) -> row of the officials' templates, read from the table once per unit of
+        work (what an official lists is never an older copy)."""
         if self._stored is None:
             self._stored = {(r.key, r.channel): r for r in self.session.execute(
                 select(t).order_by(t.c.key, t.c.channel)).all()}
         return self._stored
 
     def get(self, key: str, channel: str) -> templates.Template:
-        row = self.stored().get((key, channel))
+        """The template in force: the officials' version (from the cache when there is one), or
+        the packaged default."""
+        rows = self.cache.rows(self.stored) if self.cache is not None else self.stored()
+        row = rows.get((key, channel))
         if row is not None:
             return templates.Template(key, channel, row.subject, row.body)
         return templates.defaults()[(key, channel)]
@@ -135,6 +177,9 @@ class SqlTemplates:
             set_={"subject": template.subject, "body": template.body, "updated_by": by, "updated_at": func.now(),
                   "version": t.c.version + 1}))
         self._stored = None
+        self.saved = True
+        if self.cache is not None:
+            self.cache.invalidate()     # and again once committed (SqlUnitOfWork.__exit__)
 
 
 class SqlDigests:
@@ -169,14 +214,15 @@ class SqlInbox:
 class SqlUnitOfWork:
     """``with uow: ... uow.commit()``: one transaction; leaving without commit rolls back."""
 
-    def __init__(self, sessions):
+    def __init__(self, sessions, templates: TemplateCache | None = None):
         self.sessions = sessions                    # the service's motcua.runtime.db.UnitOfWork
+        self.template_cache = templates
 
     def __enter__(self) -> Self:
         self._transaction = self.sessions.transaction()
         self.session = self._transaction.__enter__()
         self.dossiers = SqlDossiers(self.session)
-        self.templates = SqlTemplates(self.session)
+        self.templates = SqlTemplates(self.session, self.template_cache)
         self.digests = SqlDigests(self.session)
         self.inbox = SqlInbox(self.session)
         self._committed = False
@@ -199,7 +245,10 @@ class SqlUnitOfWork:
             except _Rollback:
                 pass
             return False
-        return self._transaction.__exit__(kind, error, traceback)
+        result = self._transaction.__exit__(kind, error, traceback)
+        if kind is None and self.templates.saved and self.template_cache is not None:
+            self.template_cache.invalidate()        # committed: the next message uses the edit
+        return result
 
 
 class LeasedMessages:
