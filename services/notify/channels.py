@@ -150,13 +150,20 @@ def _header(name: str, value: str) -> str:
 
 def _address_header(sender: str) -> tuple[str, str]:
     """(the envelope's address, the ``From`` header's value) of ``Name <address>`` or an address.
-    The name is quoted when it needs it (a comma) and made an encoded word when it is Vietnamese."""
+    The name is quoted when it needs it (a comma), made encoded words when it is Vietnamese."""
     text = sender.strip()
     if not (text.endswith(">") and "<" in text):
         return text, text
     name, _, address = text[:-1].rpartition("<")
     name, address = name.strip().strip('"').strip(), address.strip()
-    return address, (formataddr((name, address), charset="utf-8") if name else address)
+    if not name:
+        return address, address
+    if name.isascii():
+        return address, formataddr((name, address))
+    words = _encoded_words(name, _LINE - len("From: "))
+    last = words.rsplit("\r\n", 1)[-1]
+    fold = " " if len(last) + len(address) + 3 <= _LINE - len("From: ") else "\r\n "
+    return address, f"{words}{fold}<{address}>"
 
 
 class EmailChannel:
