@@ -1,8 +1,10 @@
 """Sending what is queued: each message leased, sent with its idempotency key, then recorded.
 
-A crash between sending and recording leaves the message 'sending' until its lease runs out;
-it is then sent again with the same key, which the provider recognises (the SMS gateway and
-webhooks by the Idempotency-Key header, e-mail by its Message-ID): the citizen sees one message.
+Each message is recorded as sent (one committed statement) as soon as its provider accepted it,
+before its sender sends the next one. A crash between sending and recording leaves only that
+message 'sending' until its lease runs out: at most one message per sender (``NOTIFY_SENDERS``)
+goes out again, with the same key, which the provider recognises (the SMS gateway and webhooks
+by the Idempotency-Key header, e-mail by its Message-ID): the citizen sees one message.
 Failures are retried with exponential backoff up to a limit, then dead-lettered with the reason.
 """
 from __future__ import annotations
@@ -22,7 +24,7 @@ from motcua.runtime.inbox import dead_letter
 from services.notify import channels as channel_module, metrics, store
 from services.notify.handlers import RecordFailure, RecordSent, handle
 from services.notify.messages import MessageFailed, MessageRetried, MessageSent, Policy
-from services.notify.repository import QUEUED, SqlUnitOfWork
+from services.notify.repository import QUEUED, SentUnitOfWork, SqlUnitOfWork
 
 log = structlog.get_logger("motcua.notify")
 MESSAGES = metrics.MESSAGES      # kept here too: the counters' former home
@@ -51,6 +53,7 @@ class Dispatcher(DependencyProvider):
         database = next(d for d in self.container.dependencies if isinstance(d, Database))
         self.engine = database.engine
         self.uow = lambda: SqlUnitOfWork(UnitOfWork(database.sessions, database.after_commit))
+        self.sent_uow = lambda: SentUnitOfWork(database.engine, database.after_commit)
         self.now: Callable[[], datetime] = clock_from_config(self.container.config)
         self.running = True
         self.container.spawn_managed_thread(self._run, identifier="notify-dispatcher")
@@ -58,6 +61,7 @@ class Dispatcher(DependencyProvider):
     def stop(self) -> None:
         self.running = False
         self.wake()
+        channel_module.close_all(self.channels)
 
     kill = stop
 
@@ -78,6 +82,7 @@ class Dispatcher(DependencyProvider):
             except Exception:   # database or broker down: try again at the next poll
                 log.warning("dispatch round failed", exc_info=True)
                 sent = 0
+            channel_module.close_idle(self.channels)      # kept-open SMTP connections unused for a while
             # A full lease may have left more; otherwise the next commit (or the poll) wakes it.
             if sent < CLAIM_LIMIT:
                 self.wakeup.wait(timeout=self.poll)
@@ -92,13 +97,22 @@ class Dispatcher(DependencyProvider):
         in_turn: dict[str, list] = {}
         for message in leased:
             in_turn.setdefault(message.recipient, []).append(message)
-        sent = [delivery for deliveries in self.senders.imap(self._deliver_in_turn, in_turn.values())
-                for delivery in deliveries]
-        self._record_sent(sent)
+        for _ in self.senders.imap(self._deliver_in_turn, in_turn.values()):
+            pass
         return len(leased)
 
-    def _deliver_in_turn(self, messages: list) -> list[tuple]:
-        return [delivery for delivery in map(self._deliver, messages) if delivery is not None]
+    def _deliver_in_turn(self, messages: list) -> None:
+        """One recipient's messages in order, each recorded as sent before the next is sent."""
+        for message in messages:
+            delivery = self._deliver(message)
+            if delivery is None:
+                continue                                 # failed: recorded, retried or dead-lettered
+            try:
+                self._record_sent(*delivery)
+            except Exception:   # database down: sending more would leave more to send again
+                log.warning("a sent message could not be recorded; it and the rest of its recipient's "
+                            "messages go out after their lease", message_id=message.id, exc_info=True)
+                return
 
     def _deliver(self, message) -> tuple | None:
         """Send one message: ``(message, provider id, seconds)`` once the provider accepted it;
@@ -120,18 +134,14 @@ class Dispatcher(DependencyProvider):
             return None
         return message, provider_id, wall.monotonic() - started
 
-    def _record_sent(self, sent: list[tuple]) -> None:
-        """Recorded by the handler in one transaction, after every send of the round."""
-        if not sent:
-            return
-        events = handle("notify.record_sent", RecordSent(tuple((m.id, provider_id) for m, provider_id, _ in sent),
-                                                         self.now()), self.uow())
+    def _record_sent(self, message, provider_id: str, seconds: float) -> None:
+        """Recorded by the handler in one statement (committed) before this sender goes on."""
+        events = handle("notify.record_sent", RecordSent(message, provider_id, self.now()), self.sent_uow())
         metrics.count(events)
-        seconds = {message.id: round(s, 3) for message, _, s in sent}
         for event in events:
             if isinstance(event, MessageSent):
                 log.info("message sent", message_id=event.message_id, channel=event.channel,
-                         template=event.template, attempt=event.attempts, send_s=seconds.get(event.message_id))
+                         template=event.template, attempt=event.attempts, send_s=round(seconds, 3))
 
     def _failed(self, message, reason: str, *, permanent: bool) -> None:
         events = handle("notify.record_failure", RecordFailure(message.id, reason, permanent, self.policy,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, replace
 from datetime import date, datetime
+from typing import Any
 
 from motcua.contracts.calendar import local_date
 from motcua.contracts.events import Envelope
@@ -60,8 +61,9 @@ def delivery_report(raw: str, now: datetime) -> ReportDelivery:
 
 @dataclass(frozen=True)
 class RecordSent:
-    """The messages the providers accepted in one round: ``((message id, provider id), ...)``."""
-    sent: tuple
+    """A message its provider accepted: ``message`` as the dispatcher's lease returned it."""
+    message: Any
+    provider_id: str
     now: datetime
 
 
@@ -148,16 +150,15 @@ def report_delivery(command: ReportDelivery, uow) -> list[DeliveryReported]:
 
 
 def record_sent(command: RecordSent, uow) -> list:
-    """One transaction for a round's sent messages. Until it commits they stay 'sending'; a
-    crash before that sends them again after the lease, with the same idempotency keys."""
-    events: list = []
+    """Recorded at once, before its sender sends the next message (the dispatcher waits for it),
+    from the lease's row (nothing read again). A crash before the write sends only this message
+    again after the lease, with the same idempotency key. A message another process recorded
+    first (its lease ran out meanwhile) is left as it is: nothing twice."""
     with uow:
-        provider_ids = dict(command.sent)
-        for aggregate in uow.dossiers.with_messages(list(provider_ids)):
-            message_id = aggregate.messages[0].id
-            events += aggregate.sent(message_id, provider_ids[message_id], command.now)
+        aggregate = uow.dossiers.leased(command.message)
+        events = aggregate.sent(command.message.id, command.provider_id, command.now)
         uow.commit()
-    return events
+    return [] if uow.dossiers.was_lost(aggregate) else events
 
 
 def record_failure(command: RecordFailure, uow) -> list:

@@ -7,15 +7,20 @@ dispatcher's lease of other messages of the same dossier is never overwritten.
 """
 from __future__ import annotations
 
+import time
+import uuid
 from dataclasses import asdict, fields
 from datetime import date, datetime
-from typing import Self
+from typing import Callable, Self
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, literal, select, union_all, update
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from motcua.contracts.events import validate
 from motcua.runtime import outbox
+from motcua.runtime.db import autocommit
 from motcua.runtime.inbox import first_time
 from services.notify import models, templates
 from services.notify.messages import DigestFigures, Dossier, DossierMessages, Message
@@ -77,11 +82,6 @@ class SqlDossiers:
         """The aggregate holding only that message (locked): what a sending attempt changes."""
         return self._one(m.c.id == message_id)
 
-    def with_messages(self, message_ids: list[int]) -> list[DossierMessages]:
-        """``with_message`` for a round's messages, in one locked SELECT: an aggregate each."""
-        rows = self.session.execute(select(m).where(m.c.id.in_(message_ids)).order_by(m.c.id).with_for_update()).all()
-        return [self._track(DossierMessages(row.code, None, [_message(row)])) for row in rows]
-
     def with_provider_id(self, provider_id: str) -> DossierMessages | None:
         return self._one(m.c.provider_id == provider_id)
 
@@ -116,20 +116,61 @@ class SqlDossiers:
                                        {msg.id: asdict(msg) for msg in aggregate.messages})
 
 
+class TemplateCache:
+    """The officials' templates, kept in memory for ``seconds`` (default 5) by each process.
+
+    Every event that queues a message needs its template; reading the table each time cost a
+    statement per event. An edit goes through notify itself (``PUT /api/v1/templates``): the
+    process that saved it drops its copy once the edit has committed, so its next message uses
+    it. notify may run as several replicas, and the others learn of the edit only when their copy
+    expires: a short time to live (not a version check, which would be a statement per event
+    again) bounds that to ``seconds``. A copy read while an edit was committing is not kept (the
+    generation check), so an edit is never hidden for longer than that.
+    """
+
+    def __init__(self, seconds: float = 5.0, clock: Callable[[], float] = time.monotonic):
+        self.seconds = seconds
+        self.clock = clock
+        self._rows: dict | None = None
+        self._read_at = 0.0
+        self._generation = 0
+
+    def rows(self, read: Callable[[], dict]) -> dict:
+        """(key, channel) -> row: the copy in memory while fresh, else ``read()`` (and kept)."""
+        now = self.clock()
+        if self._rows is not None and now - self._read_at < self.seconds:
+            return self._rows
+        generation = self._generation
+        rows = read()
+        if generation == self._generation:        # no edit committed meanwhile
+            self._rows, self._read_at = rows, now
+        return rows
+
+    def invalidate(self) -> None:
+        self._rows = None
+        self._generation += 1
+
+
 class SqlTemplates:
-    def __init__(self, session: Session):
+    def __init__(self, session: Session, cache: TemplateCache | None = None):
         self.session = session
+        self.cache = cache
+        self.saved = False
         self._stored: dict | None = None
 
     def stored(self) -> dict:
-        """(key, channel) -> row of the officials' templates, read once per unit of work."""
+        """(key, channel) -> row of the officials' templates, read from the table once per unit of
+        work (what an official lists is never an older copy)."""
         if self._stored is None:
             self._stored = {(r.key, r.channel): r for r in self.session.execute(
                 select(t).order_by(t.c.key, t.c.channel)).all()}
         return self._stored
 
     def get(self, key: str, channel: str) -> templates.Template:
-        row = self.stored().get((key, channel))
+        """The template in force: the officials' version (from the cache when there is one), or
+        the packaged default."""
+        rows = self.cache.rows(self.stored) if self.cache is not None else self.stored()
+        row = rows.get((key, channel))
         if row is not None:
             return templates.Template(key, channel, row.subject, row.body)
         return templates.defaults()[(key, channel)]
@@ -142,6 +183,9 @@ class SqlTemplates:
             set_={"subject": template.subject, "body": template.body, "updated_by": by, "updated_at": func.now(),
                   "version": t.c.version + 1}))
         self._stored = None
+        self.saved = True
+        if self.cache is not None:
+            self.cache.invalidate()     # and again once committed (SqlUnitOfWork.__exit__)
 
 
 class SqlDigests:
@@ -176,14 +220,15 @@ class SqlInbox:
 class SqlUnitOfWork:
     """``with uow: ... uow.commit()``: one transaction; leaving without commit rolls back."""
 
-    def __init__(self, sessions):
+    def __init__(self, sessions, templates: TemplateCache | None = None):
         self.sessions = sessions                    # the service's motcua.runtime.db.UnitOfWork
+        self.template_cache = templates
 
     def __enter__(self) -> Self:
         self._transaction = self.sessions.transaction()
         self.session = self._transaction.__enter__()
         self.dossiers = SqlDossiers(self.session)
-        self.templates = SqlTemplates(self.session)
+        self.templates = SqlTemplates(self.session, self.template_cache)
         self.digests = SqlDigests(self.session)
         self.inbox = SqlInbox(self.session)
         self._committed = False
@@ -206,7 +251,95 @@ class SqlUnitOfWork:
             except _Rollback:
                 pass
             return False
-        return self._transaction.__exit__(kind, error, traceback)
+        result = self._transaction.__exit__(kind, error, traceback)
+        if kind is None and self.templates.saved and self.template_cache is not None:
+            self.template_cache.invalidate()        # committed: the next message uses the edit
+        return result
+
+
+class LeasedMessages:
+    """The aggregate of a message the dispatcher leased, built from the row the lease returned:
+    nothing is read again."""
+
+    def __init__(self):
+        self.seen: list[DossierMessages] = []
+        self.lost: list[DossierMessages] = []       # the message was no longer 'sending': nothing written
+        self._leased: dict[int, dict] = {}
+
+    def leased(self, row) -> DossierMessages:
+        message = _message(row)
+        aggregate = DossierMessages(row.code, None, [message])
+        self.seen.append(aggregate)
+        self._leased[id(aggregate)] = asdict(message)
+        return aggregate
+
+    def was_lost(self, aggregate: DossierMessages) -> bool:
+        return any(lost is aggregate for lost in self.lost)
+
+
+class SentUnitOfWork:
+    """A leased message's outcome written in ONE statement, outside any transaction (autocommit):
+    the message's changed fields, only while it is still 'sending' (what another process recorded
+    first stays as it is), and the outbox rows of its events in the same statement (a data-modifying
+    ``WITH``: both or neither, as in a transaction, without BEGIN and COMMIT round trips).
+
+    The dispatcher records each message so, right after its provider accepted it and before its
+    sender sends the next: a crash re-sends at most the one message each sender had in flight.
+    """
+
+    def __init__(self, engine: Engine, after_commit: list[Callable[[dict], None]]):
+        self.engine = engine
+        self.after_commit = after_commit
+
+    def __enter__(self) -> Self:
+        self.dossiers = LeasedMessages()
+        return self
+
+    def commit(self) -> None:
+        committed: list[dict] = []
+        with autocommit(self.engine) as connection:
+            for aggregate in self.dossiers.seen:
+                before = self.dossiers._leased[id(aggregate)]
+                [message] = aggregate.messages
+                changed = {k: v for k, v in asdict(message).items() if before.get(k) != v}
+                rows = []
+                for event in aggregate.events:
+                    if event.envelope is not None:
+                        validate(event.envelope)
+                        rows.append({"id": uuid.UUID(event.envelope.id), "type": event.envelope.type,
+                                     "envelope": event.envelope.to_dict()})
+                aggregate.events = []
+                if not changed:
+                    continue
+                if connection.execute(_recorded(message.id, changed, rows)).first() is None:
+                    self.dossiers.lost.append(aggregate)
+                else:
+                    committed += rows
+        if committed:
+            # What a committed transaction hands the relay (motcua.runtime.outbox): its rows, to
+            # publish from memory at once.
+            info = {outbox._COMMITTED: {models.outbox.fullname: committed}}
+            for callback in self.after_commit:
+                callback(info)
+
+    def __exit__(self, kind, error, traceback):
+        return False
+
+
+def _recorded(message_id: int, changed: dict, rows: list[dict]):
+    """``UPDATE messages … WHERE id AND state = 'sending'``, with the outbox rows inserted from
+    its result: one statement; a row comes back only if the message was updated."""
+    updated = (update(m).where(m.c.id == message_id, m.c.state == "sending").values(**changed)
+               .returning(m.c.id))
+    if not rows:
+        return updated
+    o = models.outbox
+    recorded = updated.cte("recorded")
+    sources = [select(literal(row["id"], o.c.id.type), literal(row["type"], o.c.type.type),
+                      literal(row["envelope"], o.c.envelope.type)).select_from(recorded) for row in rows]
+    source = sources[0] if len(sources) == 1 else union_all(*sources)
+    return (insert(o).from_select(["id", "type", "envelope"], source).add_cte(recorded)
+            .returning(o.c.id))
 
 
 class _Rollback(Exception):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import structlog
 import yaml
+from nameko.extensions import DependencyProvider
 from nameko.web.handlers import http
 
 from motcua.contracts.calendar import TZ, default_calendar
@@ -28,7 +29,7 @@ from motcua.runtime.web import official
 from services.notify import dispatch, metrics, models, store, templates
 from services.notify.handlers import Consume, SaveTemplate, SendDigest, delivery_report, handle, handle_events
 from services.notify.messages import Context
-from services.notify.repository import SqlUnitOfWork
+from services.notify.repository import SqlUnitOfWork, TemplateCache
 
 log = structlog.get_logger("motcua.notify")
 DEFAULT_OFFICIALS = Path(__file__).parent / "data" / "officials.yml"
@@ -51,6 +52,17 @@ def _officials(source: str, mtime: float) -> dict:
         if not isinstance(contacts.get("email", []), list):
             raise ValueError(f"{source}: units.{code}.email must be a list of addresses")
     return units
+
+
+class Templates(DependencyProvider):
+    """The process's copy of the officials' templates (``NOTIFY_TEMPLATE_CACHE_SECONDS``, default
+    5: how long another replica may use a template after an edit; see ``TemplateCache``)."""
+
+    def setup(self) -> None:
+        self.cache = TemplateCache(float(self.container.config.get("NOTIFY_TEMPLATE_CACHE_SECONDS", 5)))
+
+    def get_dependency(self, worker_ctx) -> TemplateCache:
+        return self.cache
 
 
 def _clock_time(text: str, name: str) -> time:
@@ -78,13 +90,14 @@ class NotifyService(PlatformService):
     catalog = CatalogueReadModel()
     catalogue_events = catalogue_consumer()
     now = Clock()
+    template_cache = Templates()
     depth_gauge = DatabaseGauge("motcua_notify_queue_depth", "Messages waiting to be sent, by channel.",
                                 ["channel"], queue_depth)
     age_gauge = DatabaseGauge("motcua_notify_queue_oldest_seconds", "Age of the oldest message waiting, by channel "
                               "(the queue's lag).", ["channel"], queue_age)
 
     def _uow(self) -> SqlUnitOfWork:
-        return SqlUnitOfWork(self.db)
+        return SqlUnitOfWork(self.db, self.template_cache)
 
     def _context(self) -> Context:
         names: dict = {}

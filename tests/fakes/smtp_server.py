@@ -1,13 +1,17 @@
 """A fake SMTP relay for tests: ``python -m tests.fakes.smtp_server --port P --out FILE``.
 
 A real SMTP server (aiosmtpd's Controller) on 127.0.0.1 that appends every message it accepts to
-FILE as a JSON line: {"to", "from", "subject", "body", "message_id", "idempotency_key"}, decoded
-to text. ``--reject TEXT`` answers 550 to a recipient containing TEXT, ``--defer TEXT`` 451
+FILE as a JSON line: {"to", "from", "subject", "body", "message_id", "idempotency_key",
+"connection"}, decoded to text; "connection" numbers the SMTP connection it came on (1, 2, ...), so
+that a test sees whether connections are reused. ``--delay SECONDS`` answers each accepted
+message only after that long (it is recorded at once: a sender may die waiting for the answer);
+``--timeout SECONDS`` closes a connection idle that long (as a relay does, after 300 s by default). ``--reject TEXT`` answers 550 to a recipient containing TEXT, ``--defer TEXT`` 451
 (both repeatable). Prints "ready" when listening; stops cleanly on SIGTERM or SIGINT.
 """
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import signal
 import sys
@@ -23,6 +27,12 @@ class Recorder:
         self.path = Path(path)
         self.lock = threading.Lock()
         self.count = 0
+        self.connections = 0
+
+    def connection(self) -> int:
+        with self.lock:
+            self.connections += 1
+            return self.connections
 
     def write(self, record: dict) -> int:
         with self.lock:
@@ -33,10 +43,21 @@ class Recorder:
 
 
 class Handler:
-    def __init__(self, recorder: Recorder, reject: list[str], defer: list[str]):
+    def __init__(self, recorder: Recorder, reject: list[str], defer: list[str], delay: float = 0.0):
         self.recorder = recorder
         self.reject = reject
         self.defer = defer
+        self.delay = delay
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.number = self.recorder.connection()     # one EHLO per connection
+        session.host_name = hostname
+        return responses
+
+    async def handle_HELO(self, server, session, envelope, hostname):
+        session.number = self.recorder.connection()
+        session.host_name = hostname
+        return f"250 {server.hostname}"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if any(text in address for text in self.reject):
@@ -57,8 +78,11 @@ class Handler:
             "body": part.get_content().replace("\r\n", "\n") if part is not None else "",
             "message_id": str(mail.get("Message-ID", "")).strip(),
             "idempotency_key": str(mail.get("X-Idempotency-Key", "")).strip(),
+            "connection": getattr(session, "number", 0),
         }
         number = self.recorder.write(record)
+        if self.delay:
+            await asyncio.sleep(self.delay)
         return f"250 2.0.0 Ok: queued as FAKE{number:06d}"
 
 
@@ -68,13 +92,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True)
     parser.add_argument("--reject", action="append", default=[], metavar="TEXT")
     parser.add_argument("--defer", action="append", default=[], metavar="TEXT")
+    parser.add_argument("--delay", type=float, default=0.0, metavar="SECONDS")
+    parser.add_argument("--timeout", type=float, default=300.0, metavar="SECONDS")
     args = parser.parse_args(argv)
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    controller = Controller(Handler(Recorder(args.out), args.reject, args.defer),
-                            hostname="127.0.0.1", port=args.port, enable_SMTPUTF8=True)
+    controller = Controller(Handler(Recorder(args.out), args.reject, args.defer, args.delay),
+                            hostname="127.0.0.1", port=args.port, enable_SMTPUTF8=True,
+                            timeout=args.timeout)
     controller.start()
     print("ready", flush=True)
     try:

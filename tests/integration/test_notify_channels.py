@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -154,6 +155,55 @@ def test_not_an_email_address_is_permanent():
     channel = EmailChannel("127.0.0.1", 25, "motcua@govap.example.vn")
     with pytest.raises(PermanentError):
         channel.send(message("email", PHONE, "x", "bad-address", subject="Thử"))
+
+
+def test_emails_share_one_kept_open_connection(smtp):
+    channel = EmailChannel("127.0.0.1", smtp.port, "Một cửa Gò Vấp <motcua@govap.example.vn>", timeout=5)
+    keys = [f"kept-open-{n}" for n in range(6)]
+    for key in keys:
+        channel.send(message("email", EMAIL, f"Thư số {key}", key, subject="Thử kết nối"))
+    records = [r for r in smtp.records() if r["idempotency_key"] in keys]
+    assert [r["idempotency_key"] for r in records] == keys
+    assert len({r["connection"] for r in records}) == 1 < len(keys)
+    assert all(r["subject"] == "Thử kết nối" for r in records)
+    channel.close()
+    assert channel._idle == []
+
+
+def test_a_connection_the_relay_closed_while_idle_is_replaced_and_the_email_goes_once(fakes_dir):
+    relay = Fake("tests.fakes.smtp_server", fakes_dir, "--timeout", "1")
+    try:
+        channel = EmailChannel("127.0.0.1", relay.port, "motcua@govap.example.vn", timeout=5, idle_seconds=30)
+        channel.send(message("email", EMAIL, "Trước", "before-timeout", subject="Thử"))
+        time.sleep(1.5)                               # the relay drops the idle connection
+        channel.send(message("email", EMAIL, "Sau", "after-timeout", subject="Thử"))
+        records = relay.records()
+        assert [r["idempotency_key"] for r in records] == ["before-timeout", "after-timeout"]
+        assert records[0]["connection"] != records[1]["connection"]
+        channel.close()
+    finally:
+        relay.stop()
+
+
+def test_a_connection_idle_past_its_time_is_closed_and_a_new_one_opened(smtp):
+    channel = EmailChannel("127.0.0.1", smtp.port, "motcua@govap.example.vn", timeout=5, idle_seconds=0.2)
+    channel.send(message("email", EMAIL, "Một", "idle-1", subject="Thử"))
+    time.sleep(0.3)
+    channel.close_idle()
+    assert channel._idle == []
+    channel.send(message("email", EMAIL, "Hai", "idle-2", subject="Thử"))
+    first, second = ([r for r in smtp.records() if r["idempotency_key"] == key][0] for key in ("idle-1", "idle-2"))
+    assert first["connection"] != second["connection"]
+    channel.close()
+
+
+def test_a_refused_recipient_does_not_spoil_the_next_email(smtp):
+    channel = EmailChannel("127.0.0.1", smtp.port, "motcua@govap.example.vn", timeout=5)
+    with pytest.raises(PermanentError):
+        channel.send(message("email", "nobody@example.vn", "x", "refused-then", subject="Thử"))
+    channel.send(message("email", EMAIL, "Tiếp", "after-refused", subject="Thử"))
+    assert [r["to"] for r in smtp.records() if r["idempotency_key"] == "after-refused"] == [EMAIL]
+    channel.close()
 
 
 # --- SMS ---------------------------------------------------------------------------------------

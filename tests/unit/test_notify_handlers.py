@@ -57,6 +57,7 @@ class FakeDossiers:
     def __init__(self, db: dict):
         self.db = db
         self.seen: list[DossierMessages] = []
+        self.lost: list[DossierMessages] = []
 
     def _track(self, aggregate):
         self.seen.append(aggregate)
@@ -76,14 +77,26 @@ class FakeDossiers:
     def with_message(self, message_id):
         return self._one(lambda m: m.id == message_id)
 
-    def with_messages(self, message_ids):
-        return [self._one(lambda m, i=i: m.id == i) for i in sorted(message_ids)
-                if any(m.id == i for m in self.db["messages"])]
+    def leased(self, row):
+        """As the dispatcher's lease returned it: nothing read; saved only while still 'sending'."""
+        aggregate = self._track(DossierMessages(row.code, None, [copy.deepcopy(row)]))
+        aggregate.leased = True
+        return aggregate
+
+    def was_lost(self, aggregate):
+        return any(lost is aggregate for lost in self.lost)
 
     def with_provider_id(self, provider_id):
         return self._one(lambda m: m.provider_id == provider_id)
 
     def save(self, aggregate):
+        if getattr(aggregate, "leased", False):
+            [message] = aggregate.messages
+            stored = next(m for m in self.db["messages"] if m.id == message.id)
+            if stored.state != "sending":            # UPDATE … WHERE state = 'sending' found nothing
+                self.lost.append(aggregate)
+                aggregate.events = []
+                return False
         if aggregate.dossier is not None:
             self.db["dossiers"][aggregate.dossier.code] = copy.deepcopy(aggregate.dossier)
         for message in aggregate.messages:
@@ -95,6 +108,7 @@ class FakeDossiers:
             else:
                 index = next(i for i, m in enumerate(self.db["messages"]) if m.id == message.id)
                 self.db["messages"][index] = copy.deepcopy(message)
+        return True
 
 
 class FakeTemplates:
@@ -152,7 +166,8 @@ class FakeUnitOfWork:
 
     def commit(self):
         for aggregate in self.dossiers.seen:
-            self.dossiers.save(aggregate)
+            if not self.dossiers.save(aggregate):
+                continue
             self.db["outbox"] += [e.envelope for e in aggregate.events if e.envelope is not None]
             aggregate.events = []
         if hasattr(self.templates, "pending"):
@@ -352,7 +367,7 @@ def leased(uow, channel="sms", attempts=1):
 def test_a_sent_message_is_recorded_with_notify_delivered(uow):
     message = leased(uow)
     later = NOON + timedelta(seconds=3)
-    events = handle("notify.record_sent", RecordSent(((message.id, "gw-1"),), later), uow)
+    events = handle("notify.record_sent", RecordSent(message, "gw-1", later), uow)
     assert [type(e) for e in events] == [MessageSent] and events[0].waited_seconds == 3.0
     stored = uow.db["messages"][message.id - 1]
     assert (stored.state, stored.provider_id, stored.sent_at) == ("sent", "gw-1", later)
@@ -360,9 +375,16 @@ def test_a_sent_message_is_recorded_with_notify_delivered(uow):
     assert published.type == "notify.delivered"
     assert published.payload == {"template": "received", "channel": "sms", "at": later.isoformat(),
                                  "state": "sent", "code": CODE}
-    # recorded twice (a round that ran again): nothing twice
-    assert handle("notify.record_sent", RecordSent(((message.id, "gw-1"),), later), uow) == []
-    assert len(uow.db["outbox"]) == 1
+    # recorded twice (another process took the message after its lease ran out): nothing twice
+    assert handle("notify.record_sent", RecordSent(message, "gw-2", later), uow) == []
+    assert len(uow.db["outbox"]) == 1 and uow.db["messages"][message.id - 1].provider_id == "gw-1"
+
+
+def test_a_message_reported_meanwhile_is_not_recorded_as_sent_again(uow):
+    message = copy.deepcopy(leased(uow))               # what the lease returned
+    uow.db["messages"][message.id - 1].state = "failed"   # another process gave up on it meanwhile
+    assert handle("notify.record_sent", RecordSent(message, "gw-1", NOON), uow) == []
+    assert uow.db["messages"][message.id - 1].state == "failed" and uow.db["outbox"] == []
 
 
 def test_a_failed_attempt_is_retried_after_the_backoff(uow):
@@ -395,7 +417,7 @@ def test_a_permanent_error_fails_the_message_at_once(uow):
 
 def test_a_delivery_report_marks_the_message_delivered(uow):
     message = leased(uow)
-    handle("notify.record_sent", RecordSent(((message.id, "gw-7"),), NOON), uow)
+    handle("notify.record_sent", RecordSent(message, "gw-7", NOON), uow)
     later = NOON + timedelta(minutes=1)
     [report] = handle("notify.delivery_report", ReportDelivery("gw-7", "delivered", later), uow)
     assert (report.channel, report.template, report.state) == ("sms", "received", "delivered")
