@@ -223,15 +223,6 @@ SCHEMAS: dict[tuple[str, int], Schema] = {
         "``stopped`` (status 8).",
         code="str", agency="unit", result="str", processed_at="instant", note="str?",
     ),
-    # --- notify ---
-    ("notify.delivered", 1): schema(
-        "A message reached its provider (sent) or its recipient (delivered).",
-        code="str?", template="str", channel="str", state="str", at="instant",
-    ),
-    ("notify.failed", 1): schema(
-        "A message could not be delivered after its retries: dead-lettered with the reason.",
-        code="str?", template="str", channel="str", reason="str", at="instant",
-    ),
     # --- fees ---
     ("fees.charged", 1): schema(
         "Charges were added to a dossier (on receipt, or a later obligation).",

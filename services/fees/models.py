@@ -1,6 +1,6 @@
 """The fees' books, in the ``fees`` schema. Money is integer VND; nothing is ever deleted."""
 from sqlalchemy import (BigInteger, Boolean, Column, Date, DateTime, ForeignKey, Identity, Index, Integer, Table,
-                        Text, UniqueConstraint, func)
+                        Text, UniqueConstraint)
 from sqlalchemy.dialects.postgresql import JSONB
 
 from motcua.runtime.catalogue import catalogue_tables

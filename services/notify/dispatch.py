@@ -53,7 +53,7 @@ class Dispatcher(DependencyProvider):
         database = next(d for d in self.container.dependencies if isinstance(d, Database))
         self.engine = database.engine
         self.uow = lambda: SqlUnitOfWork(UnitOfWork(database.sessions, database.after_commit))
-        self.sent_uow = lambda: SentUnitOfWork(database.engine, database.after_commit)
+        self.sent_uow = lambda: SentUnitOfWork(database.engine)
         self.now: Callable[[], datetime] = clock_from_config(self.container.config)
         self.running = True
         self.container.spawn_managed_thread(self._run, identifier="notify-dispatcher")

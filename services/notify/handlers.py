@@ -87,28 +87,19 @@ class SendDigest:
 class TemplateSaved:
     template: templates.Template
     editor: str
-    envelope: None = None
 
 
 @dataclass(frozen=True)
 class DigestQueued:
     unit: str
     day: date
-    envelope: None = None
 
 
 # --- handlers -----------------------------------------------------------------------------------
 
 def consume(command: Consume, uow) -> list:
     """Once per event id (recorded in the transaction of its effect): a redelivery causes nothing."""
-    event = command.event
-    with uow:
-        if not uow.inbox.first_time(event):
-            return []
-        aggregate = uow.dossiers.get(event.payload["code"])
-        events = REACTIONS[event.type](aggregate, event, replace(command.context, template=uow.templates.get))
-        uow.commit()
-    return events
+    return handle_events([command], uow)
 
 
 def handle_events(commands: list[Consume], uow) -> list:

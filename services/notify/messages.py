@@ -3,9 +3,10 @@
 Plain Python, no I/O. Its methods decide which messages an event causes (once per event,
 template, channel and recipient: the idempotency key), keep citizens' SMS out of the quiet
 hours, move a message through its states (queued -> sending -> sent -> delivered, or retried
-with backoff, then failed and dead-lettered) and RETURN the events they cause. Events that
-other services hear of carry an ``envelope`` (``notify.delivered``, ``notify.failed``) written
-to the outbox with the change; the others are counted (metrics) and logged only.
+with backoff, then failed and dead-lettered) and RETURN the events they cause. Those are
+counted (metrics) and logged; none goes to the broker: no service consumes a message's fate
+(``notify.delivered`` was 8 of a life's 19 published events, heard by nobody), which stays in
+notify's tables, its metrics and its API.
 
 notify never decides that a dossier is overdue: routing says so (``dossier.overdue``) and the
 aggregate remembers it for the digest.
@@ -18,14 +19,11 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
 from motcua.contracts.calendar import TZ
-from motcua.contracts.events import Envelope, new_event
+from motcua.contracts.events import Envelope
 from motcua.runtime.inbox import NotYet
 from services.notify import templates
 
 CITIZEN_CHANNELS = ("sms", "email")
-#: The unit of an event about a message that has no unit (the district's office).
-DISTRICT = "000.00.20.H29"
-
 
 class UnknownDossier(NotYet):
     """An event about a dossier notify has not heard of (yet: its dossier.received may still be on
@@ -116,7 +114,6 @@ class MessageQueued:
     key: str
     channel: str
     template: str
-    envelope: Envelope | None = None
 
 
 @dataclass(frozen=True)
@@ -126,7 +123,6 @@ class MessageSent:
     template: str
     attempts: int
     waited_seconds: float                # from queued to accepted by the provider
-    envelope: Envelope | None = None     # notify.delivered (state sent)
 
 
 @dataclass(frozen=True)
@@ -135,7 +131,6 @@ class MessageRetried:
     channel: str
     attempts: int
     reason: str
-    envelope: Envelope | None = None
 
 
 @dataclass(frozen=True)
@@ -146,7 +141,6 @@ class MessageFailed:
     template: str
     attempts: int
     reason: str
-    envelope: Envelope | None = None     # notify.failed
 
 
 @dataclass(frozen=True)
@@ -155,7 +149,6 @@ class DeliveryReported:
     channel: str
     template: str
     state: str                           # delivered | failed
-    envelope: Envelope | None = None
 
 
 # --- what a decision needs from outside ---------------------------------------------------------
@@ -343,12 +336,6 @@ class DossierMessages:
 
     # --- sending --------------------------------------------------------------------------------
 
-    def _envelope(self, message: Message, type_: str, extra: dict, now: datetime) -> Envelope:
-        payload = {"template": message.template, "channel": message.channel, "at": now.isoformat(), **extra}
-        if message.code:
-            payload["code"] = message.code
-        return new_event(type_, payload, message.unit or DISTRICT, occurred_at=now)
-
     def _leased(self, message_id: int) -> Message:
         message = self.message(message_id)
         if message is None:
@@ -356,19 +343,18 @@ class DossierMessages:
         return message
 
     def sent(self, message_id: int, provider_id: str, now: datetime) -> list:
-        """The provider accepted the message: ``notify.delivered`` (state sent)."""
+        """The provider accepted the message (state sent)."""
         message = self._leased(message_id)
         if message.state != "sending":
             return []     # recorded already (or reported meanwhile): nothing twice
         message.state, message.sent_at, message.provider_id, message.last_error = "sent", now, provider_id, None
         return self._emit([MessageSent(message.id, message.channel, message.template, message.attempts,
-                                       max((now - message.created_at).total_seconds(), 0.0),
-                                       self._envelope(message, "notify.delivered", {"state": "sent"}, now))])
+                                       max((now - message.created_at).total_seconds(), 0.0))])
 
     def attempt_failed(self, message_id: int, reason: str, *, permanent: bool, policy: Policy,
                        now: datetime) -> list:
         """An attempt failed: retried after the backoff while attempts remain (and the error is
-        not permanent); otherwise failed for good, with ``notify.failed``."""
+        not permanent); otherwise failed for good."""
         message = self._leased(message_id)
         if message.state != "sending":
             return []
@@ -379,8 +365,7 @@ class DossierMessages:
             return self._emit([MessageRetried(message.id, message.channel, message.attempts, reason)])
         message.state = "failed"
         return self._emit([MessageFailed(message.id, message.code, message.channel, message.template,
-                                         message.attempts, reason,
-                                         self._envelope(message, "notify.failed", {"reason": reason}, now))])
+                                         message.attempts, reason)])
 
     def delivery_report(self, provider_id: str, status: str, now: datetime) -> list:
         """The provider's report: the message reached the handset (delivered), or did not (failed)."""

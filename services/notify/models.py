@@ -1,6 +1,6 @@
 """Notify's tables, in the ``notify`` schema."""
 from sqlalchemy import (BigInteger, Boolean, Column, Date, DateTime, Identity, Index, Integer, Table, Text,
-                        UniqueConstraint, func)
+                        func)
 from sqlalchemy.dialects.postgresql import JSONB
 
 from motcua.runtime.catalogue import catalogue_tables

@@ -8,18 +8,15 @@ dispatcher's lease of other messages of the same dossier is never overwritten.
 from __future__ import annotations
 
 import time
-import uuid
 from dataclasses import asdict, fields
 from datetime import date, datetime
 from typing import Callable, Self
 
-from sqlalchemy import func, literal, select, union_all, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from motcua.contracts.events import validate
-from motcua.runtime import outbox
 from motcua.runtime.db import autocommit
 from motcua.runtime.inbox import first_time
 from services.notify import models, templates
@@ -237,11 +234,8 @@ class SqlUnitOfWork:
     def commit(self) -> None:
         for aggregate in self.dossiers.seen:
             self.dossiers.save(aggregate)
-            for event in aggregate.events:
-                if event.envelope is not None:
-                    outbox.add(self.session, models.outbox, event.envelope)
             aggregate.events = []
-        self.session.info["wake_outbox"] = True     # the after-commit callbacks: the relay, the dispatcher
+        self.session.info["wake_outbox"] = True     # the after-commit callbacks: the dispatcher
         self._committed = True
 
     def __exit__(self, kind, error, traceback):
@@ -280,66 +274,33 @@ class LeasedMessages:
 class SentUnitOfWork:
     """A leased message's outcome written in ONE statement, outside any transaction (autocommit):
     the message's changed fields, only while it is still 'sending' (what another process recorded
-    first stays as it is), and the outbox rows of its events in the same statement (a data-modifying
-    ``WITH``: both or neither, as in a transaction, without BEGIN and COMMIT round trips).
+    first stays as it is).
 
     The dispatcher records each message so, right after its provider accepted it and before its
     sender sends the next: a crash re-sends at most the one message each sender had in flight.
     """
 
-    def __init__(self, engine: Engine, after_commit: list[Callable[[dict], None]]):
+    def __init__(self, engine: Engine):
         self.engine = engine
-        self.after_commit = after_commit
 
     def __enter__(self) -> Self:
         self.dossiers = LeasedMessages()
         return self
 
     def commit(self) -> None:
-        committed: list[dict] = []
         with autocommit(self.engine) as connection:
             for aggregate in self.dossiers.seen:
                 before = self.dossiers._leased[id(aggregate)]
                 [message] = aggregate.messages
                 changed = {k: v for k, v in asdict(message).items() if before.get(k) != v}
-                rows = []
-                for event in aggregate.events:
-                    if event.envelope is not None:
-                        validate(event.envelope)
-                        rows.append({"id": uuid.UUID(event.envelope.id), "type": event.envelope.type,
-                                     "envelope": event.envelope.to_dict()})
                 aggregate.events = []
-                if not changed:
-                    continue
-                if connection.execute(_recorded(message.id, changed, rows)).first() is None:
+                if changed and connection.execute(
+                        update(m).where(m.c.id == message.id, m.c.state == "sending").values(**changed)
+                        .returning(m.c.id)).first() is None:
                     self.dossiers.lost.append(aggregate)
-                else:
-                    committed += rows
-        if committed:
-            # What a committed transaction hands the relay (motcua.runtime.outbox): its rows, to
-            # publish from memory at once.
-            info = {outbox._COMMITTED: {models.outbox.fullname: committed}}
-            for callback in self.after_commit:
-                callback(info)
 
     def __exit__(self, kind, error, traceback):
         return False
-
-
-def _recorded(message_id: int, changed: dict, rows: list[dict]):
-    """``UPDATE messages … WHERE id AND state = 'sending'``, with the outbox rows inserted from
-    its result: one statement; a row comes back only if the message was updated."""
-    updated = (update(m).where(m.c.id == message_id, m.c.state == "sending").values(**changed)
-               .returning(m.c.id))
-    if not rows:
-        return updated
-    o = models.outbox
-    recorded = updated.cte("recorded")
-    sources = [select(literal(row["id"], o.c.id.type), literal(row["type"], o.c.type.type),
-                      literal(row["envelope"], o.c.envelope.type)).select_from(recorded) for row in rows]
-    source = sources[0] if len(sources) == 1 else union_all(*sources)
-    return (insert(o).from_select(["id", "type", "envelope"], source).add_cte(recorded)
-            .returning(o.c.id))
 
 
 class _Rollback(Exception):

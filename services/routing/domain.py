@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Iterable, Mapping, Sequence
 
-from motcua.contracts.refusals import Conflict, Forbidden, Invalid, NotFound, Refusal
+from motcua.contracts.refusals import Conflict, Forbidden, Invalid, Refusal
 from motcua.contracts.calendar import (AT_RISK, OVERDUE, WITHIN, ClockStop, TimeLimit, TimeLimitKind,  # noqa: F401
                                       WorkingCalendar, classify, deadline_state, due_date, local_date,
                                       parse_time_limit)

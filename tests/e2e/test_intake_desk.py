@@ -15,7 +15,7 @@ from sqlalchemy import text
 from motcua.runtime import broker
 from motcua.contracts.events import new_event
 from tests.conftest import EventTap
-from tests.e2e.conftest import amqp, ServiceProcess, run_cli
+from tests.e2e.conftest import amqp, ServiceProcess
 
 WARD_5 = "000.05.20.H29"
 WARD_7 = "000.07.20.H29"

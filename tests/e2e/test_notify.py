@@ -109,7 +109,7 @@ def test_a_redelivered_event_produces_nothing_new(stack, providers):
         tap.close()
     wait_for(lambda: len([m for m in history(stack, code) if m["state"] == "sent"]) == 2, timeout=30)
     mails, sms = len(providers["smtp"].lines()), len(providers["sms"].lines())
-    from kombu import Connection, Producer
+    from kombu import Producer
     from motcua.runtime import broker
     with broker.confirmed_connection(amqp()) as connection:
         Producer(connection.default_channel, exchange=broker.events_exchange).publish(

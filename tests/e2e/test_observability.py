@@ -3,7 +3,6 @@ Prometheus scraping them and RabbitMQ's plugin, traffic through every one of the
 ward system through the gateway), then every dashboard panel's query and every recording rule run
 against that Prometheus (issue 8)."""
 import importlib.util
-import json
 import shutil
 import subprocess
 import sys
@@ -19,11 +18,10 @@ from nameko.testing.utils import find_free_port
 from sqlalchemy import text
 
 from motcua.runtime import broker
-from motcua.contracts.events import new_event
 from services.fees.domain import sign
 from tests.conftest import ROOT
 from tests.e2e.conftest import ServiceProcess, amqp, run_cli
-from tests.e2e.test_intake_desk import APPLICANT, publish, wait_for
+from tests.e2e.test_intake_desk import APPLICANT, wait_for
 from tests.e2e.test_notify import Fake
 
 DISTRICT = "000.00.20.H29"

@@ -5,7 +5,7 @@ import uuid
 import eventlet
 import pytest
 import requests
-from kombu import Connection, Producer
+from kombu import Producer
 from nameko.standalone.rpc import ServiceRpcProxy
 from nameko.testing.services import entrypoint_waiter
 from sqlalchemy import func, select, text

@@ -153,7 +153,7 @@ class FakeUnitOfWork:
     """Nothing reaches ``db`` (the committed state) until ``commit``."""
 
     def __init__(self):
-        self.db = {"dossiers": {}, "messages": [], "templates": {}, "digests": set(), "inbox": set(), "outbox": []}
+        self.db = {"dossiers": {}, "messages": [], "templates": {}, "digests": set(), "inbox": set()}
         self.commits = 0
 
     def __enter__(self):
@@ -168,7 +168,6 @@ class FakeUnitOfWork:
         for aggregate in self.dossiers.seen:
             if not self.dossiers.save(aggregate):
                 continue
-            self.db["outbox"] += [e.envelope for e in aggregate.events if e.envelope is not None]
             aggregate.events = []
         if hasattr(self.templates, "pending"):
             self.db["templates"][(self.templates.pending[0].key, self.templates.pending[0].channel)] = \
@@ -255,7 +254,7 @@ def test_a_received_dossier_queues_one_message_per_chosen_channel():
     assert all(m.state == "queued" and m.code == CODE and m.audience == "citizen" for m in (sms, email))
     assert CODE in sms.text and "K7QM3XPA" in sms.text
     assert sms.next_attempt_at == NOON
-    assert uow.db["dossiers"][CODE].unit == WARD_5 and uow.db["outbox"] == []
+    assert uow.db["dossiers"][CODE].unit == WARD_5
 
 
 def test_a_redelivered_event_causes_nothing(uow):
@@ -364,27 +363,23 @@ def leased(uow, channel="sms", attempts=1):
     return message
 
 
-def test_a_sent_message_is_recorded_with_notify_delivered(uow):
+def test_a_sent_message_is_recorded_once_and_published_to_no_one(uow):
     message = leased(uow)
     later = NOON + timedelta(seconds=3)
     events = handle("notify.record_sent", RecordSent(message, "gw-1", later), uow)
     assert [type(e) for e in events] == [MessageSent] and events[0].waited_seconds == 3.0
     stored = uow.db["messages"][message.id - 1]
     assert (stored.state, stored.provider_id, stored.sent_at) == ("sent", "gw-1", later)
-    [published] = uow.db["outbox"]
-    assert published.type == "notify.delivered"
-    assert published.payload == {"template": "received", "channel": "sms", "at": later.isoformat(),
-                                 "state": "sent", "code": CODE}
     # recorded twice (another process took the message after its lease ran out): nothing twice
     assert handle("notify.record_sent", RecordSent(message, "gw-2", later), uow) == []
-    assert len(uow.db["outbox"]) == 1 and uow.db["messages"][message.id - 1].provider_id == "gw-1"
+    assert uow.db["messages"][message.id - 1].provider_id == "gw-1"
 
 
 def test_a_message_reported_meanwhile_is_not_recorded_as_sent_again(uow):
     message = copy.deepcopy(leased(uow))               # what the lease returned
     uow.db["messages"][message.id - 1].state = "failed"   # another process gave up on it meanwhile
     assert handle("notify.record_sent", RecordSent(message, "gw-1", NOON), uow) == []
-    assert uow.db["messages"][message.id - 1].state == "failed" and uow.db["outbox"] == []
+    assert uow.db["messages"][message.id - 1].state == "failed"
 
 
 def test_a_failed_attempt_is_retried_after_the_backoff(uow):
@@ -395,18 +390,15 @@ def test_a_failed_attempt_is_retried_after_the_backoff(uow):
     stored = uow.db["messages"][message.id - 1]
     assert (stored.state, stored.next_attempt_at, stored.last_error) == ("queued", NOON + timedelta(seconds=60),
                                                                          "sms: 503")
-    assert uow.db["outbox"] == []
 
 
-def test_a_failure_after_the_last_retry_fails_the_message_with_notify_failed(uow):
+def test_a_failure_after_the_last_retry_fails_the_message(uow):
     message = leased(uow, attempts=5)
     events = handle("notify.record_failure", RecordFailure(message.id, "sms: 503", False, Policy(max_attempts=5),
                                                            NOON), uow)
     assert [type(e) for e in events] == [MessageFailed] and events[0].attempts == 5
+    assert (events[0].reason, events[0].code) == ("sms: 503", CODE)
     assert uow.db["messages"][message.id - 1].state == "failed"
-    [published] = uow.db["outbox"]
-    assert published.type == "notify.failed" and published.payload["reason"] == "sms: 503"
-    assert published.payload["code"] == CODE
 
 
 def test_a_permanent_error_fails_the_message_at_once(uow):
@@ -500,7 +492,7 @@ def test_backoff_doubles_and_the_last_attempt_fails_for_good(attempts, base, max
         assert message.next_attempt_at == NOON + backoff(policy, attempts)
     else:
         assert isinstance(outcome, MessageFailed) and message.state == "failed"
-        assert outcome.envelope.type == "notify.failed"
+        assert outcome.reason == "busy" and outcome.attempts == attempts
 
 
 def test_the_appointment_the_digest_counts_follows_routings_deadline():

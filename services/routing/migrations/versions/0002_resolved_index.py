@@ -8,7 +8,6 @@ Create Date: 2026-11-27 07:18:41.772002
 from typing import Sequence, Union
 
 from alembic import op
-import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
