@@ -89,7 +89,7 @@ class Queue:
 
 @dataclass(frozen=True)
 class Scan:
-    pass
+    batch: int = 500        # workflows flagged per transaction; a round goes on until none is left
 
 
 # Commands that only read: answered without a transaction.
@@ -176,18 +176,31 @@ def queue(command: Queue, uow: UnitOfWork) -> dict:
 # --- the scheduler ---------------------------------------------------------------------------
 
 def scan(command: Scan, uow: UnitOfWork) -> dict[str, int]:
-    """Overdue, at risk, apology missing: each candidate loaded once, each breach flagged once."""
+    """Overdue, at risk, apology missing: each candidate loaded once, each breach flagged once.
+
+    A round takes the candidates ``command.batch`` at a time in code order, each batch locked,
+    flagged and committed in a unit of work of its own (the one ``handle`` opened, then one per
+    further batch), so that a burst (thousands of dossiers crossing a day boundary at once) is
+    neither one long transaction nor spread over many rounds. Going on after the last code of
+    the previous batch, a round ends even if a candidate found nothing to flag."""
     today = local_date(uow.now)
+    warn_until = uow.calendar.add_working_days(today, uow.at_risk_working_days)
+    overdue_before = one_working_day_before(uow.now, uow.calendar)
     counts = {"overdue": 0, "step_overdue": 0, "at_risk": 0, "apology_missing": 0}
-    candidates = uow.workflows.scan_candidates(
-        today, uow.calendar.add_working_days(today, uow.at_risk_working_days),
-        one_working_day_before(uow.now, uow.calendar))
-    for workflow in candidates:
-        events = workflow.scan(uow.now, uow.calendar, uow.at_risk_working_days)
-        uow.save(workflow, events)
-        for event in events:
-            counts[event.type.split(".")[1]] += 1
-    return counts
+    after = None
+    while True:
+        candidates = uow.workflows.scan_candidates(today, warn_until, overdue_before, after=after,
+                                                   limit=command.batch)
+        for workflow in candidates:
+            events = workflow.scan(uow.now, uow.calendar, uow.at_risk_working_days)
+            uow.save(workflow, events)
+            for event in events:
+                counts[event.type.split(".")[1]] += 1
+        if len(candidates) < command.batch:
+            return counts                       # the last batch: committed by handle()
+        after = candidates[-1].code
+        uow.__exit__(None, None, None)          # this batch committed (its outbox rows relayed) …
+        uow.__enter__()                         # … and the next one in a new transaction
 
 
 # --- what intake and fees report -------------------------------------------------------------

@@ -9,7 +9,7 @@ from abc import ABC, abstractmethod
 from datetime import date, datetime
 from typing import Any, Callable, Iterable
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import func, select, union, update
 from sqlalchemy.orm import Session
 
 from motcua.contracts.calendar import WorkingCalendar
@@ -57,18 +57,29 @@ class SqlRepository:
         found = self._load(self.session.execute(_WHOLE.where(w.c.code == code)).mappings().all())
         return found[0] if found else None
 
-    def scan_candidates(self, today: date, warn_until: date, overdue_before: datetime) -> list[Workflow]:
-        """Workflows with something for the scan to flag, locked; those another replica is
-        scanning (or a command is changing) are skipped: they are flagged there, or next round."""
-        steps_to_flag = select(s.c.code).where(
-            s.c.state.in_(OPEN), s.c.overdue_at.is_(None),
-            or_(s.c.due_date < today, and_(s.c.due_date <= warn_until, s.c.at_risk_at.is_(None))))
-        locked = select(w.c.code).where(or_(
-            and_(w.c.state == "running", w.c.due_date < today, w.c.overdue_at.is_(None)),
-            and_(w.c.overdue_at <= overdue_before, w.c.apology.is_(None), w.c.apology_missing_at.is_(None),
-                 w.c.state.in_(["running", "processed"])),
-            w.c.code.in_(steps_to_flag),
-        )).order_by(w.c.code).with_for_update(skip_locked=True)
+    def scan_candidates(self, today: date, warn_until: date, overdue_before: datetime, *,
+                        after: str | None = None, limit: int | None = None) -> list[Workflow]:
+        """Workflows with something for the scan to flag, locked, in code order: at most ``limit``,
+        those after ``after`` (a round goes through its candidates batch by batch, each batch its
+        own transaction). Those another replica is scanning (or a command is changing) are
+        skipped: they are flagged there, or next round.
+
+        Index-driven: each predicate is one range of a partial index that holds only what is still
+        to flag (``models``: ``ix_workflows_scan_*``, ``ix_steps_scan_*``); a flag set takes the
+        row out. A UNION of the four, not one OR (an OR with a subquery reads every workflow)."""
+        running_overdue = select(w.c.code).where(w.c.state == "running", w.c.overdue_at.is_(None),
+                                                 w.c.due_date < today)
+        apology_missing = select(w.c.code).where(
+            w.c.overdue_at <= overdue_before, w.c.apology.is_(None), w.c.apology_missing_at.is_(None),
+            w.c.state.in_(["running", "processed"]))
+        step_overdue = select(s.c.code).where(s.c.state.in_(OPEN), s.c.overdue_at.is_(None), s.c.due_date < today)
+        step_at_risk = select(s.c.code).where(s.c.state.in_(OPEN), s.c.overdue_at.is_(None),
+                                              s.c.at_risk_at.is_(None), s.c.due_date <= warn_until)
+        branches = [running_overdue, apology_missing, step_overdue, step_at_risk]
+        if after is not None:
+            branches = [branch.where(branch.selected_columns.code > after) for branch in branches]
+        locked = (select(w.c.code).where(w.c.code.in_(union(*branches))).order_by(w.c.code)
+                  .limit(limit).with_for_update(skip_locked=True))
         codes = list(self.session.execute(locked).scalars())
         if not codes:
             return []
