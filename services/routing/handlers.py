@@ -178,29 +178,26 @@ def queue(command: Queue, uow: UnitOfWork) -> dict:
 def scan(command: Scan, uow: UnitOfWork) -> dict[str, int]:
     """Overdue, at risk, apology missing: each candidate loaded once, each breach flagged once.
 
-    A round takes the candidates ``command.batch`` at a time in code order, each batch locked,
-    flagged and committed in a unit of work of its own (the one ``handle`` opened, then one per
-    further batch), so that a burst (thousands of dossiers crossing a day boundary at once) is
-    neither one long transaction nor spread over many rounds. Going on after the last code of
-    the previous batch, a round ends even if a candidate found nothing to flag."""
+    The candidates are found once per round (an index-driven query, no lock), then taken
+    ``command.batch`` at a time: each batch locked (rows held elsewhere skipped), flagged and
+    committed in a unit of work of its own (the one ``handle`` opened, then one per further
+    batch), so that a burst (thousands of dossiers crossing a day boundary at once) is neither
+    one long transaction nor spread over many rounds, and the first breaches are committed (and
+    relayed) while the round goes on."""
     today = local_date(uow.now)
-    warn_until = uow.calendar.add_working_days(today, uow.at_risk_working_days)
-    overdue_before = one_working_day_before(uow.now, uow.calendar)
+    codes = uow.workflows.scan_candidates(today, uow.calendar.add_working_days(today, uow.at_risk_working_days),
+                                          one_working_day_before(uow.now, uow.calendar))
     counts = {"overdue": 0, "step_overdue": 0, "at_risk": 0, "apology_missing": 0}
-    after = None
-    while True:
-        candidates = uow.workflows.scan_candidates(today, warn_until, overdue_before, after=after,
-                                                   limit=command.batch)
-        for workflow in candidates:
+    for start in range(0, len(codes), command.batch):
+        if start:
+            uow.__exit__(None, None, None)      # the previous batch committed (its outbox rows relayed) …
+            uow.__enter__()                     # … and this one in a new transaction
+        for workflow in uow.workflows.lock_for_scan(codes[start:start + command.batch]):
             events = workflow.scan(uow.now, uow.calendar, uow.at_risk_working_days)
             uow.save(workflow, events)
             for event in events:
                 counts[event.type.split(".")[1]] += 1
-        if len(candidates) < command.batch:
-            return counts                       # the last batch: committed by handle()
-        after = candidates[-1].code
-        uow.__exit__(None, None, None)          # this batch committed (its outbox rows relayed) …
-        uow.__enter__()                         # … and the next one in a new transaction
+    return counts
 
 
 # --- what intake and fees report -------------------------------------------------------------

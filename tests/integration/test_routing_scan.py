@@ -1,6 +1,7 @@
 """Routing's scan against PostgreSQL: a burst larger than a batch flagged once, batch by batch, each
 batch committed; a second scanner at the same time (another replica) skips the rows the first has
-locked and nothing is flagged twice; and the candidate query reads the partial indexes made for it.
+locked and nothing is flagged twice; and the candidate query reads the partial indexes made for it
+(on 20,000 open dossiers, vacuumed and analysed: index-only scans, no sequential scan).
 
 The tables are built from ``services/routing/models.py`` (which the migrations agree with:
 ``test_migrations``) in a schema of this module's own, reached through ``schema_translate_map``, so
@@ -111,9 +112,11 @@ def test_two_scanners_at_once_skip_each_others_rows_and_flag_each_breach_once(da
     burst = add_workflows(database, 1, 25, YESTERDAY)
     first = uow(database)
     with first:                       # one replica has locked a batch and not yet committed it …
-        held = first.workflows.scan_candidates(
+        codes = first.workflows.scan_candidates(
             date(2026, 12, 8), default_calendar().add_working_days(date(2026, 12, 8), 1),
-            one_working_day_before(NOW, default_calendar()), limit=6)
+            one_working_day_before(NOW, default_calendar()))
+        assert codes == burst
+        held = first.workflows.lock_for_scan(codes[:6])
         assert [w.code for w in held] == burst[:6]
         # … the other scans the whole burst meanwhile, in batches, skipping the locked rows.
         counts = handle(Scan(batch=4), uow(database, NOW + timedelta(seconds=1)))
@@ -142,12 +145,13 @@ def test_the_candidate_query_reads_the_partial_indexes(database, scoped, schema)
             SELECT code, 0, 0, false, :agency, 10, CASE WHEN state = 'running' THEN 'held' ELSE 'done' END,
                 due_date, overdue_at, CASE WHEN due_date <= date '2026-12-09' THEN timestamptz '2026-12-07 09:00:05+07' END
             FROM "{schema}".workflows"""), {"agency": LAND})
-        connection.execute(text(f'ANALYZE "{schema}".workflows'))
-        connection.execute(text(f'ANALYZE "{schema}".steps'))
+    with scoped.connect() as connection:                    # as autovacuum leaves them
+        connection.execution_options(isolation_level="AUTOCOMMIT").execute(
+            text(f'VACUUM ANALYZE "{schema}".workflows, "{schema}".steps'))
     statements = []
 
     def capture(conn, cursor, statement, parameters, context, executemany):
-        if "SKIP LOCKED" in statement:
+        if " UNION " in statement:
             statements.append((statement, parameters))
 
     event.listen(scoped.engine, "before_cursor_execute", capture)

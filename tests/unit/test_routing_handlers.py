@@ -61,9 +61,11 @@ class FakeRepository:
                 row.id = next(self.ids)
         self.pending[workflow.code] = copy.deepcopy(workflow)
 
-    def scan_candidates(self, today, warn_until, overdue_before, *, after=None, limit=None):
-        self.loads += 1          # one read for every candidate: here, every workflow (after ``after``)
-        codes = [code for code in sorted(self.committed) if after is None or code > after][:limit]
+    def scan_candidates(self, today, warn_until, overdue_before):
+        return sorted(self.committed)      # every workflow a candidate: the aggregate decides
+
+    def lock_for_scan(self, codes):
+        self.loads += 1          # one read for the batch
         batch = {code: copy.deepcopy(self.committed[code]) for code in codes}
         self.seen.update(batch)
         return list(batch.values())
@@ -405,13 +407,13 @@ def test_a_scan_round_flags_a_burst_batch_by_batch_each_batch_committed_each_bre
     assert run(uow, Scan(batch=2), "17T09:00:05")["overdue"] == 0
 
 
-def test_a_scan_round_ends_when_a_full_batch_had_nothing_to_flag(uow):
+def test_a_scan_round_with_candidates_that_have_nothing_to_flag_flags_nothing(uow):
     run(uow, received(code="000.00.20.H29-260302-0002"))
     commits = uow.commits
-    # The fake offers every workflow, flagged or not: the round still ends (it goes on by code).
     assert run(uow, Scan(batch=1), "03T09:00:00") == {"overdue": 0, "step_overdue": 0, "at_risk": 0,
                                                       "apology_missing": 0}
-    assert uow.commits - commits == 3                       # 1, 1, then an empty batch
+    assert uow.commits - commits == 2                       # a batch of one each
+    assert not [e for e in uow.outbox if e.type.startswith("dossier.") and "overdue" in e.type]
 
 
 def test_the_apology_of_the_agency_at_fault(uow):
