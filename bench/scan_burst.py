@@ -71,6 +71,7 @@ from services.notify import handlers as notify_handlers  # noqa: E402
 from services.notify import models as notify_models  # noqa: E402
 from services.notify.messages import Context  # noqa: E402
 from services.notify.repository import SqlDigests, SqlUnitOfWork as NotifyUnitOfWork  # noqa: E402
+from services.notify.templates import TemplateInvalid  # noqa: E402
 from services.routing import models  # noqa: E402
 from services.routing import unit_of_work as routing_uow  # noqa: E402
 from services.routing.handlers import Scan, handle  # noqa: E402
@@ -418,14 +419,18 @@ def digests(engine, sessions) -> list[dict]:
             figures = SqlDigests(session).figures(unit, since, now.date())
             query = time.perf_counter() - t0
         t0 = time.perf_counter()
-        events = notify_handlers.handle("notify.digest", notify_handlers.SendDigest(unit, since, ctx),
-                                        NotifyUnitOfWork(database))
+        try:
+            events = notify_handlers.handle("notify.digest", notify_handlers.SendDigest(unit, since, ctx),
+                                            NotifyUnitOfWork(database))
+            failed = None
+        except TemplateInvalid as refused:        # the handler's transaction rolled back: no claim kept
+            events, failed = [None], str(refused)
         whole = time.perf_counter() - t0
         results.append({"unit": unit, "query": query, "whole": whole, "received": figures.received,
                         "due_today": len(figures.due_today), "overdue": len(figures.overdue),
-                        "messages": len(events) - 1})
+                        "messages": len(events) - 1, "failed": failed})
     with engine.connect() as connection:
-        sizes = connection.execute(select(notify_models.messages.c.channel, func.max(func.length(
+        sizes = connection.execute(select(notify_models.messages.c.channel, func.max(func.char_length(
             notify_models.messages.c.text))).where(notify_models.messages.c.template == "daily_digest")
             .group_by(notify_models.messages.c.channel)).all()
     return results, dict(sizes)
@@ -600,7 +605,12 @@ def main(argv=None) -> int:
         print(f"    {'unit':<15} {'received':>8} {'due today':>9} {'overdue':>8} {'figures':>11} {'whole handler':>14}")
         for r in results:
             print(f"    {r['unit']:<15} {r['received']:>8,} {r['due_today']:>9,} {r['overdue']:>8,} "
-                  f"{ms(r['query']):>11} {ms(r['whole']):>14}")
+                  f"{ms(r['query']):>11} {ms(r['whole']):>14}" + (f"  FAILED: {r['failed']}" if r["failed"] else ""))
+        failed = [r for r in results if r["failed"]]
+        if failed:
+            print(f"    {len(failed)} of 17 digests not sent: the message lists every code due today and every "
+                  "overdue code, and a message longer than the template limit is refused (the service would try "
+                  "again at every check, DIGEST_CHECK_SECONDS, and fail again)")
         print(f"    all 17: figures {ms(sum(r['query'] for r in results))}, whole handlers "
               f"{ms(sum(r['whole'] for r in results))}; messages queued {sum(r['messages'] for r in results)}; "
               "longest digest text per channel: " + ", ".join(f"{c} {n:,} characters" for c, n in sizes.items()))
