@@ -1,6 +1,6 @@
 """Routing's tables, in the ``routing`` schema."""
 from sqlalchemy import (BigInteger, Boolean, CheckConstraint, Column, Date, DateTime, ForeignKey, Identity, Index,
-                        Integer, PrimaryKeyConstraint, Table, Text, func)
+                        Integer, PrimaryKeyConstraint, Table, Text, and_, func)
 from sqlalchemy.dialects.postgresql import JSONB
 
 from motcua.runtime.catalogue import catalogue_tables
@@ -41,7 +41,15 @@ Index("ix_workflows_unit_received", workflows.c.unit, workflows.c.received_at)
 Index("ix_workflows_unit_resolved", workflows.c.unit, workflows.c.resolved_at)
 # Whole-district reports of recent periods: "resolved_at IS NULL OR resolved_at >= start".
 Index("ix_workflows_resolved", workflows.c.resolved_at)
-Index("ix_workflows_running_due", workflows.c.due_date, postgresql_where=workflows.c.state == "running")
+# The scheduler's scan (``SqlRepository.scan_candidates``), one partial index per predicate: each
+# holds only what is still to flag, with the code (index-only scans), so a scan with nothing to do
+# reads empty ranges and a burst reads index entries, not rows.
+Index("ix_workflows_scan_overdue", workflows.c.due_date, postgresql_include=["code"],
+      postgresql_where=and_(workflows.c.state == "running", workflows.c.overdue_at.is_(None)))
+Index("ix_workflows_scan_apology", workflows.c.overdue_at, postgresql_include=["code"],
+      postgresql_where=and_(workflows.c.overdue_at.is_not(None), workflows.c.apology.is_(None),
+                            workflows.c.apology_missing_at.is_(None),
+                            workflows.c.state.in_(["running", "processed"])))
 
 # Report II.06a's roll-ups: what the dossiers of a (unit, field, channel) add up to over a day, a month
 # and a year (``span``, starting on ``day``), kept by the repository's save in the transaction of the
@@ -92,7 +100,11 @@ steps = Table(
     Column("at_risk_at", DateTime(timezone=True)),
 )
 Index("ix_steps_code", steps.c.code, steps.c.stage, steps.c.position, unique=True)
-Index("ix_steps_open_due", steps.c.due_date, postgresql_where=steps.c.state.in_(["handed_over", "held"]))
+Index("ix_steps_scan_overdue", steps.c.due_date, postgresql_include=["code"],
+      postgresql_where=and_(steps.c.state.in_(["handed_over", "held"]), steps.c.overdue_at.is_(None)))
+Index("ix_steps_scan_at_risk", steps.c.due_date, postgresql_include=["code"],
+      postgresql_where=and_(steps.c.state.in_(["handed_over", "held"]), steps.c.overdue_at.is_(None),
+                            steps.c.at_risk_at.is_(None)))
 Index("ix_steps_agency_state", steps.c.agency, steps.c.state)
 
 # The process-control slip (Mẫu 05): one row per hand-over.

@@ -9,7 +9,7 @@ from abc import ABC, abstractmethod
 from datetime import date, datetime
 from typing import Any, Callable, Iterable
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import func, select, union, update
 from sqlalchemy.orm import Session
 
 from motcua.contracts.calendar import WorkingCalendar
@@ -57,22 +57,36 @@ class SqlRepository:
         found = self._load(self.session.execute(_WHOLE.where(w.c.code == code)).mappings().all())
         return found[0] if found else None
 
-    def scan_candidates(self, today: date, warn_until: date, overdue_before: datetime) -> list[Workflow]:
-        """Workflows with something for the scan to flag, locked; those another replica is
-        scanning (or a command is changing) are skipped: they are flagged there, or next round."""
-        steps_to_flag = select(s.c.code).where(
-            s.c.state.in_(OPEN), s.c.overdue_at.is_(None),
-            or_(s.c.due_date < today, and_(s.c.due_date <= warn_until, s.c.at_risk_at.is_(None))))
-        locked = select(w.c.code).where(or_(
-            and_(w.c.state == "running", w.c.due_date < today, w.c.overdue_at.is_(None)),
-            and_(w.c.overdue_at <= overdue_before, w.c.apology.is_(None), w.c.apology_missing_at.is_(None),
-                 w.c.state.in_(["running", "processed"])),
-            w.c.code.in_(steps_to_flag),
-        )).order_by(w.c.code).with_for_update(skip_locked=True)
-        codes = list(self.session.execute(locked).scalars())
-        if not codes:
+    def scan_candidates(self, today: date, warn_until: date, overdue_before: datetime) -> list[str]:
+        """The codes of the workflows with something for the scan to flag, in code order; nothing
+        locked (``lock_for_scan`` takes them a batch at a time).
+
+        Index-driven: each predicate is one range of a partial index that holds only what is still
+        to flag and carries the code (``models``: ``ix_workflows_scan_*``, ``ix_steps_scan_*``), so
+        the query reads index entries, not rows, and a flag set takes the row out: with nothing to
+        flag it reads four empty ranges. A UNION of the four, not one OR (an OR with a subquery
+        reads every workflow)."""
+        running_overdue = select(w.c.code).where(w.c.state == "running", w.c.overdue_at.is_(None),
+                                                 w.c.due_date < today)
+        apology_missing = select(w.c.code).where(
+            w.c.overdue_at <= overdue_before, w.c.apology.is_(None), w.c.apology_missing_at.is_(None),
+            w.c.state.in_(["running", "processed"]))
+        step_overdue = select(s.c.code).where(s.c.state.in_(OPEN), s.c.overdue_at.is_(None), s.c.due_date < today)
+        step_at_risk = select(s.c.code).where(s.c.state.in_(OPEN), s.c.overdue_at.is_(None),
+                                              s.c.at_risk_at.is_(None), s.c.due_date <= warn_until)
+        candidates = union(running_overdue, apology_missing, step_overdue, step_at_risk).subquery()
+        return list(self.session.execute(select(candidates.c.code).order_by(candidates.c.code)).scalars())
+
+    def lock_for_scan(self, codes: list[str]) -> list[Workflow]:
+        """Those of ``codes`` that no one else holds, locked and loaded (one locked read for them
+        all): the ones another replica is scanning, or a command changing, are skipped (flagged
+        there, or next round). What a row says once locked decides what is flagged, not the
+        candidate query: a flag already set by another replica is not set again."""
+        locked = list(self.session.execute(select(w.c.code).where(w.c.code.in_(codes)).order_by(w.c.code)
+                                           .with_for_update(skip_locked=True)).scalars())
+        if not locked:
             return []
-        return self._load(self.session.execute(_WHOLE.where(w.c.code.in_(codes)).order_by(w.c.code)).mappings().all())
+        return self._load(self.session.execute(_WHOLE.where(w.c.code.in_(locked)).order_by(w.c.code)).mappings().all())
 
     def queue(self, agency: str) -> list:
         return store.queue(self.session, agency)

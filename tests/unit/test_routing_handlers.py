@@ -62,9 +62,13 @@ class FakeRepository:
         self.pending[workflow.code] = copy.deepcopy(workflow)
 
     def scan_candidates(self, today, warn_until, overdue_before):
-        self.loads += 1          # one read for every candidate: here, every workflow
-        self.seen = {code: copy.deepcopy(stored) for code, stored in sorted(self.committed.items())}
-        return list(self.seen.values())
+        return sorted(self.committed)      # every workflow a candidate: the aggregate decides
+
+    def lock_for_scan(self, codes):
+        self.loads += 1          # one read for the batch
+        batch = {code: copy.deepcopy(self.committed[code]) for code in codes}
+        self.seen.update(batch)
+        return list(batch.values())
 
     def queue(self, agency):
         return sorted((SimpleNamespace(code=w.code, id=s.id, state=s.state, procedure_name=w.procedure_name,
@@ -389,6 +393,27 @@ def test_the_scan_warns_at_risk_then_flags_overdue_once_then_apology_missing(uow
     assert run(uow, Scan(), "18T09:00:00")["apology_missing"] == 1          # a working day without apology
     assert uow.outbox[-1].payload["overdue_since"] == "2026-03-17T09:00:00+07:00"
     assert run(uow, Scan(), "19T09:00:00")["apology_missing"] == 0
+
+
+def test_a_scan_round_flags_a_burst_batch_by_batch_each_batch_committed_each_breach_once(uow):
+    for n in range(2, 6):                                   # five dossiers, all due on the 16th
+        run(uow, received(code=f"000.00.20.H29-260302-000{n}"))
+    commits = uow.commits
+    counts = run(uow, Scan(batch=2), "17T09:00:00")
+    assert counts["overdue"] == 5
+    assert uow.commits - commits == 3                       # 2 + 2 + 1: three transactions
+    overdue = [e.payload["code"] for e in uow.outbox if e.type == "dossier.overdue"]
+    assert sorted(overdue) == sorted(uow.workflows.committed) and len(set(overdue)) == 5
+    assert run(uow, Scan(batch=2), "17T09:00:05")["overdue"] == 0
+
+
+def test_a_scan_round_with_candidates_that_have_nothing_to_flag_flags_nothing(uow):
+    run(uow, received(code="000.00.20.H29-260302-0002"))
+    commits = uow.commits
+    assert run(uow, Scan(batch=1), "03T09:00:00") == {"overdue": 0, "step_overdue": 0, "at_risk": 0,
+                                                      "apology_missing": 0}
+    assert uow.commits - commits == 2                       # a batch of one each
+    assert not [e for e in uow.outbox if e.type.startswith("dossier.") and "overdue" in e.type]
 
 
 def test_the_apology_of_the_agency_at_fault(uow):

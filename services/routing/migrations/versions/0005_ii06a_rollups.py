@@ -1,15 +1,12 @@
 """report II.06a's roll-ups, back-filled from the workflows
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 Create Date: 2026-12-07 02:40:00.000000
 
 The table routing.report_rollups (see services/routing/reports.py for what a dossier adds to it),
 filled from every workflow already there, so that an existing database reports the same figures
 as before. From here on routing's repository keeps it in the transaction of each change.
-
-Numbered 0005 and not 0004: 0004 is left to a routing index migration written at the same time; when
-both are in one branch, this one's ``down_revision`` becomes '0004'.
 """
 from typing import Sequence, Union
 
@@ -19,7 +16,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision: str = '0005'
-down_revision: Union[str, Sequence[str], None] = '0003'
+down_revision: Union[str, Sequence[str], None] = '0004'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
