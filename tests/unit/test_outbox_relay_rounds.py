@@ -52,6 +52,7 @@ def relay_loop(fake, mark_seconds=1.0):
     loop = OutboxRelay(table=None)
     loop.poll_seconds, loop.mark_seconds = 1.0, mark_seconds
     loop.unmarked, loop.unmarked_since, loop.queue = [], None, deque()
+    loop.notified, loop.notified_poll = set(), False
     loop.relay, loop.running = fake, True
     return loop
 
