@@ -234,8 +234,8 @@ class Relay:
                 raise TimeoutError(f"the broker confirmed {self._acked} of {self._sent} messages in time")
             self.connection.drain_events(timeout=left)
         if self._nacked:
-            nacked, self._nacked = self._nacked, []
-            raise RuntimeError(f"the broker refused (nack) deliveries {nacked[:5]}: the batch is kept")
+            raise RuntimeError(f"the broker refused (nack) deliveries from {min(self._nacked)}: "
+                               "those go out again")
 
     def _publish(self, rows) -> None:
         """The whole batch goes out, then one wait for the broker's confirms: a round trip per
@@ -256,6 +256,7 @@ class Relay:
             self._wait_for_confirms()
         except Exception as error:
             confirmed = rows[:max(self._confirmed_through() - first + 1, 0)]
+            self._nacked = []
             if confirmed:
                 PUBLISHED.labels(self.service).inc(len(confirmed))
             raise PartlyPublished(confirmed, error) from error

@@ -170,3 +170,34 @@ def test_two_replicas_listening_publish_each_announced_row_once(
     for batch in batches:                               # a transaction's rows in the order written
         assert sorted(batch, key=order.index) == batch
     assert unpublished(platform_schema, ids) == 0
+
+
+def test_a_round_the_broker_refuses_half_way_marks_what_it_confirmed_and_sends_the_rest_later(
+        container_factory, service_config, platform_schema, cli_engine, event_tap, rabbit_config):
+    """A queue that takes two messages and refuses more (``reject-publish``): the broker confirms
+    the first two of the round and nacks the rest. The two are marked and never sent again; the
+    rest stay pending and go out, in order, once the queue is gone."""
+    from kombu import Connection, Queue
+    from motcua.runtime import broker
+    start(container_factory, service_config)
+    wait_for_listeners(platform_schema, 1)
+    tap = event_tap("test.noted")
+    with Connection(rabbit_config["AMQP_URI"]) as connection:
+        limited = Queue("limited", exchange=broker.events_exchange, routing_key="test.noted", durable=True,
+                        queue_arguments={"x-max-length": 2, "x-overflow": "reject-publish"})
+        limited(connection.default_channel).declare()
+        ids = write_as_cli(cli_engine, [f"limited-{n}" for n in range(5)])
+        deadline = time.monotonic() + 10
+        while unpublished(platform_schema, ids[:2]) and time.monotonic() < deadline:
+            eventlet.sleep(0.05)
+        assert unpublished(platform_schema, ids[:2]) == 0
+        eventlet.sleep(1.0)                                 # a retry or two, refused again
+        assert unpublished(platform_schema, ids[2:]) == 3
+        limited(connection.default_channel).delete()
+    got = tap.drain(expect=5, timeout=20, settle=1.0)
+    counts = Counter(m["id"] for m in got)
+    assert [counts[i] for i in ids[:2]] == [1, 1]               # confirmed once: not sent again
+    assert all(counts[i] >= 1 for i in ids[2:])                 # the tap had them at each refusal too
+    assert unpublished(platform_schema, ids) == 0
+    last = {m["id"]: n for n, m in enumerate(got)}
+    assert sorted(ids[2:], key=last.get) == ids[2:]             # the last copies in order
