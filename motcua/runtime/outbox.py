@@ -47,6 +47,7 @@ import time
 import uuid
 import weakref
 from collections import Counter as Tally, deque
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 
@@ -201,7 +202,9 @@ class Relay:
         if not self._declared:
             broker.declare_topology(channel)
             self._declared = True
-        return Producer(channel, exchange=broker.events_exchange)
+        # Declared above: the producer must not declare on its first publish, a round trip that
+        # would wait forever inside ``_one_write``.
+        return Producer(channel, exchange=broker.events_exchange, auto_declare=False)
 
     def _on_ack(self, delivery_tag: int, multiple: bool) -> None:
         # The broker may confirm several at once (multiple) and in any order: track the highest
@@ -245,14 +248,15 @@ class Relay:
         first = self._sent + 1                  # the delivery tag of rows[0]
         try:
             producer = self._producer()
-            for row in rows:
-                producer.publish(
-                    row["envelope"], routing_key=row["type"], serializer="json", delivery_mode=2,
-                    message_id=str(row["id"]), content_encoding="utf-8",
-                    headers={"nameko.correlation_id": row["envelope"].get("correlation_id", "")},
-                    retry=False,
-                )
-                self._sent += 1
+            with self._one_write():
+                for row in rows:
+                    producer.publish(
+                        row["envelope"], routing_key=row["type"], serializer="json", delivery_mode=2,
+                        message_id=str(row["id"]), content_encoding="utf-8",
+                        headers={"nameko.correlation_id": row["envelope"].get("correlation_id", "")},
+                        retry=False,
+                    )
+                    self._sent += 1
             self._wait_for_confirms()
         except Exception as error:
             confirmed = rows[:max(self._confirmed_through() - first + 1, 0)]
@@ -261,6 +265,26 @@ class Relay:
                 PUBLISHED.labels(self.service).inc(len(confirmed))
             raise PartlyPublished(confirmed, error) from error
         PUBLISHED.labels(self.service).inc(len(rows))
+
+    @contextmanager
+    def _one_write(self):
+        """py-amqp sends every message with a socket write of its own (a third of a round's time
+        in the profile); a round's frames go out in one write instead, in the same order. Its
+        frames are handed over as a view of a buffer it reuses: each is copied. Nothing inside may
+        wait for the broker (its request would not have been sent). On an error nothing of the
+        round is sent (the relay drops the connection after a failed round)."""
+        transport = getattr(getattr(self.connection, "connection", None), "transport", None)
+        if transport is None or "_write" not in vars(transport):
+            yield                               # not py-amqp's socket transport: as it is
+            return
+        write, frames = transport._write, []
+        transport._write = lambda frame: frames.append(bytes(frame))
+        try:
+            yield
+        finally:
+            transport._write = write
+        if frames:
+            transport.write(b"".join(frames))
 
     def publish_batch(self, older_than: float | None = None, xids: list[str] | None = None) -> list:
         """Publish one batch of what the table holds, in order; returns the ids published.

@@ -254,3 +254,29 @@ def test_a_failed_round_counts_only_the_rows_confirmed_before_the_first_that_was
     with pytest.raises(PartlyPublished) as failure:
         relay._publish(rows(1, 2, 3, 4, 5))
     assert [r["id"] for r in failure.value.confirmed] == confirmed
+
+
+def test_a_rounds_frames_go_out_in_one_write_each_copied_from_the_reused_buffer():
+    class Transport:                                    # py-amqp's: ``_write`` set per instance
+        def __init__(self):
+            self.writes = []
+            self._write = self.writes.append
+
+        def write(self, data):
+            self._write(data)
+
+    class Connection:
+        def __init__(self):
+            self.connection = type("Amqp", (), {})()
+            self.connection.transport = Transport()
+
+    relay = relay_with([])
+    relay.connection = Connection()
+    transport = relay.connection.connection.transport
+    buffer = bytearray(3)
+    with relay._one_write():
+        for frame in (b"one", b"two"):
+            buffer[:] = frame                           # the frame writer reuses its buffer
+            transport.write(memoryview(buffer))
+        assert transport.writes == []
+    assert transport.writes == [b"onetwo"] and transport._write == transport.writes.append
