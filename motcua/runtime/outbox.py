@@ -121,7 +121,10 @@ def notify_channel(table: Table) -> str:
 
 
 def _relayed_here(session: Session, table: Table) -> bool:
-    bind = session.get_bind()
+    try:
+        bind = session.get_bind()
+    except Exception:       # binds per mapper: not a relay's session, announce the rows
+        return False
     return _relayed.get(getattr(bind, "engine", bind), {}).get(table.fullname, 0) > 0
 
 
