@@ -303,7 +303,7 @@ class Stack:
         connection.close()
         processes = self.replicas * len(SERVICES)
         free = max_connections - reserved - used - 25          # room for other users and for this bench
-        per_process = max(free // processes, 4)
+        per_process = max(free // processes - 1, 4)          # and one each for the relay's LISTEN
         budget = {"max_connections": max_connections, "in_use_at_start": used, "per_process": per_process}
         if per_process < 20:
             budget["DB_POOL_SIZE"] = max(3, per_process * 2 // 3)
@@ -760,6 +760,20 @@ def db_commits(engine, dbname: str) -> int:
                                   {"d": dbname}).scalar_one()
 
 
+def cpu_per_life(window: dict, lives_per_s: float) -> dict:
+    """Milliseconds of CPU per complete life in the steady window, per process group; ``_stack``
+    sums every process the benchmark started and the database and broker (everything a life costs),
+    ``_machine`` is the whole machine (other users included)."""
+    if not window or not lives_per_s:
+        return {}
+    per_life = {label: round(v["cpu_percent"] * 10 / lives_per_s, 1) for label, v in window.items()
+                if not label.startswith("_")}
+    per_life["_stack"] = round(sum(per_life.values()), 1)
+    if "_machine" in window:
+        per_life["_machine"] = round(window["_machine"]["cpu_percent"] * 10 / lives_per_s, 1)
+    return per_life
+
+
 def phase_figures(args, rate: float, phase: dict, sampler: Sampler, accounting: dict, receive_hist: dict,
                   commits: int, broker: dict) -> dict:
     lives = phase["lives"]
@@ -796,6 +810,7 @@ def phase_figures(args, rate: float, phase: dict, sampler: Sampler, accounting: 
             "p99": round((stats.histogram_quantile(0.99, receive_hist) or 0) * 1000, 1),
             "note": "intake's motcua_entrypoint_duration_seconds (buckets ..50, 100, 250 ms), whole run so far"},
         "processes": window,
+        "cpu_ms_per_life": cpu_per_life(window, sustained),
         "db_commits_per_s": round(commits / (phase["end"] - start), 1),
         "broker": broker,
         "timeline": {
@@ -872,6 +887,12 @@ def print_report(result: dict) -> None:
             print("   CPU % of a core / RSS MB: " + "; ".join(
                 f"{k} {v['cpu_percent']}/{v['rss_mb_max']}" for k, v in procs.items() if not k.startswith("_")),
                 file=out)
+            per_life = ph.get("cpu_ms_per_life") or {}
+            if per_life:
+                print(f"   CPU per complete life: {per_life['_stack']} ms for the stack (machine: "
+                      f"{per_life.get('_machine')} ms): " + "; ".join(
+                          f"{k} {v}" for k, v in sorted(per_life.items(), key=lambda kv: -kv[1])
+                          if not k.startswith("_")), file=out)
             if "_machine" in procs:
                 print(f"   machine busy {procs['_machine']['cpu_percent']} % of one core (of "
                       f"{procs['_machine']['cores'] * 100} %); load {procs['_machine']['load_avg_end']}", file=out)
