@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Histogram
 
+from services.notify.handlers import DigestQueued
 from services.notify.messages import (
     DeliveryReported,
+    DigestFailed,
     MessageFailed,
     MessageRetried,
     MessageSent,
@@ -15,6 +17,8 @@ MESSAGES = Counter("motcua_notify_messages_total", "Messages by channel, templat
                    ["channel", "template", "state"])
 RETRIES = Counter("motcua_notify_retries_total", "Sending attempts that failed and will be retried.", ["channel"])
 DEAD = Counter("motcua_notify_dead_letters_total", "Messages given up on and dead-lettered.", ["channel"])
+DIGESTS = Counter("motcua_notify_digests_total", "Unit heads' daily digests, queued or failed to render "
+                  "(a failed one is not tried again that day).", ["unit", "state"])
 LATENCY = Histogram("motcua_notify_delivery_seconds", "From queued to accepted by the provider.", ["channel"],
                     buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600, 21600, 43200, 86400))
 
@@ -29,5 +33,9 @@ def count(events: list) -> None:
         elif isinstance(event, MessageFailed):
             MESSAGES.labels(event.channel, event.template, "failed").inc()
             DEAD.labels(event.channel).inc()
+        elif isinstance(event, DigestFailed):
+            DIGESTS.labels(event.unit, "failed").inc()
+        elif isinstance(event, DigestQueued):
+            DIGESTS.labels(event.unit, "queued").inc()
         elif isinstance(event, DeliveryReported):
             MESSAGES.labels(event.channel, event.template, event.state).inc()
