@@ -158,6 +158,7 @@ class DigestFailed:
     (not tried again every minute)."""
     unit: str
     day: date
+    channel: str                         # the channel whose template failed
     reason: str
 
 
@@ -361,7 +362,7 @@ class DossierMessages:
                 "unit_name": ctx.unit_name(unit), "day": day.isoformat(), **figures})
         except NotRendered as invalid:
             del self.messages[before:]           # no part of a broken digest is sent
-            return self._emit([DigestFailed(unit, day, str(invalid))])
+            return self._emit([DigestFailed(unit, day, invalid.channel, str(invalid))])
         return self._emit(queued)
 
     # --- sending --------------------------------------------------------------------------------

@@ -1,10 +1,10 @@
 """notify's metrics, counted from the events its handlers returned (never from an answer's JSON).
-Labels are channels, templates and states: never an address."""
+Labels are channels, templates and states: never an address. ``motcua_notify_messages_total``'s
+states: sent, failed, delivered, and not_rendered (a digest whose template failed to render)."""
 from __future__ import annotations
 
 from prometheus_client import Counter, Histogram
 
-from services.notify.handlers import DigestQueued
 from services.notify.messages import (
     DeliveryReported,
     DigestFailed,
@@ -17,8 +17,6 @@ MESSAGES = Counter("motcua_notify_messages_total", "Messages by channel, templat
                    ["channel", "template", "state"])
 RETRIES = Counter("motcua_notify_retries_total", "Sending attempts that failed and will be retried.", ["channel"])
 DEAD = Counter("motcua_notify_dead_letters_total", "Messages given up on and dead-lettered.", ["channel"])
-DIGESTS = Counter("motcua_notify_digests_total", "Unit heads' daily digests, queued or failed to render "
-                  "(a failed one is not tried again that day).", ["unit", "state"])
 LATENCY = Histogram("motcua_notify_delivery_seconds", "From queued to accepted by the provider.", ["channel"],
                     buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600, 21600, 43200, 86400))
 
@@ -34,8 +32,7 @@ def count(events: list) -> None:
             MESSAGES.labels(event.channel, event.template, "failed").inc()
             DEAD.labels(event.channel).inc()
         elif isinstance(event, DigestFailed):
-            DIGESTS.labels(event.unit, "failed").inc()
-        elif isinstance(event, DigestQueued):
-            DIGESTS.labels(event.unit, "queued").inc()
+            # a unit's digest whose template failed to render: nothing queued, not tried again that day
+            MESSAGES.labels(event.channel, "daily_digest", "not_rendered").inc()
         elif isinstance(event, DeliveryReported):
             MESSAGES.labels(event.channel, event.template, event.state).inc()
