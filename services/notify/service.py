@@ -74,15 +74,15 @@ def _clock_time(text: str, name: str) -> time:
 
 
 def digest_max_codes(value) -> int:
-    """``DIGEST_MAX_CODES``: codes per list in a digest, 0 to DIGEST_MAX_CODES_LIMIT (default 50)."""
+    """``DIGEST_MAX_CODES``: codes per list in a digest, 1 to DIGEST_MAX_CODES_LIMIT (default 50)."""
     if value in (None, ""):
         return DIGEST_MAX_CODES
     try:
         number = int(value)
     except (TypeError, ValueError):
         raise ValueError(f"DIGEST_MAX_CODES must be a whole number, got {value!r}") from None
-    if not 0 <= number <= DIGEST_MAX_CODES_LIMIT:
-        raise ValueError(f"DIGEST_MAX_CODES must be between 0 and {DIGEST_MAX_CODES_LIMIT}, got {number}")
+    if not 1 <= number <= DIGEST_MAX_CODES_LIMIT:
+        raise ValueError(f"DIGEST_MAX_CODES must be between 1 and {DIGEST_MAX_CODES_LIMIT}, got {number}")
     return number
 
 

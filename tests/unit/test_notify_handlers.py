@@ -587,6 +587,17 @@ def test_a_partly_broken_digest_queues_none_of_its_messages():
     assert messages_of(uow, "daily_digest") == []
 
 
+@pytest.mark.parametrize("value, expected", [(None, 50), ("", 50), ("1", 1), (200, 200), ("0", ValueError),
+                                             ("201", ValueError), ("many", ValueError)])
+def test_digest_max_codes_is_checked(value, expected):
+    from services.notify.service import digest_max_codes
+    if expected is ValueError:
+        with pytest.raises(ValueError, match="DIGEST_MAX_CODES"):
+            digest_max_codes(value)
+    else:
+        assert digest_max_codes(value) == expected
+
+
 def test_the_digest_figures_bound_the_lists_but_count_them_all():
     figures = DigestFigures(5, ["a"], ["b", "c"], 40, 90)
     context_ = figures.as_context()
