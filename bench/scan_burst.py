@@ -24,15 +24,17 @@ It then measures, running the real code (``services.routing.handlers.scan`` thro
 (d) notify's fan-out of the burst's events (``dossier.overdue``, ``step_overdue``, ``at_risk``):
     each through notify's consumer handler in a transaction of its own, as its workers do
     (``--fanout`` of them; the messages queued counted; sending is not measured);
-(e) the morning digest (07:30 on 9 December) of each of the 17 desks: notify's digest query
-    (``SqlDigests.figures``) and the whole handler (claim, figures, message queued), with the
-    size of what it says.
+(e) the morning digest (07:30 on 9 December) of each of the 17 desks: notify's digest queries
+    (``SqlDigests.figures``: counts, and at most ``--digest-max-codes`` codes per list) and the
+    whole handler (claim, figures, message queued or the day recorded as failed), with the size of
+    what it says. ``--only-digest`` fills the database and runs only this part.
 
 Then the EXPLAIN (ANALYZE, BUFFERS) of the candidate query (idle and in the burst) and of the
 digest's queries.
 
     .venv/bin/python bench/scan_burst.py                        # 300,000 open, burst 10,000
     .venv/bin/python bench/scan_burst.py --open 50000 --burst 2000 --fanout 500
+    .venv/bin/python bench/scan_burst.py --only-digest          # the fill and (e) only
 """
 from __future__ import annotations
 
@@ -69,9 +71,8 @@ from motcua.runtime.db import UnitOfWork as Database  # noqa: E402
 from motcua.runtime.migrations import upgrade  # noqa: E402
 from services.notify import handlers as notify_handlers  # noqa: E402
 from services.notify import models as notify_models  # noqa: E402
-from services.notify.messages import Context  # noqa: E402
+from services.notify.messages import DIGEST_MAX_CODES, Context, DigestFailed  # noqa: E402
 from services.notify.repository import SqlDigests, SqlUnitOfWork as NotifyUnitOfWork  # noqa: E402
-from services.notify.templates import TemplateInvalid  # noqa: E402
 from services.routing import models  # noqa: E402
 from services.routing import unit_of_work as routing_uow  # noqa: E402
 from services.routing.handlers import Scan, handle  # noqa: E402
@@ -113,6 +114,10 @@ def parse_args(argv=None):
                         help="burst events through notify's consumer (default %(default)s; 0: none)")
     parser.add_argument("--seed", type=int, default=2246, help="random seed (default %(default)s)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch database (its name is printed)")
+    parser.add_argument("--only-digest", action="store_true",
+                        help="fill, then measure only (e), the morning digest (skip the scan's (a)-(d))")
+    parser.add_argument("--digest-max-codes", type=int, default=DIGEST_MAX_CODES,
+                        help="notify's DIGEST_MAX_CODES for (e) (default %(default)s)")
     return parser.parse_args(argv)
 
 
@@ -407,7 +412,7 @@ def fanout(engine, sessions, limit: int) -> dict:
             "types": Counter(parse(r).type for r in rows)}
 
 
-def digests(engine, sessions) -> list[dict]:
+def digests(engine, sessions, max_codes: int) -> list[dict]:
     now = datetime(2026, 12, 9, 7, 30, tzinfo=TZ)
     since = datetime.combine(TODAY, clock_time(0), tzinfo=TZ)
     database = Database(sessions, [])
@@ -416,27 +421,27 @@ def digests(engine, sessions) -> list[dict]:
     for unit in UNITS:
         with database.transaction() as session:
             t0 = time.perf_counter()
-            figures = SqlDigests(session).figures(unit, since, now.date())
+            figures = SqlDigests(session).figures(unit, since, now.date(), max_codes)
             query = time.perf_counter() - t0
         t0 = time.perf_counter()
-        try:
-            events = notify_handlers.handle("notify.digest", notify_handlers.SendDigest(unit, since, ctx),
-                                            NotifyUnitOfWork(database))
-            failed = None
-        except TemplateInvalid as refused:        # the handler's transaction rolled back: no claim kept
-            events, failed = [None], str(refused)
+        events = notify_handlers.handle("notify.digest", notify_handlers.SendDigest(
+            unit, since, ctx, max_codes, "https://motcua.example.vn/api/v1/due"), NotifyUnitOfWork(database))
         whole = time.perf_counter() - t0
+        failed = next((e.reason for e in events if isinstance(e, DigestFailed)), None)
         results.append({"unit": unit, "query": query, "whole": whole, "received": figures.received,
-                        "due_today": len(figures.due_today), "overdue": len(figures.overdue),
-                        "messages": len(events) - 1, "failed": failed})
+                        "due_today": figures.due_today_count, "overdue": figures.overdue_count,
+                        "listed": len(figures.due_today) + len(figures.overdue),
+                        "messages": len(events) - 1 if failed is None else 0, "failed": failed})
     with engine.connect() as connection:
         sizes = connection.execute(select(notify_models.messages.c.channel, func.max(func.char_length(
             notify_models.messages.c.text))).where(notify_models.messages.c.template == "daily_digest")
             .group_by(notify_models.messages.c.channel)).all()
-    return results, dict(sizes)
+        states = dict(connection.execute(select(notify_models.digests.c.state, func.count()).group_by(
+            notify_models.digests.c.state)).all())
+    return results, dict(sizes), states
 
 
-def digest_statements(engine, sessions) -> list:
+def digest_statements(engine, sessions, max_codes: int) -> list:
     captured = []
 
     def capture(conn, cursor, statement, parameters, context, executemany):
@@ -447,11 +452,35 @@ def digest_statements(engine, sessions) -> list:
     try:
         with Database(sessions, []).transaction() as session:
             SqlDigests(session).figures(DISTRICT, datetime.combine(TODAY, clock_time(0), tzinfo=TZ),
-                                        date(2026, 12, 9))
+                                        date(2026, 12, 9), max_codes)
             session.rollback()
     finally:
         event.remove(engine, "before_cursor_execute", capture)
     return captured
+
+
+def digest_part(engine, sessions, args) -> None:
+    """(e): the 17 desks' morning digest, its figures, and the EXPLAIN of its queries."""
+    results, sizes, states = digests(engine, sessions, args.digest_max_codes)
+    print(f"\n(e) morning digest, 07:30 on {T.date()}, the 17 desks ({args.open:,} open dossiers and "
+          f"{args.closed:,} closed in notify.dossiers), DIGEST_MAX_CODES {args.digest_max_codes}:")
+    print(f"    {'unit':<15} {'received':>8} {'due today':>9} {'overdue':>8} {'listed':>6} {'figures':>11} "
+          f"{'whole handler':>14}")
+    for r in results:
+        print(f"    {r['unit']:<15} {r['received']:>8,} {r['due_today']:>9,} {r['overdue']:>8,} {r['listed']:>6} "
+              f"{ms(r['query']):>11} {ms(r['whole']):>14}" + (f"  FAILED: {r['failed']}" if r["failed"] else ""))
+    failed = [r for r in results if r["failed"]]
+    print(f"    digests queued {len(results) - len(failed)} of 17, failed {len(failed)}; notify.digests rows: "
+          + ", ".join(f"{k} {v}" for k, v in sorted(states.items())))
+    print(f"    all 17: figures {ms(sum(r['query'] for r in results))}, whole handlers "
+          f"{ms(sum(r['whole'] for r in results))}; messages queued {sum(r['messages'] for r in results)}; "
+          "longest digest text per channel: " + ", ".join(f"{c} {n:,} characters" for c, n in sizes.items()))
+    for statement, parameters in digest_statements(engine, sessions, args.digest_max_codes):
+        plan, used, seq = explain(engine, statement, parameters)
+        print("\nEXPLAIN (ANALYZE, BUFFERS) of a digest query (the district):\n  " + statement.replace("\n", " "))
+        for line in plan:
+            print("  " + line)
+        print(f"  -> indexes: {', '.join(used)}; sequential scan: {'yes' if seq else 'no'}")
 
 
 # --- the run --------------------------------------------------------------------------------------------
@@ -489,6 +518,11 @@ def main(argv=None) -> int:
 
         sessions = sessionmaker(bind=engine, expire_on_commit=False)
         database = Database(sessions, [])
+        if args.only_digest:
+            digest_part(engine, sessions, args)
+            load = os.getloadavg()
+            print(f"\nload average at the end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+            return 0
 
         # (a) idle rounds
         idle_now = datetime.combine(TODAY, clock_time(15, 0), tzinfo=TZ)
@@ -599,26 +633,7 @@ def main(argv=None) -> int:
                   f"messages queued {result['messages']:,}")
 
         # (e) the morning digest
-        results, sizes = digests(engine, sessions)
-        print(f"\n(e) morning digest, 07:30 on {T.date()}, the 17 desks ({args.open:,} open dossiers and "
-              f"{args.closed:,} closed in notify.dossiers):")
-        print(f"    {'unit':<15} {'received':>8} {'due today':>9} {'overdue':>8} {'figures':>11} {'whole handler':>14}")
-        for r in results:
-            print(f"    {r['unit']:<15} {r['received']:>8,} {r['due_today']:>9,} {r['overdue']:>8,} "
-                  f"{ms(r['query']):>11} {ms(r['whole']):>14}" + (f"  FAILED: {r['failed']}" if r["failed"] else ""))
-        failed = [r for r in results if r["failed"]]
-        if failed:
-            print(f"    {len(failed)} of 17 digests not sent: the message lists every code due today and every "
-                  "overdue code, and a message longer than the template limit is refused (the service would try "
-                  "again at every check, DIGEST_CHECK_SECONDS, and fail again)")
-        print(f"    all 17: figures {ms(sum(r['query'] for r in results))}, whole handlers "
-              f"{ms(sum(r['whole'] for r in results))}; messages queued {sum(r['messages'] for r in results)}; "
-              "longest digest text per channel: " + ", ".join(f"{c} {n:,} characters" for c, n in sizes.items()))
-        for statement, parameters in digest_statements(engine, sessions):
-            plan, used, seq = explain(engine, statement, parameters)
-            print("\nEXPLAIN (ANALYZE, BUFFERS) of a digest query (the district):\n  " + statement.replace("\n", " "))
-            for line in plan:
-                print("  " + line)
+        digest_part(engine, sessions, args)
         load = os.getloadavg()
         print(f"\nload average at the end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
         return 0

@@ -15,7 +15,8 @@ from motcua.contracts.calendar import local_date
 from motcua.contracts.events import Envelope
 from motcua.contracts.refusals import Invalid, NotFound
 from services.notify import templates
-from services.notify.messages import REACTIONS, Context, DeliveryReported, Policy
+from services.notify.messages import (DIGEST_MAX_CODES, REACTIONS, Context, DeliveryReported, DigestFailed,
+                                      Policy)
 
 # --- commands -----------------------------------------------------------------------------------
 
@@ -81,6 +82,8 @@ class SendDigest:
     unit: str
     since: datetime
     context: Context
+    max_codes: int = DIGEST_MAX_CODES        # codes per list at most; the counts are whole
+    list_url: str | None = None              # the officials' full list, linked from the digest
 
 
 @dataclass(frozen=True)
@@ -164,17 +167,26 @@ def record_failure(command: RecordFailure, uow) -> list:
 
 
 def send_digest(command: SendDigest, uow) -> list:
-    """The unit head's daily digest, once per unit and working day (claimed in the transaction)."""
+    """The unit head's daily digest, once per unit and working day (claimed in the transaction).
+
+    Counts and at most ``max_codes`` codes per list. A digest that fails to render (an official's
+    template) queues nothing; its claim is committed marked failed, with the reason, and the
+    handler returns :class:`DigestFailed`: not tried again every minute all day. Any other error
+    (the database) rolls the claim back: the next check tries again."""
     ctx = command.context
     today = local_date(ctx.now)
     with uow:
         if not uow.digests.claim(command.unit, today, ctx.now):
             return []
-        figures = uow.digests.figures(command.unit, command.since, today)
+        figures = uow.digests.figures(command.unit, command.since, today, command.max_codes)
         aggregate = uow.dossiers.for_unit(command.unit)
-        events = aggregate.digest(command.unit, today, figures.as_context(), replace(ctx, template=uow.templates.get))
+        events = aggregate.digest(command.unit, today, figures.as_context(command.list_url),
+                                  replace(ctx, template=uow.templates.get))
+        failed = [event for event in events if isinstance(event, DigestFailed)]
+        if failed:
+            uow.digests.failed(command.unit, today, failed[0].reason)
         uow.commit()
-    return [DigestQueued(command.unit, today), *events]
+    return events if failed else [DigestQueued(command.unit, today), *events]
 
 
 HANDLERS = {

@@ -30,6 +30,15 @@ class UnknownDossier(NotYet):
     its way); put back, then dead-lettered with this reason if it never comes."""
 
 
+class NotRendered(templates.TemplateInvalid):
+    """A message whose template in force failed to render (an official's template, or data it was
+    not written for): the template's key and channel added to the reason."""
+
+    def __init__(self, key: str, channel: str, invalid: templates.TemplateInvalid):
+        super().__init__(invalid.field, f"{invalid.reason} (template {key}, {channel})")
+        self.key, self.channel = key, channel
+
+
 # --- the rules that have a shape ---------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -144,6 +153,16 @@ class MessageFailed:
 
 
 @dataclass(frozen=True)
+class DigestFailed:
+    """A unit's digest could not be rendered: nothing was queued, and the day is recorded as failed
+    (not tried again every minute)."""
+    unit: str
+    day: date
+    channel: str                         # the channel whose template failed
+    reason: str
+
+
+@dataclass(frozen=True)
 class DeliveryReported:
     provider_id: str
     channel: str
@@ -189,7 +208,10 @@ class DossierMessages:
         idempotency_key = message_key(event_id, channel, recipient)
         if any(m.idempotency_key == idempotency_key for m in self.messages):
             return []                            # this event already caused this message
-        rendered = templates.render(ctx.template(key, channel), context)
+        try:
+            rendered = templates.render(ctx.template(key, channel), context)
+        except templates.TemplateInvalid as invalid:
+            raise NotRendered(key, channel, invalid) from None
         first_try = ctx.now
         if channel == "sms" and audience == "citizen":
             first_try = after_quiet_hours(ctx.now, ctx.quiet_hours)   # no SMS to citizens at night
@@ -330,9 +352,18 @@ class DossierMessages:
         return self._emit(queued)
 
     def digest(self, unit: str, day: date, figures: dict, ctx: Context) -> list:
-        """The unit head's daily digest (an aggregate without a dossier: ``code`` None)."""
-        return self._emit(self._tell_officials(ctx, f"digest-{unit}-{day.isoformat()}", "daily_digest", unit, {
-            "unit_name": ctx.unit_name(unit), "day": day.isoformat(), **figures}))
+        """The unit head's daily digest (an aggregate without a dossier: ``code`` None), to every
+        address of the unit or to none: a template that fails to render (an official's edit, say)
+        queues nothing and returns :class:`DigestFailed` instead of raising, so that the day can be
+        recorded as failed rather than rolled back and tried again at every check."""
+        before = len(self.messages)
+        try:
+            queued = self._tell_officials(ctx, f"digest-{unit}-{day.isoformat()}", "daily_digest", unit, {
+                "unit_name": ctx.unit_name(unit), "day": day.isoformat(), **figures})
+        except NotRendered as invalid:
+            del self.messages[before:]           # no part of a broken digest is sent
+            return self._emit([DigestFailed(unit, day, invalid.channel, str(invalid))])
+        return self._emit(queued)
 
     # --- sending --------------------------------------------------------------------------------
 
@@ -399,26 +430,76 @@ REACTIONS: dict[str, Callable[[DossierMessages, Envelope, Context], list]] = {
 }
 
 
+#: At most this many codes per list in a digest (``DIGEST_MAX_CODES``); the counts are always whole.
+DIGEST_MAX_CODES = 50
+#: Beyond this a list no longer fits the renderer's limit (``templates.MAX_OUTPUT_CHARS``) safely.
+DIGEST_MAX_CODES_LIMIT = 200
+
+
+class Codes(list):
+    """The first codes of a digest's list, whose ``len`` is the count of ALL of them.
+
+    A template saved before the digest was bounded prints ``{{ overdue|length }}`` and loops over
+    ``overdue``: it keeps printing the right count, and at most N codes. New templates use the
+    explicit ``overdue_count`` / ``overdue_more``."""
+
+    def __init__(self, codes, total: int):
+        super().__init__(codes)
+        self.total = total
+
+    def __len__(self) -> int:
+        return self.total
+
+
 @dataclass(frozen=True)
 class DigestFigures:
-    """What a unit head's digest says; built from what notify was told, never from its own rules."""
+    """What a unit head's digest says; built from what notify was told, never from its own rules.
+
+    ``due_today`` and ``overdue`` hold at most N codes (the first ones in the digest's order);
+    ``due_today_count`` and ``overdue_count`` count them all (the lists' lengths when not given)."""
     received: int
     due_today: list = field(default_factory=list)
     overdue: list = field(default_factory=list)
+    due_today_count: int | None = None
+    overdue_count: int | None = None
 
-    def as_context(self) -> dict:
-        return {"received": self.received, "due_today": list(self.due_today), "overdue": list(self.overdue)}
+    def __post_init__(self):
+        if self.due_today_count is None:
+            object.__setattr__(self, "due_today_count", len(self.due_today))
+        if self.overdue_count is None:
+            object.__setattr__(self, "overdue_count", len(self.overdue))
+
+    def as_context(self, list_url: str | None = None) -> dict:
+        """The template's variables: the counts, the codes, how many more, and the officials' list."""
+        return {"received": self.received,
+                "due_today": Codes(self.due_today, self.due_today_count),
+                "overdue": Codes(self.overdue, self.overdue_count),
+                "due_today_count": self.due_today_count, "overdue_count": self.overdue_count,
+                "due_today_more": self.due_today_count - len(self.due_today),
+                "overdue_more": self.overdue_count - len(self.overdue),
+                "list_url": list_url or None}
 
 
-def digest_figures(dossiers: list[Dossier], unit: str, since: datetime, today: date) -> DigestFigures:
+def overdue_order(dossier: Dossier) -> tuple:
+    """The longest overdue first: by appointment date (none last), then code (within a unit, the
+    order of receipt). Those are the ones a unit head must act on first (an apology, Mẫu 04)."""
+    day = dossier.appointment_date
+    day = date.fromisoformat(day) if isinstance(day, str) else day
+    return (day is None, day or date.min, dossier.code)
+
+
+def digest_figures(dossiers: list[Dossier], unit: str, since: datetime, today: date,
+                   limit: int = DIGEST_MAX_CODES) -> DigestFigures:
     """Received since ``since``; open and due today; open and overdue as routing said
-    (``dossier.overdue``): notify does not compare dates to decide it."""
+    (``dossier.overdue``): notify does not compare dates to decide it. Each list: its count, and
+    its first ``limit`` codes (due today by code, i.e. by receipt; overdue by :func:`overdue_order`)."""
     mine = [d for d in dossiers if d.unit == unit]
 
     def day(value) -> date | None:
         return date.fromisoformat(value) if isinstance(value, str) else value
 
+    due = sorted(d.code for d in mine if d.open and day(d.appointment_date) == today)
+    overdue = [d.code for d in sorted((d for d in mine if d.open and d.overdue), key=overdue_order)]
     return DigestFigures(
         received=sum(1 for d in mine if d.received_at >= since),
-        due_today=sorted(d.code for d in mine if d.open and day(d.appointment_date) == today),
-        overdue=sorted(d.code for d in mine if d.open and d.overdue))
+        due_today=due[:limit], overdue=overdue[:limit], due_today_count=len(due), overdue_count=len(overdue))

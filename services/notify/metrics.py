@@ -1,11 +1,13 @@
 """notify's metrics, counted from the events its handlers returned (never from an answer's JSON).
-Labels are channels, templates and states: never an address."""
+Labels are channels, templates and states: never an address. ``motcua_notify_messages_total``'s
+states: sent, failed, delivered, and not_rendered (a digest whose template failed to render)."""
 from __future__ import annotations
 
 from prometheus_client import Counter, Histogram
 
 from services.notify.messages import (
     DeliveryReported,
+    DigestFailed,
     MessageFailed,
     MessageRetried,
     MessageSent,
@@ -29,5 +31,8 @@ def count(events: list) -> None:
         elif isinstance(event, MessageFailed):
             MESSAGES.labels(event.channel, event.template, "failed").inc()
             DEAD.labels(event.channel).inc()
+        elif isinstance(event, DigestFailed):
+            # a unit's digest whose template failed to render: nothing queued, not tried again that day
+            MESSAGES.labels(event.channel, "daily_digest", "not_rendered").inc()
         elif isinstance(event, DeliveryReported):
             MESSAGES.labels(event.channel, event.template, event.state).inc()

@@ -27,7 +27,13 @@ dossiers = Table(
     Column("open", Boolean, nullable=False, server_default="true"),
     Column("overdue", Boolean, nullable=False, server_default="false"),
 )
-Index("ix_notify_dossiers_unit", dossiers.c.unit, dossiers.c.open)
+# The digest's three questions per unit (repository.SqlDigests.figures), each answered from an index
+# in the order the digest lists its codes (index-only scans, a LIMIT reads only what it prints).
+Index("ix_dossiers_digest_received", dossiers.c.unit, dossiers.c.received_at)
+Index("ix_dossiers_digest_due", dossiers.c.unit, dossiers.c.appointment_date, dossiers.c.code,
+      postgresql_where=dossiers.c.open)
+Index("ix_dossiers_digest_overdue", dossiers.c.unit, dossiers.c.appointment_date, dossiers.c.code,
+      postgresql_where=dossiers.c.open & dossiers.c.overdue)
 
 # Every message, from queued to sent / delivered / failed. The key makes it once per
 # (event, recipient, channel): a redelivered event finds its message already there.
@@ -67,12 +73,15 @@ templates = Table(
     Column("updated_by", Text, nullable=False, server_default="system"),
 )
 
-# One digest per unit and working day, whatever the number of replicas.
+# One digest per unit and working day, whatever the number of replicas; one that could not be
+# rendered is kept as failed, with its reason (not tried again that day).
 digests = Table(
     "digests", metadata,
     Column("unit", Text, primary_key=True),
     Column("day", Date, primary_key=True),
-    Column("sent_at", DateTime(timezone=True), nullable=False),
+    Column("sent_at", DateTime(timezone=True), nullable=False),     # when it was claimed
+    Column("state", Text, nullable=False, server_default="queued"),  # queued | failed
+    Column("reason", Text),
 )
 
 outbox = outbox_table(metadata)

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from motcua.runtime.db import autocommit
 from motcua.runtime.inbox import first_time
 from services.notify import models, templates
-from services.notify.messages import DigestFigures, Dossier, DossierMessages, Message
+from services.notify.messages import DIGEST_MAX_CODES, DigestFigures, Dossier, DossierMessages, Message
 
 d, m, t = models.dossiers, models.messages, models.templates
 _DOSSIER_FIELDS = [f.name for f in fields(Dossier)]
@@ -190,20 +190,37 @@ class SqlDigests:
         self.session = session
 
     def claim(self, unit: str, day: date, now: datetime) -> bool:
-        """Once per unit and day, whatever the number of replicas."""
+        """Once per unit and day, whatever the number of replicas: the row is written in the
+        digest's transaction (a crash or a database error rolls it back, and the next check tries
+        again); a digest that failed to render keeps its row, marked failed (:meth:`failed`)."""
         statement = insert(models.digests).values(unit=unit, day=day, sent_at=now).on_conflict_do_nothing()
         return self.session.execute(statement.returning(models.digests.c.unit)).first() is not None
 
-    def figures(self, unit: str, since: datetime, today: date) -> DigestFigures:
-        """Same figures as :func:`services.notify.messages.digest_figures`, counted by PostgreSQL.
+    def failed(self, unit: str, day: date, reason: str) -> None:
+        """The claimed day's digest could not be rendered: recorded with its reason (committed with
+        the claim, so the day is not tried again)."""
+        self.session.execute(update(models.digests).where(
+            models.digests.c.unit == unit, models.digests.c.day == day).values(state="failed", reason=reason))
+
+    def figures(self, unit: str, since: datetime, today: date, limit: int = DIGEST_MAX_CODES) -> DigestFigures:
+        """Same figures as :func:`services.notify.messages.digest_figures`, counted by PostgreSQL:
+        the three counts in one statement, then the first ``limit`` codes of each list, each read
+        from an index in the list's order (``models``: ``ix_dossiers_digest_*``), never every code.
         Overdue is what routing said (``dossier.overdue``), not a date notify compares."""
-        received = self.session.execute(select(func.count()).select_from(d).where(
-            d.c.unit == unit, d.c.received_at >= since)).scalar_one()
-        due = list(self.session.execute(select(d.c.code).where(
-            d.c.unit == unit, d.c.open, d.c.appointment_date == today).order_by(d.c.code)).scalars())
-        overdue = list(self.session.execute(select(d.c.code).where(
-            d.c.unit == unit, d.c.open, d.c.overdue).order_by(d.c.code)).scalars())
-        return DigestFigures(received, due, overdue)
+        due_where = (d.c.unit == unit, d.c.open, d.c.appointment_date == today)
+        overdue_where = (d.c.unit == unit, d.c.open, d.c.overdue)
+
+        def count(*where):
+            return select(func.count()).select_from(d).where(*where).scalar_subquery()
+
+        received, due_count, overdue_count = self.session.execute(select(
+            count(d.c.unit == unit, d.c.received_at >= since), count(*due_where), count(*overdue_where))).one()
+        due = list(self.session.execute(select(d.c.code).where(*due_where).order_by(d.c.code)
+                                        .limit(limit)).scalars()) if due_count and limit else []
+        overdue = list(self.session.execute(select(d.c.code).where(*overdue_where).order_by(
+            d.c.appointment_date.asc().nulls_last(), d.c.code).limit(limit)).scalars()) \
+            if overdue_count and limit else []
+        return DigestFigures(received, due, overdue, due_count, overdue_count)
 
 
 class SqlInbox:

@@ -27,8 +27,9 @@ from motcua.runtime.outbox import OutboxRelay
 from motcua.runtime.timer import configured_timer
 from motcua.runtime.web import official
 from services.notify import dispatch, metrics, models, store, templates
-from services.notify.handlers import Consume, SaveTemplate, SendDigest, delivery_report, handle, handle_events
-from services.notify.messages import Context
+from services.notify.handlers import (Consume, DigestQueued, SaveTemplate, SendDigest, delivery_report, handle,
+                                      handle_events)
+from services.notify.messages import DIGEST_MAX_CODES, DIGEST_MAX_CODES_LIMIT, Context, DigestFailed
 from services.notify.repository import SqlUnitOfWork, TemplateCache
 
 log = structlog.get_logger("motcua.notify")
@@ -70,6 +71,19 @@ def _clock_time(text: str, name: str) -> time:
         return time.fromisoformat(text)
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be HH:MM, got {text!r}") from None
+
+
+def digest_max_codes(value) -> int:
+    """``DIGEST_MAX_CODES``: codes per list in a digest, 1 to DIGEST_MAX_CODES_LIMIT (default 50)."""
+    if value in (None, ""):
+        return DIGEST_MAX_CODES
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"DIGEST_MAX_CODES must be a whole number, got {value!r}") from None
+    if not 1 <= number <= DIGEST_MAX_CODES_LIMIT:
+        raise ValueError(f"DIGEST_MAX_CODES must be between 1 and {DIGEST_MAX_CODES_LIMIT}, got {number}")
+    return number
 
 
 def queue_depth(session, now):
@@ -210,13 +224,22 @@ class NotifyService(PlatformService):
         while not default_calendar().is_working_day(previous):
             previous -= timedelta(days=1)
         since = datetime.combine(previous, time(0), tzinfo=TZ)
+        max_codes = digest_max_codes(self.config.get("DIGEST_MAX_CODES"))
+        list_url = str(self.config.get("DIGEST_LIST_URL") or "") or None
         sent = 0
         ctx = self._context()
         for unit in ctx.officials:
             ctx.unit_name(unit)                       # before the transaction: see _apply
-            events = handle("notify.digest", SendDigest(unit, since, ctx), self._uow())
+            try:
+                events = handle("notify.digest", SendDigest(unit, since, ctx, max_codes, list_url), self._uow())
+            except Exception:                         # noqa: BLE001 - the database: the next check tries again
+                log.exception("digest not sent, will try again", unit=unit)
+                continue                              # the other units' digests still go
             metrics.count(events)
-            sent += bool(events)
+            for failed in (e for e in events if isinstance(e, DigestFailed)):
+                log.error("digest failed to render, recorded as failed for the day", unit=failed.unit,
+                          day=failed.day.isoformat(), reason=failed.reason)
+            sent += any(isinstance(e, DigestQueued) for e in events)
         return sent
 
     # --- HTTP ----------------------------------------------------------------------------------

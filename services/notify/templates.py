@@ -376,6 +376,9 @@ _UNIT = "Bộ phận Một cửa Ủy ban nhân dân Phường Hạnh Thông"
 _AGENCY = "Phòng Tài nguyên và Môi trường quận Gò Vấp"
 _CODES = [f"000.07.20.H29-2602{day:02d}-{seq:04d}" for day, seq in
           [(3, 12), (4, 7), (5, 31), (6, 2), (9, 118), (10, 54), (11, 9), (12, 77)]]
+# A digest lists at most 50 codes per list (DIGEST_MAX_CODES) and counts the rest: a busy desk's day.
+_DIGEST_CODES = [f"000.00.20.H29-26{month:02d}{day:02d}-{seq:04d}" for month, day, seq in
+                 [(1 + n % 2, 5 + n % 20, 1000 + 37 * n) for n in range(100)]]
 
 
 def sample_context(key: str) -> dict:
@@ -417,8 +420,10 @@ def sample_context(key: str) -> dict:
         "step_overdue": {"code": _CODE, "agency_name": _AGENCY, "due_date": "2026-03-06"},
         "apology_missing": {"code": _CODE, "agency_name": _AGENCY, "overdue_since": "2026-03-06T10:00:00+00:00"},
         "daily_digest": {
-            "unit_name": _UNIT, "day": "2026-03-06", "received": 37,
-            "due_today": _CODES[:5], "overdue": _CODES[5:] + [_CODE],
+            "unit_name": _UNIT, "day": "2026-03-06", "received": 1_210,
+            "due_today": _DIGEST_CODES[:50], "overdue": _DIGEST_CODES[50:],
+            "due_today_count": 1_136, "overdue_count": 3_617, "due_today_more": 1_086, "overdue_more": 3_567,
+            "list_url": "https://motcua.govap.hochiminhcity.gov.vn/api/v1/due",
         },
     }
     if key not in samples:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta, timezone
 
 import pytest
@@ -21,6 +22,7 @@ from services.notify.handlers import (
     RecordSent,
     ReportDelivery,
     SaveTemplate,
+    DigestQueued,
     SendDigest,
     delivery_report,
     handle,
@@ -33,6 +35,9 @@ from services.notify.messages import (
     MessageFailed,
     MessageRetried,
     MessageSent,
+    Codes,
+    DigestFailed,
+    DigestFigures,
     Policy,
     UnknownDossier,
     after_quiet_hours,
@@ -133,8 +138,12 @@ class FakeDigests:
         self.pending.add((unit, day))
         return True
 
-    def figures(self, unit, since, today):
-        return digest_figures(list(self.db["dossiers"].values()), unit, since, today)
+    def failed(self, unit, day, reason):
+        assert (unit, day) in self.pending, "only a digest claimed in this unit of work is marked failed"
+        self.failed_pending = {**getattr(self, "failed_pending", {}), (unit, day): reason}
+
+    def figures(self, unit, since, today, limit=50):
+        return digest_figures(list(self.db["dossiers"].values()), unit, since, today, limit)
 
 
 class FakeInbox:
@@ -153,7 +162,8 @@ class FakeUnitOfWork:
     """Nothing reaches ``db`` (the committed state) until ``commit``."""
 
     def __init__(self):
-        self.db = {"dossiers": {}, "messages": [], "templates": {}, "digests": set(), "inbox": set()}
+        self.db = {"dossiers": {}, "messages": [], "templates": {}, "digests": set(), "inbox": set(),
+                   "failed_digests": {}}
         self.commits = 0
 
     def __enter__(self):
@@ -173,6 +183,7 @@ class FakeUnitOfWork:
             self.db["templates"][(self.templates.pending[0].key, self.templates.pending[0].channel)] = \
                 self.templates.pending[0]
         self.db["digests"] |= self.digests.pending
+        self.db["failed_digests"].update(getattr(self.digests, "failed_pending", {}))
         self.db["inbox"] |= self.inbox.pending
         self.commits += 1
 
@@ -453,6 +464,139 @@ def test_the_digest_goes_once_per_unit_and_day_with_the_overdue_that_routing_rep
     assert len(events) == 2
     assert handle("notify.digest", command, uow) == []
     assert len(messages_of(uow, "daily_digest")) == 1
+
+
+def digest_unit(overdue=0, due=0):
+    """A fake unit of work holding ``overdue`` dossiers routing said are overdue (appointments from
+    2 March on, the newest first in code order) and ``due`` due on 10 March."""
+    uow = FakeUnitOfWork()
+    for n in range(overdue):
+        code = f"{WARD_5}-260302-{n + 1:04d}"
+        consume(uow, received(code=code))
+        uow.db["dossiers"][code].appointment_date = date(2026, 3, 9) - timedelta(days=n % 7)
+        consume(uow, new_event("dossier.overdue", {**EVENTS["dossier.overdue"], "code": code}, WARD_5))
+    for n in range(due):
+        code = f"{WARD_5}-260305-{n + 1:04d}"
+        consume(uow, received(code=code))
+        uow.db["dossiers"][code].appointment_date = date(2026, 3, 10)
+    return uow
+
+
+MORNING = datetime(2026, 3, 10, 7, 31, tzinfo=VN)
+SINCE = datetime(2026, 3, 9, 0, 0, tzinfo=VN)
+
+
+def test_a_unit_with_more_codes_than_n_gets_the_counts_n_codes_and_how_many_more():
+    uow = digest_unit(overdue=30, due=12)
+    events = handle("notify.digest", SendDigest(WARD_5, SINCE, context(now=MORNING), max_codes=10,
+                                                list_url="http://desk.example/api/v1/due"), uow)
+    assert events[0] == DigestQueued(WARD_5, date(2026, 3, 10))
+    [digest] = messages_of(uow, "daily_digest")
+    text = digest.text
+    assert "Hồ sơ quá hạn: 30" in text and "Hồ sơ đến hạn hôm nay: 12" in text
+    assert "… và 20 hồ sơ khác" in text and "… và 2 hồ sơ khác" in text
+    assert "Danh sách đầy đủ: http://desk.example/api/v1/due" in text
+    listed = [line[2:] for line in text.splitlines() if line.startswith("- ")]
+    assert len(listed) == 20
+    overdue = {code: uow.db["dossiers"][code].appointment_date for code in uow.db["dossiers"]
+               if uow.db["dossiers"][code].overdue}
+    expected = sorted(overdue, key=lambda code: (overdue[code], code))[:10]     # the longest overdue first
+    assert listed[:10] == expected
+    assert listed[10:] == [f"{WARD_5}-260305-{n:04d}" for n in range(1, 11)]     # due today: in order of receipt
+    assert listed[0] == f"{WARD_5}-260302-0007" and overdue[listed[0]] == date(2026, 3, 3)   # not code order
+
+
+def test_a_digest_within_n_lists_every_code_and_no_more_line():
+    uow = digest_unit(overdue=2, due=1)
+    handle("notify.digest", SendDigest(WARD_5, SINCE, context(now=MORNING)), uow)
+    [digest] = messages_of(uow, "daily_digest")
+    assert "hồ sơ khác" not in digest.text and "Danh sách đầy đủ" not in digest.text
+    assert len([line for line in digest.text.splitlines() if line.startswith("- ")]) == 3
+
+
+def test_the_webhook_digest_is_bounded_too():
+    uow = digest_unit(overdue=80)
+    ctx = replace(context(now=MORNING), officials={WARD_5: {"webhook": "http://127.0.0.1:1/hook"}})
+    handle("notify.digest", SendDigest(WARD_5, SINCE, ctx, max_codes=5), uow)
+    [hook] = messages_of(uow, "daily_digest")
+    assert hook.channel == "webhook"
+    assert "quá hạn 80 (" in hook.text and "… và 75 hồ sơ khác" in hook.text
+    assert hook.text.count(f"{WARD_5}-") == 5
+
+
+def test_a_template_saved_before_the_bound_still_prints_the_whole_counts():
+    """Officials' saved templates used ``{{ overdue|length }}`` and looped over the list: the count
+    stays the count of all, the loop prints at most N codes."""
+    old = templates.Template("daily_digest", "email", "Tổng hợp {{ day|ngay }}",
+                             "Đến hạn: {{ due_today|length }}\n{% for c in due_today %}{{ c }}\n{% endfor %}"
+                             "Quá hạn: {{ overdue|length }}{% if overdue %} ({{ overdue[:2]|join(', ') }}){% endif %}")
+    templates.validate(old.key, old.channel, old.subject, old.body)              # still valid when saved again
+    uow = digest_unit(overdue=7, due=4)
+    uow.db["templates"][("daily_digest", "email")] = old
+    handle("notify.digest", SendDigest(WARD_5, SINCE, context(now=MORNING), max_codes=3), uow)
+    [digest] = messages_of(uow, "daily_digest")
+    assert "Đến hạn: 4" in digest.text and "Quá hạn: 7 (" in digest.text
+    assert digest.text.count(f"{WARD_5}-260305-") == 3
+    codes = Codes(["a", "b"], 9)
+    assert len(codes) == 9 and list(iter(codes)) == ["a", "b"] and codes[:1] == ["a"] and bool(Codes([], 0)) is False
+
+
+def test_a_digest_that_fails_to_render_is_recorded_once_and_not_tried_again_that_day():
+    uow = digest_unit(overdue=0, due=3)
+    # valid with the sample (which has overdue codes), broken with a desk that has none today
+    broken = templates.validate("daily_digest", "email", "Tổng hợp", "Quá hạn lâu nhất: {{ overdue[0] }}")
+    uow.db["templates"][("daily_digest", "email")] = broken
+    labels = {"channel": "email", "template": "daily_digest", "state": "not_rendered"}
+    before = REGISTRY.get_sample_value("motcua_notify_messages_total", labels) or 0.0
+    command = SendDigest(WARD_5, SINCE, context(now=MORNING))
+    events = handle("notify.digest", command, uow)
+    assert [type(e) for e in events] == [DigestFailed]
+    assert "daily_digest, email" in events[0].reason and events[0].day == date(2026, 3, 10)
+    assert events[0].channel == "email"
+    metrics.count(events)
+    assert REGISTRY.get_sample_value("motcua_notify_messages_total", labels) == before + 1
+    assert messages_of(uow, "daily_digest") == []                      # nothing broken goes out
+    assert uow.db["failed_digests"] == {(WARD_5, date(2026, 3, 10)): events[0].reason}
+    assert uow.commits == 1 + 3                                          # the failure committed (3 receipts before)
+    for minutes in (1, 2, 60):                                           # the timer's next checks: nothing
+        later = SendDigest(WARD_5, SINCE, context(now=MORNING + timedelta(minutes=minutes)))
+        assert handle("notify.digest", later, uow) == []
+    assert messages_of(uow, "daily_digest") == [] and len(uow.db["failed_digests"]) == 1
+    del uow.db["templates"][("daily_digest", "email")]                  # fixed; the next working day goes
+    next_day = SendDigest(WARD_5, SINCE, context(now=MORNING + timedelta(days=1)))
+    assert isinstance(handle("notify.digest", next_day, uow)[0], DigestQueued)
+    assert len(messages_of(uow, "daily_digest")) == 1
+
+
+def test_a_partly_broken_digest_queues_none_of_its_messages():
+    uow = digest_unit(due=2)
+    ctx = replace(context(now=MORNING), officials={WARD_5: {"email": ["a@example.gov.vn"],
+                                                            "webhook": "http://127.0.0.1:1/hook"}})
+    uow.db["templates"][("daily_digest", "webhook")] = templates.validate(
+        "daily_digest", "webhook", None, "{{ overdue[0] }}")
+    [failed] = handle("notify.digest", SendDigest(WARD_5, SINCE, ctx), uow)
+    assert isinstance(failed, DigestFailed) and "webhook" in failed.reason
+    assert messages_of(uow, "daily_digest") == []
+
+
+@pytest.mark.parametrize("value, expected", [(None, 50), ("", 50), ("1", 1), (200, 200), ("0", ValueError),
+                                             ("201", ValueError), ("many", ValueError)])
+def test_digest_max_codes_is_checked(value, expected):
+    from services.notify.service import digest_max_codes      # the service module: nameko and its imports
+    if expected is ValueError:
+        with pytest.raises(ValueError, match="DIGEST_MAX_CODES"):
+            digest_max_codes(value)
+    else:
+        assert digest_max_codes(value) == expected
+
+
+def test_the_digest_figures_bound_the_lists_but_count_them_all():
+    figures = DigestFigures(5, ["a"], ["b", "c"], 40, 90)
+    context_ = figures.as_context()
+    assert (context_["due_today_more"], context_["overdue_more"], context_["list_url"]) == (39, 88, None)
+    assert len(context_["overdue"]) == 90 and list(context_["overdue"]) == ["b", "c"]
+    assert DigestFigures(1, ["a", "b"]).due_today_count == 2                      # counts default to the lists
+    assert set(templates.sample_context("daily_digest")) == set(context_) | {"unit_name", "day"}
 
 
 # --- rules with a shape -------------------------------------------------------------------------
