@@ -21,6 +21,25 @@ def children_of(pid: int) -> list[int]:
     return [int(line) for line in out.split()]
 
 
+def stop_for_good(up: subprocess.Popen) -> None:
+    """After a failed assertion: stop ``up`` as an operator would, then kill whatever is left (its
+    children run in sessions of their own, so killing ``up`` alone would leave them running)."""
+    if up.poll() is not None:
+        return
+    children = children_of(up.pid)
+    up.send_signal(signal.SIGTERM)
+    try:
+        up.wait(timeout=45)
+    except subprocess.TimeoutExpired:
+        up.kill()
+        up.wait()
+    for child in children:
+        try:
+            os.kill(child, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 def command_line(pid: int) -> str:
     return subprocess.run(["ps", "-o", "args=", "-p", str(pid)], capture_output=True, text=True).stdout.strip()
 
@@ -78,8 +97,7 @@ def test_up_starts_every_service_and_a_stop_stops_them_all(process_env, stop_sig
         up.send_signal(stop_signal)
         assert up.wait(timeout=60) == 0
     finally:
-        if up.poll() is None:
-            up.kill()
+        stop_for_good(up)
     for child in children:
         try:
             os.kill(child, 0)
@@ -171,8 +189,7 @@ def test_up_one_process_runs_the_services_together_and_sigterm_stops_them(proces
         up.send_signal(signal.SIGTERM)
         assert up.wait(timeout=60) == 0
     finally:
-        if up.poll() is None:
-            up.kill()
+        stop_for_good(up)
     assert not [child for child in children if alive(child)], "a process survived SIGTERM"
     assert not [name for name, url in urls.items() if answers(url)], "a port still answers after the stop"
     text = log.read_text()
