@@ -1,7 +1,8 @@
 """``motcua``: the operators' and developers' command line.
 
-    motcua run SERVICE            one service (nameko, with that service's config)
-    motcua up [SERVICE ...]       every built service, each its own process; Ctrl-C stops them all
+    motcua run SERVICE [SERVICE ...]  one service (nameko, with that service's config); several: in one process
+    motcua up [--one-process] [SERVICE ...]  every built service, each its own process (--one-process: the
+                                  nameko services in one, the gateway in its own); Ctrl-C stops them all
     motcua migrate [SERVICE ...]  apply every service's migrations
     motcua due-date --received 2026-02-13T10:00 --limit "3 working days"
     motcua calendar show YEAR [--format json]  every day off and make-up working day, with its source
@@ -26,7 +27,6 @@ import subprocess
 import sys
 import time
 from datetime import datetime
-from importlib import import_module
 from pathlib import Path
 
 import yaml
@@ -55,20 +55,30 @@ def _config(spec: ServiceSpec) -> dict:
 # --- run / up / migrate ----------------------------------------------------------------------
 
 def cmd_run(args) -> int:
-    spec = _service(args.service)
+    specs = [_service(name) for name in dict.fromkeys(args.services)]
+    if len(specs) > 1 and not all(spec.nameko for spec in specs):
+        raise UsageError("the gateway runs in a process of its own (grpcio cannot share an eventlet process); "
+                         "run it with `motcua run gateway`")
+    spec = specs[0]
     if not spec.nameko:
         return _run_gateway(spec)
     import eventlet
     eventlet.monkey_patch()  # before anything opens a socket
+    from motcua.runtime.logs import configure_logging
+
+    if len(specs) > 1:
+        from apps import together
+        for each in specs:
+            _config(each)                      # a bad config is a usage error before anything starts
+        configure_logging("+".join(each.name for each in specs))
+        return together.run([each.name for each in specs])
     from nameko.cli.run import run
 
-    from motcua.runtime.logs import configure_logging
+    from apps.together import service_class
 
     config = _config(spec)
     configure_logging(spec.name)
-    service_cls = next(cls for cls in vars(import_module(spec.module)).values()
-                       if isinstance(cls, type) and getattr(cls, "name", None) == spec.name)
-    run([service_cls], config)
+    run([service_class(spec)], config)
     return 0
 
 
@@ -82,13 +92,20 @@ def _run_gateway(spec: ServiceSpec) -> int:
 
 
 def cmd_up(args) -> int:
-    names = args.services or list(SERVICES)
+    names = list(dict.fromkeys(args.services or list(SERVICES)))
     for name in names:
         _service(name)
-    # Each service in a session of its own: Ctrl-C at the terminal reaches `up` alone, which then
+    # --one-process: the nameko services share one process (`motcua run A B ...`); the gateway
+    # keeps its own (grpcio cannot run under eventlet).
+    groups = [[name] for name in names]
+    if args.one_process:
+        shared = [name for name in names if SERVICES[name].nameko]
+        groups = ([shared] if shared else []) + [[name] for name in names if not SERVICES[name].nameko]
+    # Each process in a session of its own: Ctrl-C at the terminal reaches `up` alone, which then
     # stops every service exactly once (a service told twice trips over its own shutdown).
-    processes = {name: subprocess.Popen([sys.executable, "-m", "apps.cli", "run", name], start_new_session=True)
-                 for name in names}
+    processes = {"+".join(group): subprocess.Popen([sys.executable, "-m", "apps.cli", "run", *group],
+                                                   start_new_session=True)
+                 for group in groups}
     print(f"motcua up: started {', '.join(f'{n} (pid {p.pid})' for n, p in processes.items())}; "
           "Ctrl-C stops them all", file=sys.stderr)
 
@@ -455,12 +472,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="motcua", description="Một Cửa: one-stop administrative procedures.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    run = commands.add_parser("run", help="run one service")
-    run.add_argument("service", help=", ".join(SERVICES))
+    run = commands.add_parser("run", help="run one service, or several nameko services in one process")
+    run.add_argument("services", nargs="+", metavar="SERVICE", help=", ".join(SERVICES))
     run.set_defaults(handler=cmd_run)
 
     up = commands.add_parser("up", help="run every built service, each as its own process")
     up.add_argument("services", nargs="*")
+    up.add_argument("--one-process", action="store_true",
+                    help="the nameko services together in one process (a small site: less CPU and memory); "
+                         "the gateway still in its own")
     up.set_defaults(handler=cmd_up)
 
     migrate = commands.add_parser("migrate", help="apply every service's migrations")

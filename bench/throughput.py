@@ -7,7 +7,9 @@ For each replica count (``--replicas 1,2``) it builds a fresh stack: the databas
 (every service's schema dropped, migrated, the catalogue loaded as ``motcua catalog load`` does), a
 RabbitMQ vhost of its own (created through the management API, deleted at the end), a fake SMTP
 server and a fake SMS gateway (``tests/fakes``), and every service (``python -m apps.cli run
-NAME``) that many times, each replica on a free port. Then for each rate (``--rates 50,100``) it
+NAME``) that many times, each replica on a free port; with ``--layout one-process`` the five services
+share one process per replica (``python -m apps.cli run catalog intake ...``, as ``motcua up
+--one-process`` runs them), each still on its own port. Then for each rate (``--rates 50,100``) it
 starts complete lives at that rate for ``--duration`` seconds, over HTTP as the officials do:
 
     receive at a desk (intake) -> pay in cash at the desk once fees has charged (fees) -> every
@@ -98,6 +100,9 @@ def parse_args(argv=None):
                         help="lives started per second, one phase each: a light load, then the targets (%(default)s)")
     parser.add_argument("--duration", type=float, default=60, help="seconds of load per phase (%(default)s)")
     parser.add_argument("--replicas", default="1,2", help="replicas of every service, one stack each (%(default)s)")
+    parser.add_argument("--layout", choices=("per-service", "one-process"), default="per-service",
+                        help="per-service: every service its own process (motcua up); one-process: the five "
+                             "services in one process per replica (motcua up --one-process) (%(default)s)")
     parser.add_argument("--warmup", type=float, default=10,
                         help="seconds at the start of a phase left out of the sustained rate, at least (%(default)s)")
     parser.add_argument("--land-share", type=float, default=0.2, help="share of three-agency land transfers")
@@ -301,7 +306,7 @@ class Stack:
                            "(SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')")
             max_connections, reserved, used = cursor.fetchone()
         connection.close()
-        processes = self.replicas * len(SERVICES)
+        processes = self.replicas * len(SERVICES)   # an engine per service, whatever the layout
         free = max_connections - reserved - used - 25          # room for other users and for this bench
         per_process = max(free // processes - 1, 4)          # and one each for the relay's LISTEN
         budget = {"max_connections": max_connections, "in_use_at_start": used, "per_process": per_process}
@@ -334,33 +339,46 @@ class Stack:
         officials.write_text("units: {}\n")
         env.update({"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(self.smtp_port),
                     "SMS_GATEWAY_URL": f"http://127.0.0.1:{self.sms_port}/sms", "OFFICIALS_FILE": str(officials)})
-        for name in SERVICES:
+        if self.args.layout == "one-process":
             for replica in range(self.replicas):
-                port = free_port()
-                process = Process(f"{name}#{replica + 1}", [sys.executable, "-m", "apps.cli", "run", name],
-                                  {**env, f"{name.upper()}_HTTP_ADDRESS": f"127.0.0.1:{port}"},
-                                  folder / f"{name}-{replica + 1}.log", kind="service")
+                ports = {name: free_port() for name in SERVICES}
+                process = Process(f"services#{replica + 1}", [sys.executable, "-m", "apps.cli", "run", *SERVICES],
+                                  {**env, **{f"{name.upper()}_HTTP_ADDRESS": f"127.0.0.1:{port}"
+                                             for name, port in ports.items()}},
+                                  folder / f"services-{replica + 1}.log", kind="service")
                 self.processes.append(process)
-                self.urls[name].append(f"http://127.0.0.1:{port}")
-                process.url = f"http://127.0.0.1:{port}"
+                process.urls = [f"http://127.0.0.1:{ports[name]}" for name in SERVICES]
+                for name in SERVICES:
+                    self.urls[name].append(f"http://127.0.0.1:{ports[name]}")
+        else:
+            for name in SERVICES:
+                for replica in range(self.replicas):
+                    port = free_port()
+                    process = Process(f"{name}#{replica + 1}", [sys.executable, "-m", "apps.cli", "run", name],
+                                      {**env, f"{name.upper()}_HTTP_ADDRESS": f"127.0.0.1:{port}"},
+                                      folder / f"{name}-{replica + 1}.log", kind="service")
+                    self.processes.append(process)
+                    self.urls[name].append(f"http://127.0.0.1:{port}")
+                    process.urls = [f"http://127.0.0.1:{port}"]
         deadline = time.monotonic() + 90
         for process in self.processes:
             if process.kind != "service":
                 continue
-            while True:
-                if process.popen.poll() is not None:
-                    raise RuntimeError(f"{process.label} exited with {process.popen.returncode}; "
-                                       f"see {process.log_path}")
-                try:
-                    if requests.get(process.url + "/health", timeout=2).status_code == 200:
-                        break
-                except requests.RequestException:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{process.label} not healthy in time; see {process.log_path}")
-                check_stop()
-                time.sleep(0.3)
-        say(f"stack up: {self.replicas} replica(s) of {', '.join(SERVICES)} on vhost {self.vhost}")
+            for url in process.urls:
+                while True:
+                    if process.popen.poll() is not None:
+                        raise RuntimeError(f"{process.label} exited with {process.popen.returncode}; "
+                                           f"see {process.log_path}")
+                    try:
+                        if requests.get(url + "/health", timeout=2).status_code == 200:
+                            break
+                    except requests.RequestException:
+                        pass
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"{process.label} not healthy in time; see {process.log_path}")
+                    check_stop()
+                    time.sleep(0.3)
+        say(f"stack up: {self.replicas} replica(s) of {', '.join(SERVICES)} ({self.args.layout}) on vhost {self.vhost}")
 
     def stop(self) -> None:
         for process in reversed(self.processes):
@@ -866,7 +884,8 @@ def print_report(result: dict) -> None:
         print(f"Baseline: kombu persistent+confirms through one queue {base['amqp']['consumed_per_s']:.0f} msg/s; "
               f"PostgreSQL INSERT+COMMIT ({base['pg']['clients']} clients) {base['pg']['tx_per_s']:.0f} tx/s", file=out)
     for run in result["runs"]:
-        print(f"\n== {run['replicas']} replica(s) of each service ==", file=out)
+        print(f"\n== {run['replicas']} replica(s) of each service, {result['args'].get('layout', 'per-service')} "
+              f"layout ==", file=out)
         for ph in run["phases"]:
             eo = ph["exactly_once"]
             print(f"-- target {ph['target_lives_per_s']:g} lives/s for {result['args']['duration']:g} s: "
@@ -1012,7 +1031,7 @@ def run_stack(args, replicas: int, run_dir: Path, rng: random.Random, base: dict
             say(f"phase done: sustained {figures['sustained_lives_per_s']} lives/s, receive p99 "
                 f"{figures['latency_ms'].get('receive', {}).get('p99')} ms, exactly once: {eo}")
             phases.append(figures)
-        return {"replicas": replicas, "vhost": stack.vhost, "db_connections": stack.db_budget, "phases": phases}
+        return {"replicas": replicas, "layout": args.layout, "vhost": stack.vhost, "db_connections": stack.db_budget, "phases": phases}
     finally:
         if sampler:
             sampler.stop()

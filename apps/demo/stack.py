@@ -13,7 +13,6 @@ import time
 import warnings
 from dataclasses import dataclass
 from datetime import datetime
-from importlib import import_module
 from pathlib import Path
 
 import eventlet
@@ -23,6 +22,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from apps.registry import SERVICES as ALL_SERVICES, DEFAULT_CATALOGUE
+from apps.together import ServiceMetrics, metric_owners, service_class, with_own_metrics
 from motcua.runtime.config import load_config
 from motcua.runtime.db import make_engine
 from apps.demo import memory_broker
@@ -129,12 +129,13 @@ class Stack:
         }
         if memory_broker.is_memory(self.amqp_uri):
             overrides["TRANSPORT_OPTIONS"] = {"polling_interval": memory_broker.DEFAULT_POLLING_INTERVAL}
-        for name, spec in SERVICES.items():
+        owned, labelled = metric_owners(list(SERVICES))
+        for index, (name, spec) in enumerate(SERVICES.items()):
             config = {**load_config(spec.config_file, self.environ), **overrides,
                       "WEB_SERVER_ADDRESS": addresses[name]}
-            service_cls = next(cls for cls in vars(import_module(spec.module)).values()
-                               if isinstance(cls, type) and getattr(cls, "name", None) == name)
-            container = get_container_cls(config)(service_cls, config)
+            # Each service's /metrics shows its own series, as in production (apps/together.py).
+            view = ServiceMetrics(name, owned, labelled, keeps_the_rest=index == 0)
+            container = get_container_cls(config)(with_own_metrics(service_class(spec), view), config)
             container.start()
             host, port = addresses[name].rsplit(":", 1)
             host = "127.0.0.1" if host in ("0.0.0.0", "") else host
