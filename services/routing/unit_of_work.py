@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 from abc import ABC, abstractmethod
 from collections import defaultdict
 from datetime import date, datetime
+from functools import lru_cache
 from typing import Any, Callable, Iterable, Sequence
 
-from sqlalchemy import Table, cast, column, func, select, union, update
-from sqlalchemy import values as values_list
+from sqlalchemy import JSON, Table, Text, bindparam, cast, func, select, union, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from motcua.contracts.calendar import WorkingCalendar
@@ -40,6 +42,18 @@ def _workflow_values(workflow: Workflow) -> dict:
         value = getattr(workflow, name)
         out[name] = copy.deepcopy(value) if isinstance(value, (list, dict)) else value
     return out
+
+
+# What report II.06a's roll-ups depend on (``reports.daily_contributions``).
+REPORTED = ("unit", "field", "channel", "received_at", "resolved_at", "due_date", "result_class")
+
+
+def _rollup_deltas(before: dict | None, after: dict) -> list[dict]:
+    """``reports.rollup_deltas``, skipped when nothing the report counts changed (a scan's flags, an
+    acceptance, an apology: most saves), which gives no delta anyway."""
+    if before is not None and all(before[name] == after[name] for name in REPORTED):
+        return []
+    return reports.rollup_deltas(before, after)
 
 
 def _step_values(step: Step) -> dict:
@@ -149,7 +163,7 @@ class SqlRepository:
                 self.session.execute(update(w).where(w.c.code == workflow.code)
                                      .values(**changed, updated_at=func.now()))
         # Report II.06a's roll-ups, in the same transaction: what the change moved between its columns.
-        store.add_to_rollups(self.session, reports.rollup_deltas(before, after))
+        store.add_to_rollups(self.session, _rollup_deltas(before, after))
         for step in workflow.steps:
             values = _step_values(step)
             if step.id is None:
@@ -177,7 +191,7 @@ class SqlRepository:
 
     def save_all(self, workflows: Sequence[Workflow]) -> None:
         """Many loaded workflows in a few statements, the rows ``save`` would write one by one: one
-        ``UPDATE … FROM (VALUES …)`` per table and set of changed columns (a scan's batch: the
+        ``UPDATE … FROM unnest(arrays)`` per table and set of changed columns (a scan's batch: the
         workflows flagged overdue, those flagged for a missing apology, the steps overdue, the
         steps at risk), one multi-row INSERT … RETURNING per table of new rows (ids in the order
         given), and one upsert of the II.06a roll-ups with the batch's deltas summed per key.
@@ -201,7 +215,7 @@ class SqlRepository:
             changed = {k: v for k, v in after.items() if before[k] != v}
             if changed:
                 workflow_rows[tuple(changed)].append({"code": workflow.code, **changed})
-            deltas += reports.rollup_deltas(before, after)
+            deltas += _rollup_deltas(before, after)
             for step in workflow.steps:
                 if step.id is None:
                     new_steps.append((workflow, step))
@@ -213,7 +227,7 @@ class SqlRepository:
             receiver_rows += [{"id": ho.id, "receiver": ho.receiver} for ho in workflow.handovers
                               if ho.id is not None and receivers[ho.id] != ho.receiver]
         for columns, rows in workflow_rows.items():
-            _update_from_values(self.session, w, "code", columns, rows, updated_at=func.now())
+            _update_from_values(self.session, w, "code", columns, rows, touch=True)
         store.add_to_rollups(self.session, _summed(deltas))
         for columns, rows in step_rows.items():
             _update_from_values(self.session, s, "id", columns, sorted(rows, key=lambda r: r["id"]))
@@ -234,15 +248,33 @@ class SqlRepository:
 
 
 def _update_from_values(session: Session, table: Table, key: str, columns: tuple[str, ...], rows: list[dict],
-                        **also) -> None:
-    """``UPDATE table SET col = v.col … FROM (VALUES …) AS v (key, col …) WHERE table.key = v.key``:
-    every row of ``rows`` (each with ``key`` and ``columns``) in one statement. Each value is cast
-    to its column's type in the SET (a VALUES column of NULLs only is text to PostgreSQL)."""
+                        *, touch: bool = False) -> None:
+    """Every row of ``rows`` (each with ``key`` and ``columns``) in one statement:
+    ``UPDATE table SET col = v.col … FROM unnest(:key, :col …) AS v (key, col …) WHERE table.key =
+    v.key``, one array parameter per column (``touch``: ``updated_at`` too)."""
+    session.execute(_update_statement(table, key, columns, touch),
+                    {f"v_{name}": [json.dumps(row[name]) if _is_json(table, name) else row[name] for row in rows]
+                     for name in (key, *columns)})
+
+
+def _is_json(table: Table, name: str) -> bool:
+    return isinstance(table.c[name].type, JSON)
+
+
+@lru_cache(maxsize=None)
+def _update_statement(table: Table, key: str, columns: tuple[str, ...], touch: bool):
+    """Built once per (table, columns): arrays, not a VALUES list, so that SQLAlchemy compiles it
+    once (a VALUES list of 500 rows is a new statement every time; compiling it took about as long
+    as the server's work). Each array is cast to its column's type (``%(v_col)s::TYPE[]``); a JSON
+    column's values go as text (a list value would be taken for a dimension of the array), JSON
+    encoded as SQLAlchemy encodes them (None as JSON null), and are cast back in the SET."""
     names = (key, *columns)
-    v = values_list(*(column(name, table.c[name].type) for name in names), name="v").data(
-        [tuple(row[name] for name in names) for row in rows])
-    session.execute(update(table).where(table.c[key] == v.c[key])
-                    .values({**{name: cast(v.c[name], table.c[name].type) for name in columns}, **also}))
+    v = func.unnest(*(bindparam(f"v_{name}", type_=ARRAY(Text if _is_json(table, name) else table.c[name].type))
+                      for name in names)).table_valued(*names).render_derived(name="v")
+    changes = {name: cast(v.c[name], table.c[name].type) if _is_json(table, name) else v.c[name] for name in columns}
+    if touch:
+        changes["updated_at"] = func.now()
+    return update(table).where(table.c[key] == v.c[key]).values(changes)
 
 
 def _insert_returning_ids(session: Session, table: Table, items: list[tuple], row: Callable[..., dict]) -> None:

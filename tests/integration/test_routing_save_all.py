@@ -225,3 +225,13 @@ def test_the_batch_roll_up_deltas_are_summed_per_key_and_a_cancelled_key_stays()
     # One row per key, in key order (one upsert cannot change a row twice); a key whose deltas cancel
     # out is kept with zeros, as two saves one after the other would leave it.
     assert rows == [delta(3, "online", pending_change=-2, late=1, on_time=1), delta(16, "online")]
+
+
+def test_the_roll_ups_read_only_the_columns_whose_change_makes_a_save_compute_them():
+    from services.routing import reports
+    from services.routing.unit_of_work import REPORTED
+
+    values = {"unit": UNIT, "field": "Đất đai", "channel": "online", "received_at": RECEIVED,
+              "resolved_at": RECEIVED + timedelta(days=2), "due_date": date(2026, 12, 15), "result_class": "early"}
+    assert set(values) == set(REPORTED)
+    assert reports.daily_contributions(values)      # a KeyError if they read a column left out of REPORTED
