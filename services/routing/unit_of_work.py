@@ -227,10 +227,10 @@ class SqlRepository:
             receiver_rows += [{"id": ho.id, "receiver": ho.receiver} for ho in workflow.handovers
                               if ho.id is not None and receivers[ho.id] != ho.receiver]
         for columns, rows in workflow_rows.items():
-            _update_from_values(self.session, w, "code", columns, rows, touch=True)
+            _update_rows(self.session, w, "code", columns, rows, touch=True)
         store.add_to_rollups(self.session, _summed(deltas))
         for columns, rows in step_rows.items():
-            _update_from_values(self.session, s, "id", columns, sorted(rows, key=lambda r: r["id"]))
+            _update_rows(self.session, s, "id", columns, sorted(rows, key=lambda r: r["id"]))
         _insert_returning_ids(self.session, s, new_steps, lambda wf, st: {"code": wf.code, **_step_values(st)})
         new_handovers = [(wf, ho) for wf in loaded for ho in wf.handovers if ho.id is None]
         _insert_returning_ids(self.session, h, new_handovers, lambda wf, ho: dict(
@@ -238,7 +238,7 @@ class SqlRepository:
             receiver=ho.receiver, step_id=ho.step.id if ho.step else None, result_class=ho.result_class,
             note=ho.note))
         if receiver_rows:
-            _update_from_values(self.session, h, "id", ("receiver",), sorted(receiver_rows, key=lambda r: r["id"]))
+            _update_rows(self.session, h, "id", ("receiver",), sorted(receiver_rows, key=lambda r: r["id"]))
         new_actions = [(wf, ac) for wf in loaded for ac in wf.actions if ac.id is None]
         _insert_returning_ids(self.session, a, new_actions, lambda wf, ac: dict(
             code=wf.code, at=ac.at, actor=ac.actor, agency=ac.agency, action=ac.action, step_id=ac.step_id,
@@ -247,7 +247,7 @@ class SqlRepository:
             self._remember(workflow, snapshots[workflow.code])
 
 
-def _update_from_values(session: Session, table: Table, key: str, columns: tuple[str, ...], rows: list[dict],
+def _update_rows(session: Session, table: Table, key: str, columns: tuple[str, ...], rows: list[dict],
                         *, touch: bool = False) -> None:
     """Every row of ``rows`` (each with ``key`` and ``columns``) in one statement:
     ``UPDATE table SET col = v.col … FROM unnest(:key, :col …) AS v (key, col …) WHERE table.key =
