@@ -50,7 +50,7 @@ import sys
 import time
 from bisect import bisect
 from collections import Counter
-from datetime import date, datetime, time as clock_time, timedelta, timezone
+from datetime import date, datetime, time as clock_time, timedelta
 from functools import lru_cache
 from itertools import accumulate
 from pathlib import Path
@@ -297,26 +297,48 @@ def drop_scratch(url, name: str) -> None:
 # --- routing's scan -------------------------------------------------------------------------------------
 
 class TimedUnitOfWork(SqlUnitOfWork):
-    """Routing's unit of work, remembering when each transaction (a batch) committed and what it flagged."""
+    """Routing's unit of work, remembering when each transaction (a batch) committed, what it
+    flagged, and how long its save (``save_all``) and its commit took."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.batches: list[dict] = []
         self._opened = self._emitted = 0
+        self._open = False
+        self._save = 0.0
 
     def __enter__(self):
-        self._opened = time.perf_counter()
-        self._emitted = len(self.emitted)
+        if self._open:              # from ``commit``: the previous batch has just committed
+            self._record()
+        self._open, self._opened, self._emitted, self._save = True, time.perf_counter(), len(self.emitted), 0.0
         return super().__enter__()
 
     def __exit__(self, *exc):
+        self._ending = time.perf_counter()
         result = super().__exit__(*exc)
-        if exc[0] is None:
-            events = self.emitted[self._emitted:]
-            self.batches.append({"opened": self._opened, "committed": time.perf_counter(),
-                                 "workflows": len({e.payload["code"] for e in events}), "events": len(events),
-                                 "crossed": {e.payload["code"] for e in events if e.type == "dossier.overdue"}})
+        if self._open and exc[0] is None:
+            self._record()
+        self._open = False
         return result
+
+    def commit(self):
+        self._ending = time.perf_counter()
+        super().commit()
+
+    def save_all(self, changes):
+        started = time.perf_counter()
+        try:
+            return super().save_all(changes)
+        finally:
+            self._save += time.perf_counter() - started
+
+    def _record(self):
+        events = self.emitted[self._emitted:]
+        now = time.perf_counter()
+        self.batches.append({"opened": self._opened, "committed": now, "save": self._save,
+                             "commit": now - self._ending,
+                             "workflows": len({e.payload["code"] for e in events}), "events": len(events),
+                             "crossed": {e.payload["code"] for e in events if e.type == "dossier.overdue"}})
 
 
 def scan_round(database, now: datetime, batch: int) -> tuple[dict, TimedUnitOfWork, float]:
@@ -328,10 +350,11 @@ def scan_round(database, now: datetime, batch: int) -> tuple[dict, TimedUnitOfWo
 
 
 class Captured:
-    """The SQL statements of the scan's candidate query (the UNION of the four index ranges)."""
+    """The SQL statements of the scan's candidate query (the UNION of the four index ranges), or
+    (``everything``) every statement sent."""
 
-    def __init__(self, engine):
-        self.engine, self.statements = engine, []
+    def __init__(self, engine, everything: bool = False):
+        self.engine, self.statements, self.everything = engine, [], everything
 
     def __enter__(self):
         event.listen(self.engine, "before_cursor_execute", self.capture)
@@ -341,7 +364,7 @@ class Captured:
         event.remove(self.engine, "before_cursor_execute", self.capture)
 
     def capture(self, conn, cursor, statement, parameters, context, executemany):
-        if " UNION " in statement:
+        if self.everything or " UNION " in statement:
             self.statements.append((statement, parameters))
 
 
@@ -548,7 +571,8 @@ def main(argv=None) -> int:
         query_timings, restore_query = timed(routing_uow.SqlRepository, "scan_candidates")
         lock_timings, restore_lock = timed(routing_uow.SqlRepository, "lock_for_scan")
         try:
-            counts, uow, started = scan_round(database, burst_now, args.batch)
+            with Captured(engine, everything=True) as every:
+                counts, uow, started = scan_round(database, burst_now, args.batch)
         finally:
             restore_query()
             restore_lock()
@@ -563,9 +587,16 @@ def main(argv=None) -> int:
         durations = [b["committed"] - b["opened"] for b in batches]
         print(f"    candidate query (once a round): {ms(query_timings[0])}; per batch: min {ms(min(durations))}, "
               f"p50 {ms(statistics.median(durations))}, max {ms(max(durations))}, of which lock + load: min "
-              f"{ms(min(lock_timings))}, p50 {ms(statistics.median(lock_timings))}, max {ms(max(lock_timings))} "
-              "(the rest: the aggregate's scan and the save, one UPDATE per changed row, an INSERT per action, "
-              "the outbox rows at commit)")
+              f"{ms(min(lock_timings))}, p50 {ms(statistics.median(lock_timings))}, max {ms(max(lock_timings))}; "
+              f"save (save_all) p50 {ms(statistics.median(b['save'] for b in batches))}, max "
+              f"{ms(max(b['save'] for b in batches))}; commit (the outbox rows' INSERT) p50 "
+              f"{ms(statistics.median(b['commit'] for b in batches))}, max {ms(max(b['commit'] for b in batches))}; "
+              "the rest: the aggregate's scan")
+        kinds = Counter(" ".join(s.split()[:3]) if not s.startswith("SELECT") else "SELECT"
+                        for s, _ in every.statements)
+        print(f"    statements sent in the round: {len(every.statements):,} ({len(every.statements) / len(batches):.1f} "
+              f"a batch, {len(every.statements) / max(1, sum(b['workflows'] for b in batches)):.3f} a workflow): "
+              + ", ".join(f"{k} {n:,}" for k, n in kinds.most_common()))
         for i, b in enumerate(batches):
             if i < 3 or i >= len(batches) - 2:
                 print(f"      batch {i + 1:>3}: {b['workflows']:>4} workflows, {b['events']:>4} events, "

@@ -179,22 +179,23 @@ def scan(command: Scan, uow: UnitOfWork) -> dict[str, int]:
     """Overdue, at risk, apology missing: each candidate loaded once, each breach flagged once.
 
     The candidates are found once per round (an index-driven query, no lock), then taken
-    ``command.batch`` at a time: each batch locked (rows held elsewhere skipped), flagged and
-    committed in a unit of work of its own (the one ``handle`` opened, then one per further
-    batch), so that a burst (thousands of dossiers crossing a day boundary at once) is neither
-    one long transaction nor spread over many rounds, and the first breaches are committed (and
-    relayed) while the round goes on."""
+    ``command.batch`` at a time: each batch locked (rows held elsewhere skipped), flagged, saved
+    in a few statements (``save_all``) and committed in a transaction of its own (the one
+    ``handle`` opened, then ``uow.commit()`` before each further batch), so that a burst
+    (thousands of dossiers crossing a day boundary at once) is neither one long transaction nor
+    spread over many rounds, and the first breaches are committed (and relayed) while the round
+    goes on."""
     today = local_date(uow.now)
     codes = uow.workflows.scan_candidates(today, uow.calendar.add_working_days(today, uow.at_risk_working_days),
                                           one_working_day_before(uow.now, uow.calendar))
     counts = {"overdue": 0, "step_overdue": 0, "at_risk": 0, "apology_missing": 0}
     for start in range(0, len(codes), command.batch):
         if start:
-            uow.__exit__(None, None, None)      # the previous batch committed (its outbox rows relayed) …
-            uow.__enter__()                     # … and this one in a new transaction
-        for workflow in uow.workflows.lock_for_scan(codes[start:start + command.batch]):
-            events = workflow.scan(uow.now, uow.calendar, uow.at_risk_working_days)
-            uow.save(workflow, events)
+            uow.commit()       # the previous batch committed (its outbox rows relayed); this one in a new transaction
+        changes = [(workflow, workflow.scan(uow.now, uow.calendar, uow.at_risk_working_days))
+                   for workflow in uow.workflows.lock_for_scan(codes[start:start + command.batch])]
+        uow.save_all(changes)  # the batch in a few statements, not a few per workflow
+        for _, events in changes:
             for event in events:
                 counts[event.type.split(".")[1]] += 1
     return counts

@@ -1,15 +1,20 @@
 """Routing's repository and unit of work: a command loads a workflow once (one locked read of its
 rows), changes it in memory, and one save writes the changes and the outbox rows in the same
-transaction. The scheduler's scan loads each candidate once, in one locked read for them all."""
+transaction. The scheduler's scan loads a batch of candidates in one locked read, and saves the
+batch in a few statements (``save_all``: one per table and kind of change, not one per row)."""
 from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 from abc import ABC, abstractmethod
+from collections import defaultdict
 from datetime import date, datetime
-from typing import Any, Callable, Iterable
+from functools import lru_cache
+from typing import Any, Callable, Iterable, Sequence
 
-from sqlalchemy import func, select, union, update
+from sqlalchemy import JSON, Table, Text, bindparam, cast, func, select, union, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from motcua.contracts.calendar import WorkingCalendar
@@ -31,7 +36,24 @@ _WHOLE = select(w, rows_as_json(s, s.c.code == w.c.code, s.c.stage, s.c.position
 
 
 def _workflow_values(workflow: Workflow) -> dict:
-    return {name: copy.deepcopy(getattr(workflow, name)) for name in WORKFLOW_COLUMNS}
+    # Copies of the mutable values (clock_stops, apology): the others are immutable.
+    out = {}
+    for name in WORKFLOW_COLUMNS:
+        value = getattr(workflow, name)
+        out[name] = copy.deepcopy(value) if isinstance(value, (list, dict)) else value
+    return out
+
+
+# What report II.06a's roll-ups depend on (``reports.daily_contributions``).
+REPORTED = ("unit", "field", "channel", "received_at", "resolved_at", "due_date", "result_class")
+
+
+def _rollup_deltas(before: dict | None, after: dict) -> list[dict]:
+    """``reports.rollup_deltas``, skipped when nothing the report counts changed (a scan's flags, an
+    acceptance, an apology: most saves), which gives no delta anyway."""
+    if before is not None and all(before[name] == after[name] for name in REPORTED):
+        return []
+    return reports.rollup_deltas(before, after)
 
 
 def _step_values(step: Step) -> dict:
@@ -114,9 +136,10 @@ class SqlRepository:
             workflows.append(workflow)
         return workflows
 
-    def _remember(self, workflow: Workflow) -> None:
+    def _remember(self, workflow: Workflow, values: dict | None = None) -> None:
+        """What the workflow is as loaded or saved (``values``: its row's values, when just taken)."""
         self.seen[workflow.code] = workflow
-        self._loaded[workflow.code] = (_workflow_values(workflow),
+        self._loaded[workflow.code] = (values if values is not None else _workflow_values(workflow),
                                        {st.id: _step_values(st) for st in workflow.steps},
                                        {ho.id: ho.receiver for ho in workflow.handovers})
 
@@ -140,7 +163,7 @@ class SqlRepository:
                 self.session.execute(update(w).where(w.c.code == workflow.code)
                                      .values(**changed, updated_at=func.now()))
         # Report II.06a's roll-ups, in the same transaction: what the change moved between its columns.
-        store.add_to_rollups(self.session, reports.rollup_deltas(before, after))
+        store.add_to_rollups(self.session, _rollup_deltas(before, after))
         for step in workflow.steps:
             values = _step_values(step)
             if step.id is None:
@@ -164,7 +187,118 @@ class SqlRepository:
                 action.id = self.session.execute(a.insert().values(
                     code=workflow.code, at=action.at, actor=action.actor, agency=action.agency,
                     action=action.action, step_id=action.step_id, note=action.note).returning(a.c.id)).scalar_one()
-        self._remember(workflow)
+        self._remember(workflow, after)
+
+    def save_all(self, workflows: Sequence[Workflow]) -> None:
+        """Many loaded workflows in a few statements, the rows ``save`` would write one by one: one
+        ``UPDATE … FROM unnest(arrays)`` per table and set of changed columns (a scan's batch: the
+        workflows flagged overdue, those flagged for a missing apology, the steps overdue, the
+        steps at risk), one multi-row INSERT … RETURNING per table of new rows (ids in the order
+        given), and one upsert of the II.06a roll-ups with the batch's deltas summed per key.
+        A workflow not loaded here (new) is saved alone by ``save``.
+
+        The rows of each statement go in key order (code, id), so two transactions that update
+        the same rows lock them in the same order."""
+        loaded = sorted((wf for wf in workflows if wf.code in self._loaded), key=lambda wf: wf.code)
+        for workflow in workflows:
+            if workflow.code not in self._loaded:
+                self.save(workflow)
+        workflow_rows: dict[tuple, list[dict]] = defaultdict(list)
+        step_rows: dict[tuple, list[dict]] = defaultdict(list)
+        receiver_rows: list[dict] = []
+        deltas: list[dict] = []
+        new_steps: list[tuple[Workflow, Step]] = []
+        snapshots = {}
+        for workflow in loaded:
+            before, loaded_steps, receivers = self._loaded[workflow.code]
+            after = snapshots[workflow.code] = _workflow_values(workflow)
+            changed = {k: v for k, v in after.items() if before[k] != v}
+            if changed:
+                workflow_rows[tuple(changed)].append({"code": workflow.code, **changed})
+            deltas += _rollup_deltas(before, after)
+            for step in workflow.steps:
+                if step.id is None:
+                    new_steps.append((workflow, step))
+                    continue
+                now_values = _step_values(step)
+                changed = {k: v for k, v in now_values.items() if loaded_steps[step.id][k] != v}
+                if changed:
+                    step_rows[tuple(changed)].append({"id": step.id, **changed})
+            receiver_rows += [{"id": ho.id, "receiver": ho.receiver} for ho in workflow.handovers
+                              if ho.id is not None and receivers[ho.id] != ho.receiver]
+        for columns, rows in workflow_rows.items():
+            _update_rows(self.session, w, "code", columns, rows, touch=True)
+        store.add_to_rollups(self.session, _summed(deltas))
+        for columns, rows in step_rows.items():
+            _update_rows(self.session, s, "id", columns, sorted(rows, key=lambda r: r["id"]))
+        _insert_returning_ids(self.session, s, new_steps, lambda wf, st: {"code": wf.code, **_step_values(st)})
+        new_handovers = [(wf, ho) for wf in loaded for ho in wf.handovers if ho.id is None]
+        _insert_returning_ids(self.session, h, new_handovers, lambda wf, ho: dict(
+            code=wf.code, from_agency=ho.from_agency, to_agency=ho.to_agency, at=ho.at, giver=ho.giver,
+            receiver=ho.receiver, step_id=ho.step.id if ho.step else None, result_class=ho.result_class,
+            note=ho.note))
+        if receiver_rows:
+            _update_rows(self.session, h, "id", ("receiver",), sorted(receiver_rows, key=lambda r: r["id"]))
+        new_actions = [(wf, ac) for wf in loaded for ac in wf.actions if ac.id is None]
+        _insert_returning_ids(self.session, a, new_actions, lambda wf, ac: dict(
+            code=wf.code, at=ac.at, actor=ac.actor, agency=ac.agency, action=ac.action, step_id=ac.step_id,
+            note=ac.note))
+        for workflow in loaded:
+            self._remember(workflow, snapshots[workflow.code])
+
+
+def _update_rows(session: Session, table: Table, key: str, columns: tuple[str, ...], rows: list[dict],
+                        *, touch: bool = False) -> None:
+    """Every row of ``rows`` (each with ``key`` and ``columns``) in one statement:
+    ``UPDATE table SET col = v.col … FROM unnest(:key, :col …) AS v (key, col …) WHERE table.key =
+    v.key``, one array parameter per column (``touch``: ``updated_at`` too)."""
+    session.execute(_update_statement(table, key, columns, touch),
+                    {f"v_{name}": [json.dumps(row[name]) if _is_json(table, name) else row[name] for row in rows]
+                     for name in (key, *columns)})
+
+
+def _is_json(table: Table, name: str) -> bool:
+    return isinstance(table.c[name].type, JSON)
+
+
+@lru_cache(maxsize=None)
+def _update_statement(table: Table, key: str, columns: tuple[str, ...], touch: bool):
+    """Built once per (table, columns): arrays, not a VALUES list, so that SQLAlchemy compiles it
+    once (a VALUES list of 500 rows is a new statement every time; compiling it took about as long
+    as the server's work). Each array is cast to its column's type (``%(v_col)s::TYPE[]``); a JSON
+    column's values go as text (a list value would be taken for a dimension of the array), JSON
+    encoded as SQLAlchemy encodes them (None as JSON null), and are cast back in the SET."""
+    names = (key, *columns)
+    v = func.unnest(*(bindparam(f"v_{name}", type_=ARRAY(Text if _is_json(table, name) else table.c[name].type))
+                      for name in names)).table_valued(*names).render_derived(name="v")
+    changes = {name: cast(v.c[name], table.c[name].type) if _is_json(table, name) else v.c[name] for name in columns}
+    if touch:
+        changes["updated_at"] = func.now()
+    return update(table).where(table.c[key] == v.c[key]).values(changes)
+
+
+def _insert_returning_ids(session: Session, table: Table, items: list[tuple], row: Callable[..., dict]) -> None:
+    """New rows of ``table`` in one multi-row INSERT … RETURNING id (SQLAlchemy's insertmanyvalues,
+    ids in the order of the rows given); each item's ``id`` set from them."""
+    if not items:
+        return
+    ids = session.execute(table.insert().returning(table.c.id, sort_by_parameter_order=True),
+                          [row(owner, item) for owner, item in items]).scalars().all()
+    for (_, item), id_ in zip(items, ids, strict=True):
+        item.id = id_
+
+
+def _summed(deltas: list[dict]) -> list[dict]:
+    """Roll-up deltas of several workflows as one upsert's rows: each key once (an upsert cannot
+    change a row twice), counters summed, in key order. A key whose deltas cancel out stays (all
+    zeros), as one save after the other would leave its row."""
+    keys = ("span", "day", "unit", "field", "channel")
+    sums: dict[tuple, dict[str, int]] = {}
+    for delta in deltas:
+        target = sums.setdefault(tuple(delta[k] for k in keys), dict.fromkeys(store.ROLLUP_COUNTERS, 0))
+        for name in store.ROLLUP_COUNTERS:
+            target[name] += delta[name]
+    return [{**dict(zip(keys, key)), **counters} for key, counters in sorted(sums.items())]
 
 
 class UnitOfWork(ABC):
@@ -196,6 +330,22 @@ class UnitOfWork(ABC):
 
     def save(self, workflow: Workflow, events: Iterable[Envelope]) -> None:
         self.workflows.save(workflow)
+        self._emit(events)
+
+    def save_all(self, changes: Iterable[tuple[Workflow, Iterable[Envelope]]]) -> None:
+        """Many workflows, each with the events it caused: the rows and outbox rows that ``save``
+        would write one by one, in a few statements (``SqlRepository.save_all``)."""
+        changes = [(workflow, list(events)) for workflow, events in changes]
+        self.workflows.save_all([workflow for workflow, _ in changes])
+        for _, events in changes:
+            self._emit(events)
+
+    @abstractmethod
+    def commit(self) -> None:
+        """Commit what was done so far (its outbox rows then go to the relay) and go on in a new
+        transaction: the scan's next batch."""
+
+    def _emit(self, events: Iterable[Envelope]) -> None:
         for event in events:
             if self.correlation_id:
                 event = dataclasses.replace(event, correlation_id=self.correlation_id)
@@ -224,7 +374,17 @@ class SqlUnitOfWork(UnitOfWork):
         return self
 
     def __exit__(self, *exc):
-        return self._transaction.__exit__(*exc)
+        transaction, self._transaction = self._transaction, None
+        if transaction is not None:         # None: a ``commit`` failed, its transaction is over
+            return transaction.__exit__(*exc)
+        return None
+
+    def commit(self) -> None:
+        """This transaction committed (``Database.transaction``: the relay is handed its outbox
+        rows) and a new one opened, with a new repository."""
+        transaction, self._transaction = self._transaction, None
+        transaction.__exit__(None, None, None)
+        self.__enter__()
 
     def first_time(self, event: Envelope) -> bool:
         return first_time(self.session, models.processed_events, event)

@@ -43,6 +43,7 @@ class FakeRepository:
         self.seen: dict = {}
         self.ids = itertools.count(1)
         self.loads = 0
+        self.batch_saves: list[list[str]] = []     # the codes of each ``save_all``
 
     def get(self, code, *, for_update=True):
         self.loads += 1
@@ -60,6 +61,11 @@ class FakeRepository:
             if row.id is None:
                 row.id = next(self.ids)
         self.pending[workflow.code] = copy.deepcopy(workflow)
+
+    def save_all(self, workflows):
+        self.batch_saves.append([workflow.code for workflow in workflows])
+        for workflow in workflows:
+            self.save(workflow)
 
     def scan_candidates(self, today, warn_until, overdue_before):
         return sorted(self.committed)      # every workflow a candidate: the aggregate decides
@@ -90,14 +96,21 @@ class FakeUnitOfWork(UnitOfWork):
     def __enter__(self):
         self.emitted, self.workflows.pending, self.workflows.loads = [], {}, 0
         self._seen_now: set = set()
+        self._committed_events = 0
         return self
 
     def __exit__(self, exc_type, *_):
-        if exc_type is None:       # committed: the changes, the outbox rows and the inbox ids together
-            self.workflows.committed.update(self.workflows.pending)
-            self.outbox += self.emitted
-            self.handled |= self._seen_now
-            self.commits += 1
+        if exc_type is None:
+            self.commit()
+
+    def commit(self):
+        """Committed: the changes, the outbox rows and the inbox ids together; then a new transaction."""
+        self.workflows.committed.update(self.workflows.pending)
+        self.outbox += self.emitted[self._committed_events:]
+        self._committed_events = len(self.emitted)
+        self.handled |= self._seen_now
+        self.commits += 1
+        self.workflows.pending, self._seen_now = {}, set()
 
     def first_time(self, event):
         if event.id in self.handled:
@@ -402,6 +415,8 @@ def test_a_scan_round_flags_a_burst_batch_by_batch_each_batch_committed_each_bre
     counts = run(uow, Scan(batch=2), "17T09:00:00")
     assert counts["overdue"] == 5
     assert uow.commits - commits == 3                       # 2 + 2 + 1: three transactions
+    codes = sorted(uow.workflows.committed)
+    assert uow.workflows.batch_saves == [codes[0:2], codes[2:4], codes[4:5]]      # one save of each batch
     overdue = [e.payload["code"] for e in uow.outbox if e.type == "dossier.overdue"]
     assert sorted(overdue) == sorted(uow.workflows.committed) and len(set(overdue)) == 5
     assert run(uow, Scan(batch=2), "17T09:00:05")["overdue"] == 0
