@@ -243,14 +243,15 @@ def fill(engine, schema: str, rows: int, generator: Generator, chunk: int = 50_0
 def create_scratch(engine, schema: str) -> str:
     with engine.begin() as connection:
         connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-        if connection.execute(text("SELECT to_regclass('routing.report_rollups')")).scalar():
-            for table in ("workflows", "report_rollups"):
+        if connection.execute(text("SELECT to_regclass('routing.report_rollup_changes')")).scalar():
+            for table in ("workflows", "report_rollups", "report_rollup_changes"):
                 connection.execute(text(f'CREATE TABLE "{schema}".{table} (LIKE routing.{table} INCLUDING ALL)'))
-            return ("copies of routing.workflows and routing.report_rollups "
+            return ("copies of routing.workflows, routing.report_rollups and routing.report_rollup_changes "
                     "(LIKE … INCLUDING ALL: same columns, defaults and indexes)")
         scoped = connection.execution_options(schema_translate_map={"routing": schema})
         models.workflows.create(scoped)
         models.report_rollups.create(scoped)
+        models.report_rollup_changes.create(scoped)
         return "built from services/routing/models.py (routing schema not migrated to 0005 in this database)"
 
 

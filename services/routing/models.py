@@ -76,6 +76,26 @@ report_rollups = Table(
 # One unit's report (the primary key serves the whole city's).
 Index("ix_report_rollups_unit_span_day", report_rollups.c.unit, report_rollups.c.span, report_rollups.c.day)
 
+# What saves add to the roll-ups, insert only: a save never waits for another's roll-up rows (the
+# upsert of a busy desk's rows made every routing transaction of that desk wait for the one before
+# it to commit). Folded into report_rollups every few seconds; the report reads both.
+report_rollup_changes = Table(
+    "report_rollup_changes", metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("span", Text, nullable=False),
+    Column("day", Date, nullable=False),
+    Column("unit", Text, nullable=False),
+    Column("field", Text, nullable=False),
+    Column("channel", Text, nullable=False),
+    Column("received", Integer, nullable=False, server_default="0"),
+    Column("early", Integer, nullable=False, server_default="0"),
+    Column("on_time", Integer, nullable=False, server_default="0"),
+    Column("late", Integer, nullable=False, server_default="0"),
+    Column("pending_change", Integer, nullable=False, server_default="0"),
+    Column("overdue_change", Integer, nullable=False, server_default="0"),
+    CheckConstraint("span IN ('day', 'month', 'year')", name="span"),
+)
+
 steps = Table(
     "steps", metadata,
     Column("id", BigInteger, Identity(), primary_key=True),

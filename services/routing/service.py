@@ -301,3 +301,10 @@ class RoutingService(PlatformService):
         if any(counts.values()):
             log.info("breaches detected", **counts)
         return counts
+
+    @configured_timer("ROLLUP_FOLD_SECONDS", interval=5)
+    def fold_rollups(self):
+        """Report II.06a's change rows into its roll-ups (the report reads both, so this only
+        keeps the change rows few)."""
+        with self.db.transaction() as session:
+            return store.fold_rollup_changes(session)

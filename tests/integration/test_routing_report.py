@@ -25,7 +25,7 @@ from motcua.contracts.calendar import TZ, classify, local_date
 from motcua.contracts.periods import parse_period
 from services.routing import reports, store
 from services.routing.domain import classify_for_report
-from services.routing.models import report_rollups, workflows
+from services.routing.models import report_rollup_changes, report_rollups, workflows
 from services.routing.unit_of_work import SqlRepository
 from services.routing.workflow import Workflow
 
@@ -118,6 +118,7 @@ MIGRATION = Path(__file__).resolve().parents[2] / "services/routing/migrations/v
 def _forget(connection) -> None:
     connection.execute(delete(workflows).where(workflows.c.unit.in_(UNITS)))
     connection.execute(delete(report_rollups).where(report_rollups.c.unit.in_(UNITS)))
+    connection.execute(delete(report_rollup_changes).where(report_rollup_changes.c.unit.in_(UNITS)))
 
 
 def _life(rng: random.Random, row: dict) -> list[dict]:
@@ -313,6 +314,8 @@ def test_the_migrations_back_fill_builds_the_roll_ups_the_saves_kept(engine, dos
     migration = _backfill_module()
     ours = "(SELECT * FROM routing.workflows WHERE unit IN ('%s', '%s'))" % UNITS
     columns = ("span", "day", "unit", "field", "channel", *store.ROLLUP_COUNTERS)
+    with Session(engine) as session, session.begin():
+        store.fold_rollup_changes(session)
     with engine.connect() as connection:
         built = {tuple(r) for r in connection.execute(text(migration.rollups_from_workflows(ours)))}
         kept = {tuple(r) for r in connection.execute(
@@ -323,8 +326,9 @@ def test_the_migrations_back_fill_builds_the_roll_ups_the_saves_kept(engine, dos
 
 
 def test_the_roll_ups_change_in_the_saves_transaction_one_statement_or_none(engine):
-    """A receipt writes its roll-ups with one statement; a save that changes nothing the report counts
-    writes none; a transaction that rolls back leaves the roll-ups as they were."""
+    """A receipt writes its part of the roll-ups with one INSERT of change rows (no upsert: a save
+    waits for no other's roll-up rows); a save that changes nothing the report counts writes none; a
+    transaction that rolls back leaves the roll-ups as they were. The fold adds the change rows up."""
     unit = "000.93.20.H29"                  # a desk nobody else uses: this test owns its rows
     row = generate(random.Random(7), 1)[0]
     row.update(unit=unit, code=f"{unit}-260302-0001", state="running", resolved_at=None, result_class=None,
@@ -332,10 +336,12 @@ def test_the_roll_ups_change_in_the_saves_transaction_one_statement_or_none(engi
     statements: list[str] = []
 
     def count(conn, cursor, statement, parameters, context, executemany):
-        if "report_rollups" in statement:
+        if "report_rollup" in statement:
             statements.append(statement)
 
     def rollups():
+        with Session(engine) as session, session.begin():
+            store.fold_rollup_changes(session)
         with engine.connect() as connection:
             return connection.execute(select(report_rollups).where(report_rollups.c.unit == unit)
                                       .order_by(report_rollups.c.span, report_rollups.c.day)).all()
@@ -343,11 +349,13 @@ def test_the_roll_ups_change_in_the_saves_transaction_one_statement_or_none(engi
     with engine.begin() as connection:
         connection.execute(delete(workflows).where(workflows.c.unit == unit))
         connection.execute(delete(report_rollups).where(report_rollups.c.unit == unit))
+        connection.execute(delete(report_rollup_changes).where(report_rollup_changes.c.unit == unit))
     event.listen(engine, "before_cursor_execute", count)
     try:
         with Session(engine) as session, session.begin():
             SqlRepository(session).save(Workflow(**row))
-        assert len(statements) == 1 and statements[0].startswith("INSERT INTO routing.report_rollups")
+        assert len(statements) == 1 and statements[0].startswith("INSERT INTO routing.report_rollup_changes")
+        statements.clear()
         received = rollups()
         assert {(r.span, r.day, r.received, r.pending_change, r.overdue_change) for r in received} == {
             ("day", date(2026, 3, 2), 1, 1, 0), ("day", date(2026, 3, 6), 0, 0, 1),
@@ -375,3 +383,4 @@ def test_the_roll_ups_change_in_the_saves_transaction_one_statement_or_none(engi
         with engine.begin() as connection:
             connection.execute(delete(workflows).where(workflows.c.unit == unit))
             connection.execute(delete(report_rollups).where(report_rollups.c.unit == unit))
+            connection.execute(delete(report_rollup_changes).where(report_rollup_changes.c.unit == unit))

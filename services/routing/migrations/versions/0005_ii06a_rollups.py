@@ -6,7 +6,8 @@ Create Date: 2026-12-07 02:40:00.000000
 
 The table routing.report_rollups (see services/routing/reports.py for what a dossier adds to it),
 filled from every workflow already there, so that an existing database reports the same figures
-as before. From here on routing's repository keeps it in the transaction of each change.
+as before. From here on routing's repository adds each change's part to routing.report_rollup_changes
+in the transaction of the change (insert only), and routing folds those into the roll-ups.
 """
 from typing import Sequence, Union
 
@@ -87,9 +88,27 @@ def upgrade() -> None:
                     schema='routing')
     op.execute(f"INSERT INTO routing.report_rollups (span, day, unit, field, channel, {COUNTERS}) "
                + rollups_from_workflows("routing.workflows"))
+    op.create_table('report_rollup_changes',
+    sa.Column('id', sa.BigInteger(), sa.Identity(always=False), nullable=False),
+    sa.Column('span', sa.Text(), nullable=False),
+    sa.Column('day', sa.Date(), nullable=False),
+    sa.Column('unit', sa.Text(), nullable=False),
+    sa.Column('field', sa.Text(), nullable=False),
+    sa.Column('channel', sa.Text(), nullable=False),
+    sa.Column('received', sa.Integer(), server_default='0', nullable=False),
+    sa.Column('early', sa.Integer(), server_default='0', nullable=False),
+    sa.Column('on_time', sa.Integer(), server_default='0', nullable=False),
+    sa.Column('late', sa.Integer(), server_default='0', nullable=False),
+    sa.Column('pending_change', sa.Integer(), server_default='0', nullable=False),
+    sa.Column('overdue_change', sa.Integer(), server_default='0', nullable=False),
+    sa.CheckConstraint("span IN ('day', 'month', 'year')", name=op.f('ck_report_rollup_changes_span')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_report_rollup_changes')),
+    schema='routing'
+    )
 
 
 def downgrade() -> None:
     """Downgrade schema."""
+    op.drop_table('report_rollup_changes', schema='routing')
     op.drop_index('ix_report_rollups_unit_span_day', table_name='report_rollups', schema='routing')
     op.drop_table('report_rollups', schema='routing')
