@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache, partial
 from typing import Any
@@ -53,6 +54,20 @@ class NotYet(Exception):
     """The event depends on one that has not been handled yet (events of different types come on
     different queues, in any order). It is put back and tried again for ``EVENT_WAIT_SECONDS``
     (default 30); past that it is dead-lettered with the reason."""
+
+
+@contextmanager
+def about(envelope: Envelope):
+    """Handle one event of a batch: a ``NotYet`` raised inside names that event, so that the consumer
+    holds it alone and handles the rest of the batch again together (not one by one: under load an
+    early event is common, and a batch of a hundred tried one at a time cost a hundred transactions)."""
+    try:
+        yield
+    except NotYet as not_yet:
+        not_yet.event_id = envelope.id
+        raise
+
+
 TRANSIENT_ERRORS = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError,
                     ConnectionError, OSError)
 # The same errors met by a service this handler called over RPC (the catalogue, typically) reach
@@ -166,10 +181,11 @@ class EventConsumer(Consumer):
     order and cannot deadlock one another. Once committed, its messages are acknowledged.
 
     A batch that fails is never dead-lettered as a whole. A transient error (the database or the
-    broker out of reach) puts it back on the queue after a pause. Any other error, ``NotYet``
-    included, rolls the batch back and each of its messages is tried again alone: only a message
-    that fails alone is dead-lettered (with the reason) or, for ``NotYet``, held and tried again
-    alone for ``EVENT_WAIT_SECONDS``. The inbox (``first_time``) makes a redelivered batch, after
+    broker out of reach) puts it back on the queue after a pause. A ``NotYet`` that names its event
+    (raised inside ``about(event)``) holds that event, tried again alone for ``EVENT_WAIT_SECONDS``,
+    and the rest of the batch goes again together. Any other error rolls the batch back and each
+    of its messages is tried again alone: only a message that fails alone is dead-lettered (with
+    the reason), or held if it is not yet possible. The inbox (``first_time``) makes a redelivered batch, after
     a crash between the commit and the acknowledgements, change nothing.
     """
 
@@ -258,6 +274,11 @@ class EventConsumer(Consumer):
             elif transient(error) and not isinstance(error, NotYet):
                 CONSUMED.labels(self.container.service_name, self.event_type, "retried").inc(len(batch))
                 self._later(lambda: [self.queue_consumer.requeue_message(d.message) for d in batch])
+            elif isinstance(error, NotYet) and any(d.envelope.id == getattr(error, "event_id", None) for d in batch):
+                early = next(d for d in batch if d.envelope.id == error.event_id)
+                self._settle_alone(early, error)
+                # The others again together, first in line.
+                self.waiting[:0] = [d for d in batch if d is not early]
             else:
                 log.info("batch failed, its messages tried alone", queue=self.queue_name, size=len(batch),
                          error=f"{type(error).__name__}: {mask_text(str(error))[:200]}")

@@ -21,7 +21,7 @@ from motcua.contracts.periods import parse_period
 from motcua.contracts.refusals import NotFound, Refusal
 from motcua.runtime.catalogue import CatalogueReadModel, catalogue_consumer
 from motcua.runtime.clock import Clock
-from motcua.runtime.inbox import event_consumer, first_time
+from motcua.runtime.inbox import about, event_consumer, first_time
 from motcua.runtime.observability import DatabaseGauge, PlatformService, error_response, json_response
 from motcua.runtime.outbox import OutboxRelay
 from motcua.runtime.rpc import rpc
@@ -255,9 +255,10 @@ class FeesService(PlatformService):
             uow = SqlUnitOfWork(session, now=self.now(), emit=self.outbox,
                                 procedure=lambda code, version: pinned.get((code, version)))
             for event in events:
-                if first_time(session, models.processed_events, event):
-                    uow.correlation_id = event.correlation_id
-                    handle(event, uow)
+                with about(event):
+                    if first_time(session, models.processed_events, event):
+                        uow.correlation_id = event.correlation_id
+                        handle(event, uow)
         count(uow.emitted)
 
     @event_consumer("dossier.received")

@@ -14,6 +14,7 @@ from motcua.contracts.actors import Actor
 from motcua.contracts.calendar import local_date
 from motcua.contracts.events import Envelope
 from motcua.contracts.refusals import Forbidden, Invalid, NotFound
+from motcua.runtime.inbox import about
 from services.intake import domain, views
 from services.intake.dossier import BookLine, Dossier
 
@@ -324,5 +325,6 @@ def handle_events(commands: list[Command], uow) -> None:
             raise Invalid("type", f"intake does not consume {command.type}")
     with uow:
         for command in commands:
-            uow.correlation_id = command.event.correlation_id
-            HANDLERS[command.type](command, uow)
+            with about(command.event):
+                uow.correlation_id = command.event.correlation_id
+                HANDLERS[command.type](command, uow)

@@ -14,6 +14,7 @@ from typing import Any
 from motcua.contracts.calendar import local_date
 from motcua.contracts.events import Envelope
 from motcua.contracts.refusals import Invalid, NotFound
+from motcua.runtime.inbox import about
 from services.notify import templates
 from services.notify.messages import (DIGEST_MAX_CODES, REACTIONS, Context, DeliveryReported, DigestFailed,
                                       Policy)
@@ -115,10 +116,12 @@ def handle_events(commands: list[Consume], uow) -> list:
     with uow:
         for command in commands:
             event = command.event
-            if not uow.inbox.first_time(event):
-                continue
-            aggregate = uow.dossiers.get(event.payload["code"])
-            events += REACTIONS[event.type](aggregate, event, replace(command.context, template=uow.templates.get))
+            with about(event):
+                if not uow.inbox.first_time(event):
+                    continue
+                aggregate = uow.dossiers.get(event.payload["code"])
+                events += REACTIONS[event.type](aggregate, event,
+                                                replace(command.context, template=uow.templates.get))
         uow.commit()
     return events
 

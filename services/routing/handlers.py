@@ -11,7 +11,7 @@ from motcua.contracts.actors import Actor
 from motcua.contracts.calendar import local_date
 from motcua.contracts.events import Envelope
 from motcua.contracts.refusals import Invalid, NotFound
-from motcua.runtime.inbox import NotYet
+from motcua.runtime.inbox import NotYet, about
 from services.routing.unit_of_work import UnitOfWork
 from services.routing.domain import OVERDUE, deadline_state
 from services.routing.workflow import Workflow, one_working_day_before
@@ -314,6 +314,7 @@ def handle_events(events: list[Envelope], uow: UnitOfWork) -> None:
             raise Invalid("type", f"routing does not handle {event.type}")
     with uow:
         for event in events:
-            if uow.first_time(event):
-                uow.correlation_id = event.correlation_id
-                HANDLERS[event.type](event, uow)
+            with about(event):
+                if uow.first_time(event):
+                    uow.correlation_id = event.correlation_id
+                    HANDLERS[event.type](event, uow)

@@ -46,16 +46,17 @@ class PlatformTestService(PlatformService):
         ATTEMPTS.append([event.payload["note"] for event in events])
         with self.db.transaction() as session:
             for event in events:
-                if not first_time(session, processed, event):
-                    continue
-                note = event.payload["note"]
-                if note.startswith("poison"):
-                    raise KeyError("a bug in the handler: " + note)
-                if note.startswith("later") and not session.execute(
-                        select(func.count()).select_from(effects).where(effects.c.note == "handled:ready")
-                ).scalar_one():
-                    raise inbox.NotYet("waits for the note 'ready'")
-                session.execute(effects.insert().values(note="handled:" + note))
+                with inbox.about(event):
+                    if not first_time(session, processed, event):
+                        continue
+                    note = event.payload["note"]
+                    if note.startswith("poison"):
+                        raise KeyError("a bug in the handler: " + note)
+                    if note.startswith("later") and not session.execute(
+                            select(func.count()).select_from(effects).where(effects.c.note == "handled:ready")
+                    ).scalar_one():
+                        raise inbox.NotYet("waits for the note 'ready'")
+                    session.execute(effects.insert().values(note="handled:" + note))
         BATCHES.append(len(events))
 
     @event_consumer("test.explode")

@@ -135,6 +135,23 @@ def test_a_transient_error_puts_the_whole_batch_back_on_the_queue(consumer):
     assert consumer.dead_lettered == [] and not set(messages) & set(consumer.queue_consumer.acked)
 
 
+def test_an_early_event_named_by_its_not_yet_is_held_alone_and_the_rest_goes_again_together(consumer):
+    deliver(consumer, "c-0"), deliver(consumer, "c-00")
+    messages = {code: deliver(consumer, code) for code in ("c-1", "c-2", "c-3")}
+    finish(consumer), finish(consumer)
+    assert running(consumer) == [["c-1", "c-2", "c-3"]]
+    worker = consumer.container.workers[0]
+    early = next(e for e in worker.events if e.payload["code"] == "c-2")
+    with pytest.raises(NotYet) as raised:
+        with inbox.about(early):
+            raise NotYet("no dossier c-2 yet")
+    finish(consumer, raised.value)
+    assert sorted(running(consumer)) == [["c-1", "c-3"], ["c-2"]]    # the rest together; c-2 held, alone
+    finish(consumer), finish(consumer)
+    assert consumer.dead_lettered == [] and consumer.queue_consumer.requeued == []
+    assert set(consumer.queue_consumer.acked) >= set(messages.values())
+
+
 def test_an_event_that_waits_is_held_and_tried_alone_then_forgotten_once_handled(consumer):
     m = deliver(consumer, "c-1")
     finish(consumer, NotYet("dossier not yet received"))
