@@ -57,21 +57,23 @@ Index("ix_workflows_scan_apology", workflows.c.overdue_at, postgresql_include=["
 # ``pending_change`` and ``overdue_change`` are the changes of the pending and pending-overdue counts at
 # the end of each day, so that a balance at the end of a day is their sum over every span before it
 # (services/routing/reports.py: ``rollup_deltas`` says what a dossier adds, and where).
+def _rollup_columns() -> list:
+    """A roll-up row: its key (span, the span's first day, unit, field, channel) and its counters."""
+    return [
+        Column("span", Text, nullable=False),                  # day, month, year
+        Column("day", Date, nullable=False),                   # the span's first day
+        Column("unit", Text, nullable=False),
+        Column("field", Text, nullable=False),
+        Column("channel", Text, nullable=False),
+        *(Column(name, Integer, nullable=False, server_default="0")
+          for name in ("received", "early", "on_time", "late", "pending_change", "overdue_change")),
+        CheckConstraint("span IN ('day', 'month', 'year')", name="span"),
+    ]
+
+
 report_rollups = Table(
-    "report_rollups", metadata,
-    Column("span", Text, nullable=False),                  # day, month, year
-    Column("day", Date, nullable=False),                   # the span's first day
-    Column("unit", Text, nullable=False),
-    Column("field", Text, nullable=False),
-    Column("channel", Text, nullable=False),
-    Column("received", Integer, nullable=False, server_default="0"),
-    Column("early", Integer, nullable=False, server_default="0"),
-    Column("on_time", Integer, nullable=False, server_default="0"),
-    Column("late", Integer, nullable=False, server_default="0"),
-    Column("pending_change", Integer, nullable=False, server_default="0"),
-    Column("overdue_change", Integer, nullable=False, server_default="0"),
+    "report_rollups", metadata, *_rollup_columns(),
     PrimaryKeyConstraint("span", "day", "unit", "field", "channel"),
-    CheckConstraint("span IN ('day', 'month', 'year')", name="span"),
 )
 # One unit's report (the primary key serves the whole city's).
 Index("ix_report_rollups_unit_span_day", report_rollups.c.unit, report_rollups.c.span, report_rollups.c.day)
@@ -81,19 +83,7 @@ Index("ix_report_rollups_unit_span_day", report_rollups.c.unit, report_rollups.c
 # it to commit). Folded into report_rollups every few seconds; the report reads both.
 report_rollup_changes = Table(
     "report_rollup_changes", metadata,
-    Column("id", BigInteger, Identity(), primary_key=True),
-    Column("span", Text, nullable=False),
-    Column("day", Date, nullable=False),
-    Column("unit", Text, nullable=False),
-    Column("field", Text, nullable=False),
-    Column("channel", Text, nullable=False),
-    Column("received", Integer, nullable=False, server_default="0"),
-    Column("early", Integer, nullable=False, server_default="0"),
-    Column("on_time", Integer, nullable=False, server_default="0"),
-    Column("late", Integer, nullable=False, server_default="0"),
-    Column("pending_change", Integer, nullable=False, server_default="0"),
-    Column("overdue_change", Integer, nullable=False, server_default="0"),
-    CheckConstraint("span IN ('day', 'month', 'year')", name="span"),
+    Column("id", BigInteger, Identity(), primary_key=True), *_rollup_columns(),
 )
 
 steps = Table(

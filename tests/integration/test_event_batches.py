@@ -8,22 +8,13 @@ import uuid
 import eventlet
 import pytest
 from kombu import Queue
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 
 from motcua.contracts.events import new_event
 from motcua.runtime import broker, inbox
 from tests.conftest import dead_letters
 from tests.integration import platform_service as ps
 from tests.integration.test_platform import publish_raw
-
-
-@pytest.fixture(scope="module")
-def platform_schema(engine):
-    with engine.begin() as connection:
-        connection.execute(text("DROP SCHEMA IF EXISTS platform_test CASCADE"))
-        connection.execute(text("CREATE SCHEMA platform_test"))
-    ps.metadata.create_all(engine)
-    return engine
 
 
 @pytest.fixture

@@ -22,15 +22,6 @@ from tests.integration import platform_service as ps
 LISTENER = "platform_test-outbox-listen"      # the LISTEN connection's application_name
 
 
-@pytest.fixture(scope="module")
-def platform_schema(engine):
-    with engine.begin() as connection:
-        connection.execute(text("DROP SCHEMA IF EXISTS platform_test CASCADE"))
-        connection.execute(text("CREATE SCHEMA platform_test"))
-    ps.metadata.create_all(engine)
-    return engine
-
-
 @pytest.fixture
 def slow_poll_config(service_config):
     """The poll 30 s away: only a notification (or the relay's own commits) can publish in time."""

@@ -8,7 +8,7 @@ import requests
 from kombu import Producer
 from nameko.standalone.rpc import ServiceRpcProxy
 from nameko.testing.services import entrypoint_waiter
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from motcua.runtime import broker
@@ -16,15 +16,6 @@ from motcua.contracts.codes import next_dossier_code, parse_dossier_code
 from motcua.contracts.events import new_event
 from tests.conftest import dead_letters
 from tests.integration import platform_service as ps
-
-
-@pytest.fixture(scope="module")
-def platform_schema(engine):
-    with engine.begin() as connection:
-        connection.execute(text("DROP SCHEMA IF EXISTS platform_test CASCADE"))
-        connection.execute(text("CREATE SCHEMA platform_test"))
-    ps.metadata.create_all(engine)
-    return engine
 
 
 @pytest.fixture
