@@ -41,7 +41,9 @@ def stop_for_good(up: subprocess.Popen) -> None:
 
 
 def command_line(pid: int) -> str:
-    return subprocess.run(["ps", "-o", "args=", "-p", str(pid)], capture_output=True, text=True).stdout.strip()
+    # From /proc, whole: ps cuts its output at the width of a terminal it does not have.
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        return f.read().replace(b"\0", b" ").decode().strip()
 
 
 def alive(pid: int) -> bool:
