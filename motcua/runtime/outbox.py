@@ -298,10 +298,17 @@ class Relay:
         pending = t.c.published_at.is_(None)
         if older_than is not None:
             pending = pending & (t.c.created_at < func.now() - timedelta(seconds=older_than))
-        if xids is not None:
-            pending = pending & cast(literal_column("xmin"), Text).in_(xids)
         failure = None
         with Session(self.engine) as session, session.begin():
+            if xids is not None:
+                # A transaction's rows go out whole, from one relay, in order: row locks alone
+                # let a second notified replica start its read while the first is still locking,
+                # skip the first row and take the rest. The transaction id's advisory lock decides
+                # first; a replica that does not get it leaves those rows to the one that did.
+                xids = self._claim(session, xids)
+                if not xids:
+                    return []
+                pending = pending & cast(literal_column("xmin"), Text).in_(xids)
             # SKIP LOCKED: another replica's relay takes the rows this one holds.
             rows = session.execute(
                 select(t.c.id, t.c.type, t.c.envelope).where(pending)
@@ -321,6 +328,15 @@ class Relay:
         if failure is not None:
             raise failure
         return ids
+
+    def _claim(self, session: Session, xids: list[str]) -> list[str]:
+        """The transaction ids whose advisory lock (held until this transaction ends) this relay
+        got; the lock's key is the table's name and the id, mapped into the two int4 halves."""
+        name = f"{self.table.schema}.{self.table.name}"
+        return session.execute(text(
+            "SELECT x FROM unnest(CAST(:xids AS text[])) AS x "
+            "WHERE pg_try_advisory_xact_lock(hashtext(:name), CAST(CAST(x AS bigint) - 2147483648 AS int))"
+        ), {"xids": list(xids), "name": name}).scalars().all()
 
     def publish_committed(self, rows: list[dict]) -> list:
         """Rows this process's transactions have just committed, published from memory in commit

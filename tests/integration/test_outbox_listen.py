@@ -192,3 +192,28 @@ def test_a_round_the_broker_refuses_half_way_marks_what_it_confirmed_and_sends_t
     assert unpublished(platform_schema, ids) == 0
     last = {m["id"]: n for n, m in enumerate(got)}
     assert sorted(ids[2:], key=last.get) == ids[2:]             # the last copies in order
+
+
+def test_a_notified_transactions_rows_are_taken_whole_by_one_relay(platform_schema, cli_engine, rabbit_config):
+    """Two replicas notified of the same transaction: the first to claim its id takes all its
+    rows; the second, reading while the first still holds them, gets none of them (with row
+    locks alone it could skip the first row and take the rest, out of order)."""
+    from motcua.runtime.outbox import Relay
+    write_as_cli(cli_engine, ["whole-1", "whole-2", "whole-3"])
+    with platform_schema.connect() as connection:
+        [xid] = connection.execute(text(
+            "SELECT DISTINCT xmin::text FROM platform_test.outbox WHERE published_at IS NULL")).scalars().all()
+    first, second = (Relay(platform_schema, ps.outbox, rabbit_config["AMQP_URI"], "platform_test")
+                     for _ in range(2))
+    with Session(platform_schema) as holding, holding.begin():
+        assert first._claim(holding, [xid, "12345"]) == [xid, "12345"]
+        assert second.publish_batch(xids=[xid]) == []            # claimed: none of its rows
+        assert unpublished_count(platform_schema) == 3
+    assert len(second.publish_batch(xids=[xid])) == 3              # released at the end of that transaction
+    assert unpublished_count(platform_schema) == 0
+
+
+def unpublished_count(engine) -> int:
+    with engine.connect() as connection:
+        return connection.execute(select(func.count()).select_from(ps.outbox)
+                                  .where(ps.outbox.c.published_at.is_(None))).scalar_one()
