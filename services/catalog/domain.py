@@ -18,6 +18,7 @@ from datetime import date, datetime
 from typing import Any, Iterable, Mapping
 
 from motcua.contracts.calendar import TimeLimit, TimeLimitKind, parse_time_limit
+from motcua.contracts.remaining import OfficeHours
 
 __all__ = [
     "UNIT_CODE_RE",
@@ -80,7 +81,7 @@ HANDLING_AGENCY_KINDS = ("office", "agency")
 STEP_AGENCY_KINDS = ("office", "agency", "district", "ward")
 
 _UNIT_REQUIRED = ("code", "name", "short_name", "kind", "desk")
-_UNIT_OPTIONAL = ("parent", "admin_code", "address")
+_UNIT_OPTIONAL = ("parent", "admin_code", "address", "office_hours")
 _PROCEDURE_REQUIRED = (
     "code",
     "name",
@@ -136,6 +137,7 @@ class Unit:
     admin_code: str | None  # national administrative-division code
     desk: bool  # has a reception-and-return desk
     address: str | None
+    office_hours: str | None = None  # "07:30-11:30, 13:00-17:00"; None: the default hours (remaining.py)
 
 
 @dataclass(frozen=True)
@@ -517,6 +519,17 @@ class _Reader:
             return _BAD
         return value
 
+    def office_hours(self, key: str) -> Any:
+        """Periods as ``OfficeHours`` reads them, kept in its canonical form; None when absent."""
+        value = self.text(key, nullable=True)
+        if value in (None, _BAD):
+            return value
+        try:
+            return str(OfficeHours.parse(value))
+        except ValueError as error:
+            self.add(key, str(error))
+            return _BAD
+
     def choice(self, key: str, choices: tuple[str, ...]) -> Any:
         value = self.text(key)
         if value is _BAD:
@@ -623,6 +636,7 @@ def _parse_unit(issues: _Issues, index: int, raw: object) -> _UnitDraft:
         "admin_code": r.pattern("admin_code", ADMIN_CODE_RE, "764 or 26896", nullable=True),
         "desk": r.boolean("desk"),
         "address": r.text("address", nullable=True),
+        "office_hours": r.office_hours("office_hours"),
     }
     return _UnitDraft(entry, values)
 

@@ -18,6 +18,7 @@ units = Table(
     Column("admin_code", Text),
     Column("desk", Boolean, nullable=False),
     Column("address", Text),
+    Column("office_hours", Text),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 

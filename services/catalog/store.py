@@ -16,7 +16,7 @@ from services.catalog import models
 from services.catalog.domain import Catalogue, Procedure, Unit
 
 PROCEDURE_CODE = re.compile(r"^\d\.\d{6}$")
-UNIT_FIELDS = ("code", "name", "short_name", "kind", "parent", "admin_code", "desk", "address")
+UNIT_FIELDS = ("code", "name", "short_name", "kind", "parent", "admin_code", "desk", "address", "office_hours")
 
 
 @dataclass

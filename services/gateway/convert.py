@@ -92,7 +92,8 @@ def dossier(view: dict) -> dossier_pb2.Dossier:
         handling_agency=procedure.get("handling_agency") or "", received_at=timestamp(view.get("received_at")),
         appointment_date=view.get("appointment_date") or "", clock_stopped=bool(view.get("clock_stopped")),
         fees_outstanding=(view.get("fees") or {}).get("outstanding") or 0,
-        result_class=view.get("result_class") or "", detail=struct(view))
+        result_class=view.get("result_class") or "", remaining=view.get("remaining") or "",
+        detail=struct(view))
 
 
 def workflow(view: dict) -> dossier_pb2.Workflow:
@@ -102,8 +103,9 @@ def workflow(view: dict) -> dossier_pb2.Workflow:
         overdue_agency=view.get("overdue_agency") or "",
         steps=[dossier_pb2.Step(id=s["id"], stage=s["stage"], agency=s["agency"], state=s["state"],
                                 due_date=s.get("due_date") or "", result=s.get("result") or "",
-                                result_class=s.get("result_class") or "") for s in view.get("steps", [])],
-        detail=struct(view))
+                                result_class=s.get("result_class") or "", remaining=s.get("remaining") or "")
+               for s in view.get("steps", [])],
+        remaining=view.get("remaining") or "", detail=struct(view))
 
 
 def procedure(data: dict) -> catalogue_pb.Procedure:

@@ -14,6 +14,7 @@ from motcua.contracts.actors import Actor
 from motcua.contracts.calendar import local_date
 from motcua.contracts.events import Envelope
 from motcua.contracts.refusals import Forbidden, Invalid, NotFound
+from motcua.contracts.remaining import office_hours_of
 from motcua.runtime.inbox import about
 from services.intake import domain, views
 from services.intake.dossier import BookLine, Dossier
@@ -126,7 +127,7 @@ def receive(command: Command, uow) -> dict:
                                           _book_line(uow, unit, now))
     uow.dossiers.add(dossier)
     uow.save(dossier)
-    return views.dossier(dossier)
+    return _answer(dossier, command, uow)
 
 
 def submit_online(command: Command, uow) -> dict:
@@ -141,7 +142,7 @@ def accept(command: Command, uow) -> dict:
     dossier = load(uow, command.code, command.actor)
     dossier.accept(command.actor, command.now, uow.calendar, _book_line(uow, dossier.unit, command.now))
     uow.save(dossier)
-    return views.dossier(dossier)
+    return _answer(dossier, command, uow)
 
 
 # --- refusal, supplement, withdrawal, return ---------------------------------------------------
@@ -151,7 +152,7 @@ def refuse(command: Command, uow) -> dict:
     dossier = load(uow, command.code, command.actor)
     dossier.refuse(command.actor, reason, command.now)
     uow.save(dossier)
-    return views.dossier(dossier)
+    return _answer(dossier, command, uow)
 
 
 def _supplement_asked(body: Any) -> tuple[str, list[domain.Presented]]:
@@ -171,7 +172,7 @@ def request_supplement(command: Command, uow) -> dict:
     dossier = load(uow, command.code, command.actor)
     dossier.request_supplement(command.actor, reason, documents, command.now, desk_name=_desk_name(uow, dossier))
     uow.save(dossier)
-    return views.dossier(dossier)
+    return _answer(dossier, command, uow)
 
 
 def receive_supplement(command: Command, uow) -> dict:
@@ -180,7 +181,7 @@ def receive_supplement(command: Command, uow) -> dict:
     presented = domain.parse_documents(body.get("documents", []) if isinstance(body, Mapping) else None)
     dossier.receive_supplement(command.actor, presented, command.now)
     uow.save(dossier)
-    return views.dossier(dossier)
+    return _answer(dossier, command, uow)
 
 
 def withdraw(command: Command, uow) -> dict:
@@ -188,7 +189,7 @@ def withdraw(command: Command, uow) -> dict:
     dossier = load(uow, command.code, command.actor)
     dossier.withdraw(command.actor, reason, command.now)
     uow.save(dossier)
-    return views.dossier(dossier)
+    return _answer(dossier, command, uow)
 
 
 def return_result(command: Command, uow) -> dict:
@@ -196,13 +197,22 @@ def return_result(command: Command, uow) -> dict:
     dossier = load(uow, command.code, command.actor)
     dossier.return_result(command.actor, collected_by, command.now)
     uow.save(dossier)
-    return views.dossier(dossier)
+    return _answer(dossier, command, uow)
+
+
+def _left(dossier: Dossier, command: Command, uow) -> str | None:
+    return views.remaining(dossier, command.now, uow.calendar, office_hours_of(uow.catalogue.unit(dossier.unit)))
+
+
+def _answer(dossier: Dossier, command: Command, uow) -> dict:
+    """The dossier as the desk reads it, with the time left as of this command."""
+    return views.dossier(dossier, _left(dossier, command, uow))
 
 
 # --- reading ---------------------------------------------------------------------------------
 
 def get(command: Command, uow) -> dict:
-    return views.dossier(load_for_reading(uow, command.actor, command.code))
+    return _answer(load_for_reading(uow, command.actor, command.code), command, uow)
 
 
 def public_status(command: Command, uow) -> dict:
@@ -211,7 +221,7 @@ def public_status(command: Command, uow) -> dict:
     dossier = uow.dossiers.get(command.code, for_update=False) if command.code else None
     if dossier is None or not secret or not views.same_secret(secret.strip().upper(), dossier.secret):
         raise NotFound("code", "no dossier with this code and secret")
-    return views.public_status(dossier)
+    return views.public_status(dossier, _left(dossier, command, uow))
 
 
 # --- what routing and fees report --------------------------------------------------------------

@@ -108,42 +108,47 @@ def _workflow(uow: UnitOfWork, code: str, *, for_update: bool = True) -> Workflo
     return workflow
 
 
+def _view(workflow: Workflow, uow: UnitOfWork) -> dict:
+    """The answer: the workflow with the time left, as of this command."""
+    return workflow.view(uow.now, uow.calendar, uow.office_hours)
+
+
 # --- agency commands -------------------------------------------------------------------------
 
 def accept(command: Accept, uow: UnitOfWork) -> dict:
     workflow = _workflow(uow, command.code)
     uow.save(workflow, workflow.accept(command.actor, command.step, uow.now))
-    return workflow.view()
+    return _view(workflow, uow)
 
 
 def complete(command: Complete, uow: UnitOfWork) -> dict:
     workflow = _workflow(uow, command.code)
     uow.save(workflow, workflow.complete(command.actor, command.step, command.body, uow.now, uow.calendar))
-    return workflow.view()
+    return _view(workflow, uow)
 
 
 def transfer(command: Transfer, uow: UnitOfWork) -> dict:
     workflow = _workflow(uow, command.code)
     uow.save(workflow, workflow.transfer(command.actor, command.body, uow.now, uow.calendar))
-    return workflow.view()
+    return _view(workflow, uow)
 
 
 def return_to_desk(command: ReturnToDesk, uow: UnitOfWork) -> dict:
     workflow = _workflow(uow, command.code)
     uow.save(workflow, workflow.return_to_desk(command.actor, command.body, uow.now, uow.calendar))
-    return workflow.view()
+    return _view(workflow, uow)
 
 
 def request_obligation(command: RequestObligation, uow: UnitOfWork) -> dict:
     workflow = _workflow(uow, command.code)
     uow.save(workflow, workflow.request_obligation(command.actor, command.body, uow.now, uow.calendar))
-    return workflow.view()
+    return _view(workflow, uow)
 
 
 def apologise(command: Apologise, uow: UnitOfWork) -> dict:
     workflow = _workflow(uow, command.code)
     uow.save(workflow, workflow.apologise(command.actor, command.body, uow.now, uow.calendar))
-    return workflow.view()
+    return _view(workflow, uow)
 
 
 # --- questions -------------------------------------------------------------------------------
@@ -155,7 +160,7 @@ def propose_apology(command: ProposeApology, uow: UnitOfWork) -> dict:
 def get_dossier(command: GetDossier, uow: UnitOfWork) -> dict:
     workflow = _workflow(uow, command.code, for_update=False)
     workflow.readable_by(command.actor)
-    return workflow.view()
+    return _view(workflow, uow)
 
 
 def read_forms(command: ReadForms, uow: UnitOfWork) -> dict:

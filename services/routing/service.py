@@ -13,6 +13,7 @@ from werkzeug.wrappers import Response
 
 from motcua.contracts.actors import Actor
 from motcua.contracts.calendar import default_calendar
+from motcua.contracts.remaining import office_hours_of
 from motcua.contracts.periods import parse_period
 from motcua.runtime.catalogue import CatalogueReadModel, catalogue_consumer
 from motcua.runtime.clock import Clock
@@ -100,6 +101,7 @@ class RoutingService(PlatformService):
         return SqlUnitOfWork(
             self.db, self.outbox, read_only=read_only, now=self.now(), calendar=default_calendar(),
             procedure_version=lambda code, version: self.catalog.get_procedure(code, version=version),
+            office_hours=lambda unit: office_hours_of(self.catalog.get_unit(unit)),
             correlation_id=self.correlation_id,
             at_risk_working_days=int(self.config.get("AT_RISK_WORKING_DAYS", 1)))
 

@@ -18,6 +18,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from motcua.contracts.calendar import WorkingCalendar
+from motcua.contracts.remaining import DEFAULT_OFFICE_HOURS, OfficeHours
 from motcua.contracts.events import Envelope
 from motcua.runtime.db import rows_as_json, rows_from_json
 from motcua.runtime.inbox import first_time
@@ -310,10 +311,12 @@ class UnitOfWork(ABC):
 
     def __init__(self, *, now: datetime, calendar: WorkingCalendar,
                  procedure_version: Callable[[str, int], dict | None], correlation_id: str | None = None,
-                 at_risk_working_days: int = 1):
+                 at_risk_working_days: int = 1,
+                 office_hours: Callable[[str], OfficeHours] = lambda unit: DEFAULT_OFFICE_HOURS):
         self.now = now
         self.calendar = calendar
         self.procedure_version = procedure_version
+        self.office_hours = office_hours
         self.correlation_id = correlation_id
         self.at_risk_working_days = at_risk_working_days
         self.emitted: list[Envelope] = []

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from motcua.contracts.actors import Actor
 from motcua.contracts.calendar import TZ, WorkingCalendar, local_date
 from motcua.contracts.events import Envelope, new_event
 from motcua.contracts.refusals import Conflict, Forbidden, Invalid, NotFound
+from motcua.contracts.remaining import OfficeHours, remaining_text
 from services.routing import domain
 from services.routing.domain import AT_RISK, DONE, HANDED_OVER, HELD, OVERDUE, PENDING, STOPPED, deadline_state
 
@@ -485,7 +486,23 @@ class Workflow:
         return [{"from": h.from_agency, "to": h.to_agency, "at": _iso(h.at), "giver": h.giver, "receiver": h.receiver,
                  "result": h.result_class, "notes": h.note or ""} for h in self.handovers]
 
-    def view(self) -> dict:
+    def view(self, now: datetime | None = None, calendar: WorkingCalendar | None = None,
+             office_hours: Callable[[str], OfficeHours] | None = None) -> dict:
+        """The whole workflow; with ``now``, the calendar and each unit's office hours, also the time
+        left as an official reads it (``remaining``): the dossier's against the receiving unit's
+        hours while it runs, each open step's against its agency's."""
+        view = self._view()
+        if now is None or calendar is None or office_hours is None:
+            return view
+        running = self.state == "running"
+        view["remaining"] = (remaining_text(now, self.due_date, calendar, office_hours(self.unit), self.clock_stopped)
+                             if running else None)
+        for step, shown in zip(sorted(self.steps, key=lambda s: (s.stage, s.position)), view["steps"]):
+            shown["remaining"] = (remaining_text(now, step.due_date, calendar, office_hours(step.agency),
+                                                 self.clock_stopped) if running and step.open else None)
+        return view
+
+    def _view(self) -> dict:
         return {
             "code": self.code, "unit": self.unit, "state": self.state, "stage": self.stage,
             "procedure": {"code": self.procedure_code, "version": self.procedure_version,

@@ -100,6 +100,9 @@ def test_an_inter_agency_land_procedure_finishes_on_time(stack, catalog_process,
     code = receive_land_transfer(intake, url)
     view = routed(routing, code)
     assert view["due_date"] == "2026-03-16" == view["original_due_date"]
+    # Monday 9:00: 2 h 30 this morning, 4 h this afternoon, then ten working days.
+    assert view["remaining"] == "còn 10 ngày 6 giờ làm việc"
+    assert view["steps"][0]["remaining"].startswith("còn ") and view["steps"][1]["remaining"] is None
     assert [(s["agency"], s["state"]) for s in view["steps"]] == [
         (LAND_REGISTRY, "handed_over"), (TAX, "pending"), (LAND_REGISTRY, "pending")]
 
@@ -222,6 +225,7 @@ def test_a_supplement_stops_the_clock_and_moves_the_date(stack, catalog_process,
     assert asked.status_code == 200, asked.text
     stopped = wait_for(lambda: (v := routed(routing, code))["clock_stopped"] and v)
     assert stopped["due_date"] is None and intake_status(intake, code)["status"] == 5
+    assert stopped["remaining"] == "tạm dừng tính thời gian (chờ công dân)"
     clock("2026-03-06T09:00:00+07:00")          # the citizen comes back three working days later
     back = requests.post(f"{intake.url}/api/v1/dossiers/{code}/supplement", headers=DESK, timeout=10,
                          json={"documents": [{"name": "Trích lục bản đồ", "form": "copy", "count": 1}]})

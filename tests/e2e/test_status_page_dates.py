@@ -49,6 +49,8 @@ def test_the_status_page_shows_vietnamese_dates_and_times(intake, received):
     assert page.status_code == 200
     assert "Ngày hẹn trả kết quả: 09/12/2026" in page.text
     assert "<td>10:16, 04/12/2026</td>" in page.text
+    # Friday 10:16 to 11:30 and 13:00 to 17:00, then Monday to Wednesday, in office hours.
+    assert "Thời gian còn lại: <strong>còn 3 ngày 5 giờ làm việc</strong>" in page.text
     assert not ISO_INSTANT.search(page.text) and not ISO_DATE.search(page.text)
 
 
@@ -56,6 +58,7 @@ def test_the_json_api_keeps_iso_values(intake, received):
     status = requests.get(f"{intake.url}/api/v1/status/{received['code']}",
                           params={"secret": received["secret"]}, timeout=10).json()
     assert status["appointment_date"] == "2026-12-09"
+    assert status["remaining"] == received["remaining"] == "còn 3 ngày 5 giờ làm việc"
     assert status["history"] and all(ISO_INSTANT.match(h["at"]) for h in status["history"])
     assert status["history"][0]["at"].startswith("2026-12-04T10:16")
 
@@ -63,5 +66,6 @@ def test_the_json_api_keeps_iso_values(intake, received):
 def test_the_rendered_page_reads_as_a_vietnamese_reader_expects(intake, received, tmp_path):
     page = render(page_url(intake, received), tmp_path)
     assert page.by_id["appointment"] == "Ngày hẹn trả kết quả: 09/12/2026"
+    assert page.by_id["remaining"] == "Thời gian còn lại: còn 3 ngày 5 giờ làm việc"
     history = [row for row in page.rows if "Đã tiếp nhận" in row]
     assert history and history[0].startswith("10:16, 04/12/2026")

@@ -114,6 +114,8 @@ def test_an_inter_agency_dossier_through_the_agencies_own_systems(stack, token):
     code = desk.receive("Trần Văn Bình", dossier(procedure_code=LAND_TRANSFER, documents=documents)).code
     workflow = wait_for(lambda: _workflow_or_none(registry, code))
     assert [s.agency for s in workflow.steps] == [LAND_REGISTRY, TAX, LAND_REGISTRY]
+    assert workflow.remaining.startswith("còn ") and workflow.remaining.endswith(" làm việc")
+    assert workflow.steps[0].remaining.startswith("còn ") and workflow.steps[1].remaining == ""
     for client, official, step in ((registry, "Lê Văn Đức", workflow.steps[0].id),
                                    (tax, "Phạm Thị Mai", workflow.steps[1].id)):
         client.accept_step(official, code, step)
@@ -131,7 +133,8 @@ def test_an_inter_agency_dossier_through_the_agencies_own_systems(stack, token):
     last = workflow.steps[2].id
     registry.accept_step("Lê Văn Đức", code, last)
     registry.request_obligation("Lê Văn Đức", code, "Lệ phí trước bạ", 500_000)
-    assert registry.workflow("Lê Văn Đức", code).clock_stopped
+    stopped = registry.workflow("Lê Văn Đức", code)
+    assert stopped.clock_stopped and stopped.remaining == "tạm dừng tính thời gian (chờ công dân)"
     owed = wait_for(lambda: (d := desk.get("Trần Văn Bình", code)).fees_outstanding >= 500_000 and d).fees_outstanding
     assert desk.pay("Trần Văn Bình", code, owed, method="transfer", reference="VCB-0001").outstanding == 0
     wait_for(lambda: not registry.workflow("Lê Văn Đức", code).clock_stopped)

@@ -301,6 +301,9 @@ U1 = f"units[1] {WARD_1}"
         (lambda u: u.update(admin_code=26896), "admin_code", "must be text"),
         (lambda u: u.update(admin_code="P1"), "admin_code", "must look like"),
         (lambda u: u.update(address=""), "address", "must not be empty"),
+        (lambda u: u.update(office_hours="7h30-11h30"), "office_hours", "not a period HH:MM-HH:MM"),
+        (lambda u: u.update(office_hours="13:00-17:00, 07:30-11:30"), "office_hours", "starts before"),
+        (lambda u: u.update(office_hours=8), "office_hours", "must be text"),
         (lambda u: u.update(parent=None), "parent", "needs its parent district"),
         (lambda u: u.update(parent="000.88.20.H29"), "parent", "no unit has the code"),
         (lambda u: u.update(parent=JUSTICE), "parent", "must be a district"),
@@ -313,6 +316,14 @@ def test_unit_field_rules(change, field, words):
     issue = only_issue(data)
     assert where(issue) == (U1, field)
     assert words in issue.reason
+
+
+def test_office_hours_kept_in_canonical_form():
+    data = base()
+    data["units"][1]["office_hours"] = " 7:00-11:00,13:30-17:30 "
+    catalogue = parse_catalogue(data)
+    assert catalogue.units[1].office_hours == "07:00-11:00, 13:30-17:30"
+    assert catalogue.units[0].office_hours is None
 
 
 @pytest.mark.parametrize("code", ["000.1.20.H29", "000.01.20.h29", "000.01.20.HCM", "0000.01.20.H29", ""])

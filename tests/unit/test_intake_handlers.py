@@ -560,3 +560,25 @@ def test_a_stopped_clock_or_a_closed_dossier_keeps_the_appointment():
     run(uow, "withdraw", code=code, body={"reason": "x"})
     consume(uow, deadline(code, "2026-03-09", previous=None), at(4, 9))
     assert run(uow, "get", code=code)["appointment_history"] == []
+
+
+def test_the_time_left_is_read_in_the_units_office_hours_by_the_desk_and_the_citizen():
+    """Received Monday 2 March 10:00, due Thursday 5 March: the desk's answer and the citizen's page
+    say how much working time is left; a stopped clock says so; a returned dossier has none."""
+    from motcua.contracts.remaining import STOPPED_TEXT
+    from tests.unit.intake_fakes import FakeCatalogue, UNITS
+    units = {**UNITS, WARD_5: {**UNITS[WARD_5], "office_hours": "07:00-11:00, 13:30-17:30"}}
+    uow = FakeUnitOfWork()
+    uow.catalogue = FakeCatalogue(units=units)
+    received = receive(uow)
+    code = received["code"]
+    # Monday 10:00-11:00 and 13:30-17:30 (5 h), then Tuesday to Thursday: 3 days 5 hours.
+    assert received["remaining"] == "còn 3 ngày 5 giờ làm việc"
+    assert run(uow, "get", at(5, 17), code=code)["remaining"] == "còn 30 phút làm việc"
+    page = run(uow, "public_status", at(6, 8), actor=None, code=code, body=received["secret"])
+    assert page["remaining"] == "quá hạn 1 giờ"                 # the ward opens at 7:00
+    asked = run(uow, "request_supplement", at(6, 9), code=code, body=ASKED)
+    assert asked["remaining"] == STOPPED_TEXT
+    assert run(uow, "public_status", at(9), actor=None, code=code, body=received["secret"])["remaining"] == STOPPED_TEXT
+    withdrawn = run(uow, "withdraw", at(9), code=code, body={"reason": "không làm nữa"})
+    assert withdrawn["status"] == 7 and withdrawn["remaining"] is None

@@ -213,7 +213,7 @@ def test_accept_holds_the_step_and_signs_the_control_slip(uow):
     assert uow.outbox[-1].type == "dossier.step_started"
     assert uow.outbox[-1].payload == {"code": CODE, "agency": LAND, "step": sid,
                                       "started_at": "2026-03-02T10:00:00+07:00", "due_date": "2026-03-05"}
-    assert view == uow.stored().view()            # the answer is the saved aggregate
+    assert view == uow.stored().view(uow.now, uow.calendar, uow.office_hours)            # the answer is the saved aggregate
     assert uow.workflows.loads == 1               # one read of the workflow and its rows
 
 
@@ -462,7 +462,7 @@ def test_a_processed_dossier_is_not_flagged_overdue(uow):
 # --- reading -----------------------------------------------------------------------------------
 
 def test_reading_is_for_the_desk_and_the_agencies_on_the_route(uow):
-    assert run(uow, GetDossier(CLERK, CODE)) == uow.stored().view()
+    assert run(uow, GetDossier(CLERK, CODE)) == uow.stored().view(uow.now, uow.calendar, uow.office_hours)
     assert run(uow, ReadForms(TAX_OFFICER, CODE))["applicant_name"] == "Nguyễn Văn An"
     with pytest.raises(Forbidden):
         run(uow, GetDossier(Actor("X", "000.99.20.H29"), CODE))
@@ -482,3 +482,31 @@ def test_every_command_and_event_has_its_handler():
                                     "dossier.refused"}
     with pytest.raises(Invalid):
         handle(object(), FakeUnitOfWork(at("02T09:00:00")))
+
+
+def test_the_time_left_is_read_in_each_units_own_office_hours(uow):
+    """The dossier's against the receiving desk's hours, an open step's against its agency's; none
+    for steps not handed over yet; "tạm dừng" while the clock is stopped; none once processed."""
+    from motcua.contracts.remaining import DEFAULT_OFFICE_HOURS, STOPPED_TEXT, OfficeHours
+    hours = {LAND: OfficeHours.parse("07:00-11:00, 13:30-17:30")}
+    uow.office_hours = lambda unit: hours.get(unit, DEFAULT_OFFICE_HOURS)
+    view = run(uow, GetDossier(CLERK, CODE), "05T17:15:00")           # Thursday 5 March, 17:15
+    first = view["steps"][0]
+    assert view["due_date"] == "2026-03-16" and first["due_date"] == "2026-03-05"
+    assert view["remaining"] == "còn 7 ngày làm việc"                  # the desk closed at 17:00
+    assert first["remaining"] == "còn 15 phút làm việc"                # the land office closes at 17:30
+    assert [s["remaining"] for s in view["steps"][1:]] == [None, None]   # pending: no deadline yet
+    view = run(uow, GetDossier(TAX_OFFICER, CODE), "09T09:00:00")     # Monday: Friday and 7:00-9:00 late
+    assert view["steps"][0]["remaining"] == "quá hạn 1 ngày 2 giờ"
+    run(uow, new_event("dossier.supplement_requested", {
+        "code": CODE, "requested_by": "desk", "documents": ["Sổ đỏ"], "reason": "thiếu",
+        "requested_at": at("09T09:10:00").isoformat(), "number": "1"}, DISTRICT), "09T09:10:01")
+    view = run(uow, GetDossier(CLERK, CODE), "10T09:00:00")
+    assert view["remaining"] == STOPPED_TEXT and view["steps"][0]["remaining"] == STOPPED_TEXT
+
+
+def test_a_processed_dossier_has_no_time_left(uow):
+    _to_last_stage(uow)
+    view = run(uow, ReturnToDesk(REGISTRY, CODE), "10T11:00:00")
+    assert view["state"] == "processed" and view["remaining"] is None
+    assert {s["remaining"] for s in view["steps"]} == {None}
