@@ -16,6 +16,8 @@ from __future__ import annotations
 import copy
 import importlib.util
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import jsonschema
@@ -515,6 +517,21 @@ def test_the_renderer_applies_the_overlays():
     assert all(r["metadata"]["labels"]["motcua.gov.vn/site"] == "city" for r in city)
     deployment = by_kind(district, "Deployment")["catalog"]
     assert "motcua.gov.vn/site" not in deployment["spec"]["selector"]["matchLabels"]  # selectors untouched
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_renderer_agrees_with_kubectl_kustomize(overlay):
+    """Where kubectl is installed (its built-in kustomize; this machine's google-cloud-sdk kubectl
+    1.32 carries kustomize v5.5.0), render.py must give exactly what it gives."""
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("no kubectl: render.py is not compared with kustomize here")
+    result = subprocess.run([kubectl, "kustomize", str(K8S / "overlays" / overlay)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    theirs = {(r["kind"], r["metadata"]["name"]): r for r in yaml.safe_load_all(result.stdout)}
+    ours = {(r["kind"], r["metadata"]["name"]): r for r in RENDERED[overlay]}
+    assert ours == theirs
 
 
 @pytest.mark.parametrize("text, message", [
