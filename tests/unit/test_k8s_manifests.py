@@ -340,7 +340,7 @@ def test_rabbitmq_has_three_nodes_and_the_services_declare_quorum_queues(overlay
 def test_postgresql_has_standbys_and_synchronous_replication(overlay):
     spec = one(RENDERED[overlay], "Cluster")["spec"]
     synchronous = spec["postgresql"]["synchronous"]
-    # the newer stanza only: CloudNativePG refuses it together with min/maxSyncReplicas
+    # the newer stanza only: CloudNativePG v1.30.0's webhook refuses it with min/maxSyncReplicas > 0
     assert "minSyncReplicas" not in spec and "maxSyncReplicas" not in spec
     assert synchronous["method"] in ("any", "first")
     assert 1 <= synchronous["number"] <= spec["instances"] - 2, "a standby may fail without stopping writes"
