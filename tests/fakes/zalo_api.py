@@ -42,8 +42,8 @@ class Zns:
             if self.requests <= self.fail_first:
                 return {"error": -100, "message": "Unknown error"}
             if self.error is not None:
-                return {"error": self.error, "message": f"error {self.error} as asked",
-                        "echo": body}                     # a provider that repeats the phone in its error
+                phone = body.get("phone") if isinstance(body, dict) else None
+                return {"error": self.error, "message": f"error {self.error} as asked for {phone}"}   # repeats the phone
             if not isinstance(body, dict) or not all(body.get(k) for k in ("phone", "template_id", "tracking_id")) \
                     or not isinstance(body.get("template_data"), dict):
                 return {"error": -112, "message": "Template data invalid"}
