@@ -1,8 +1,8 @@
 """The ``DossierMessages`` aggregate: a dossier's messages to its citizen and its officials.
 
 Plain Python, no I/O. Its methods decide which messages an event causes (once per event,
-template, channel and recipient: the idempotency key), keep citizens' SMS out of the quiet
-hours (and their Zalo messages), move a message through its states (queued -> sending -> sent -> delivered, or retried
+template, channel and recipient: the idempotency key), keep citizens' SMS and Zalo messages out
+of the quiet hours, move a message through its states (queued -> sending -> sent -> delivered, or retried
 with backoff, then failed and dead-lettered) and RETURN the events they cause. Those are
 counted (metrics) and logged; none goes to the broker: no service consumes a message's fate
 (``notify.delivered`` was 8 of a life's 19 published events, heard by nobody), which stays in
