@@ -8,6 +8,7 @@
     motcua calendar show YEAR [--format json]  every day off and make-up working day, with its source
     motcua catalog check FILE     validate a catalogue file; names file, entry, field and reason
     motcua catalog load [FILE]    publish a catalogue file (new versions of what changed)
+    motcua notify zalo-check [FILE]  validate notify's Zalo ZNS template mapping; names the field
     motcua report ii06a --unit CODE --from DATE --to DATE [--format csv]
     motcua report fees --unit CODE --from DATE --to DATE [--format csv]
     motcua fees quote --procedure CODE [--pages N] [--copies N]
@@ -265,6 +266,22 @@ def cmd_catalog_load(args) -> int:
     return 0
 
 
+def cmd_notify_zalo_check(args) -> int:
+    """The ZNS template mapping an operator edited, checked as notify checks it when it starts."""
+    from services.notify import zalo
+
+    path = args.file or _config(SERVICES["notify"]).get("ZALO_TEMPLATES_FILE") or str(zalo.DATA_FILE)
+    try:
+        mapping = zalo.load(path)
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read: {exc.strerror}") from None
+    except zalo.ZaloTemplateInvalid as invalid:
+        raise UsageError(f"{path}: {invalid.field}: {invalid.reason}") from None
+    print(f"{path}: valid: {len(mapping)} message kinds, "
+          f"{sum(len(t.params) for t in mapping.values())} parameters")
+    return 0
+
+
 CATALOGUE_READERS = ("intake", "routing", "fees", "notify")   # the services that keep a copy of the catalogue
 
 
@@ -514,6 +531,12 @@ def build_parser() -> argparse.ArgumentParser:
     resync = catalog_commands.add_parser("resync", help="refill services' copies of the catalogue from its tables")
     resync.add_argument("services", nargs="*", metavar="SERVICE", help="intake, routing, fees, notify (default: all)")
     resync.set_defaults(handler=cmd_catalog_resync)
+
+    notify = commands.add_parser("notify", help="the notification service's data")
+    notify_commands = notify.add_subparsers(dest="notify_command", required=True, parser_class=_Parser)
+    zalo_check = notify_commands.add_parser("zalo-check", help="validate the Zalo ZNS template mapping")
+    zalo_check.add_argument("file", nargs="?", help="default: ZALO_TEMPLATES_FILE or the shipped one")
+    zalo_check.set_defaults(handler=cmd_notify_zalo_check)
 
     report = commands.add_parser("report", help="reports")
     report_commands = report.add_subparsers(dest="report_command", required=True, parser_class=_Parser)

@@ -134,7 +134,9 @@ SCHEMAS: dict[tuple[str, int], Schema] = {
     ),
     ("dossier.received", 1): schema(
         "The desk received a complete dossier (status 2): the clock runs from here. ``applicant`` holds "
-        "only the name and the contacts notify needs; ``quantities`` the pages and copies fees needs.",
+        "only the name and the contacts notify needs; ``quantities`` the pages and copies fees needs; "
+        "``notifications`` (optional) the citizen's choice, ``{channels: [email | sms | zalo], optional: bool}``: "
+        "a consumer that does not know a channel leaves it out; without it notify uses SMS.",
         code="str", procedure_code="str", procedure_version="int", channel="str", received_at="instant",
         appointment_date="date", time_limit="str", handling_agency="unit", applicant="object",
         quantities="object", secret="str", conditions="list?", notifications="object?",

@@ -126,7 +126,7 @@ def parse_conditions(data: Any) -> list[str]:
     return sorted(set(data))
 
 
-NOTIFY_CHANNELS = ("email", "sms")
+NOTIFY_CHANNELS = ("email", "sms", "zalo")      # zalo: ZNS messages to the applicant's phone number
 
 
 def parse_notifications(data: Any, applicant: "Applicant") -> dict:

@@ -1,5 +1,5 @@
-"""The delivery channels of the notification service: e-mail (SMTP), SMS (an HTTP gateway) and
-webhooks (Zalo or a unit's own system). One interface, no knowledge of the database.
+"""The delivery channels of the notification service: e-mail (SMTP), SMS (an HTTP gateway), Zalo
+(ZNS template messages of the district's Official Account) and webhooks (a unit's own system). One interface, no knowledge of the database.
 
 ``send`` returns the provider's message id or raises :class:`TransientError` (retry later:
 timeouts, connection errors, SMTP 4xx, HTTP 408/429/5xx) or :class:`PermanentError` (never retry:
@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import json
 import os
 import re
 import smtplib
@@ -28,10 +29,11 @@ from urllib.parse import urlsplit
 import requests
 
 from motcua.runtime.logs import mask_text
+from services.notify.zalo import zns_phone
 
 __all__ = [
     "Outgoing", "TransientError", "PermanentError", "Channel",
-    "EmailChannel", "SmsChannel", "WebhookChannel", "build_channels", "message_id_for", "close_idle", "close_all",
+    "EmailChannel", "SmsChannel", "ZaloChannel", "WebhookChannel", "build_channels", "message_id_for", "close_idle", "close_all",
 ]
 
 USER_AGENT = "motcua-notify/1"
@@ -474,6 +476,97 @@ class WebhookChannel:
         return str(provider_id) if provider_id not in (None, "") else message.idempotency_key
 
 
+# --- Zalo ZNS --------------------------------------------------------------------------------------
+
+# ZNS answers HTTP 200 with {"error": <code>, "message": <text>, "data": {...}}; 0 is success.
+# Codes 0 to -112 as Zalo's table of error codes lists them (zalo.cloud/zns/guidelines/handle-error-code):
+# -100 "unknown error, try again later" is the one it tells to retry; -101 to -112 are the
+# application's, the template's or the recipient's and do not change by waiting.
+ZALO_PERMANENT = {
+    -101: "application invalid", -102: "application not existed", -103: "application not activated",
+    -104: "app secret key invalid", -105: "application not linked to an OA", -106: "method unsupported",
+    -107: "message id invalid", -108: "phone number invalid", -109: "template id invalid",
+    -110: "the recipient's Zalo version is unsupported", -111: "template data empty",
+    -112: "template data invalid",
+    # [verify] the numbers: Zalo's table names these, the numbers are as remembered, not read.
+    -114: "the user is inactive or refused ZNS", -117: "the OA or app may not use this template",
+    -118: "no Zalo account for this number", -119: "the account cannot receive ZNS",
+}
+# Retried with the back-off: "try again later" (-100), and [verify] the codes of conditions that pass:
+# the OA's quota (-115 out of quota, -144 daily quota), an expired access token (-124: an operator
+# renews it; the messages wait rather than fail) and a time of day ZNS refuses to send at (-133).
+# A code in neither table is retried too (at most NOTIFY_MAX_ATTEMPTS), and its text kept in the reason.
+ZALO_TRANSIENT = {
+    -100: "unknown error, try again later",
+    -115: "out of quota", -124: "access token invalid or expired", -133: "outside the hours ZNS sends",
+    -144: "the OA's daily quota is used up",
+}
+
+
+class ZaloChannel:
+    """ZNS template messages: ``POST {phone, template_id, template_data, tracking_id}`` with the OA's
+    access token in a header (``ZALO_API_URL``, ``ZALO_ACCESS_TOKEN``, ``ZALO_TOKEN_HEADER``).
+
+    The message's text is what notify built when it queued it (``services.notify.zalo``): the
+    template id and the template data as JSON. ``tracking_id`` is notify's message id (the same on
+    every attempt; ZNS keeps it for reconciliation, whether it also refuses a repeated one is
+    [verify]): a message is sent once because notify records it as sent before its sender sends
+    the next one. The phone goes as ``84…``; never into an error text."""
+
+    name = "zalo"
+
+    def __init__(self, url: str, access_token: str, token_header: str = "access_token", timeout: float = 10):
+        self.url = url
+        self.access_token = access_token
+        self.token_header = token_header
+        self.timeout = timeout
+        self.session = _session_for(url)
+
+    def request(self, message: Outgoing) -> tuple[dict, dict]:
+        """(headers, JSON body) of the request that sends ``message``; -> :class:`PermanentError`."""
+        _check(message, self.name)
+        phone = zns_phone(message.to)
+        if phone is None:
+            raise PermanentError("zalo: the recipient is not a Vietnamese phone number")
+        try:
+            content = json.loads(message.text)
+            template_id, data = content["template_id"], content["template_data"]
+        except (ValueError, KeyError, TypeError):
+            raise PermanentError("zalo: the message is not a ZNS template message (template_id, template_data)") from None
+        if not isinstance(template_id, str) or not isinstance(data, dict):
+            raise PermanentError("zalo: the message is not a ZNS template message (template_id, template_data)")
+        tracking_id = str((message.metadata or {}).get("message_id") or message.idempotency_key)
+        headers = {self.token_header: self.access_token, "User-Agent": USER_AGENT, "Accept": "application/json"}
+        return headers, {"phone": phone, "template_id": template_id, "template_data": data,
+                         "tracking_id": tracking_id[:48]}
+
+    def send(self, message: Outgoing) -> str:
+        headers, payload = self.request(message)
+        response = _post(self.session, self.name, self.url, payload, headers, self.timeout)
+        target = _origin(self.url)
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = None
+        if not isinstance(answer, dict) or isinstance(answer.get("error"), bool) \
+                or not isinstance(answer.get("error"), int):
+            # as the SMS gateway's answer without an id: it may have sent it, so never again
+            raise PermanentError(f"zalo: {target} answered {response.status_code} without an error code")
+        code = answer["error"]
+        if code != 0:
+            said = mask_text(" ".join(str(answer.get("message") or "").split()))[:_SNIPPET_CHARS]
+            if code in ZALO_PERMANENT:
+                raise PermanentError(f"zalo: {target} answered error {code} ({ZALO_PERMANENT[code]}): {said}",
+                                     code=code)
+            meaning = ZALO_TRANSIENT.get(code, "not a known code")
+            raise TransientError(f"zalo: {target} answered error {code} ({meaning}): {said}", code=code)
+        data = answer.get("data")
+        provider_id = data.get("msg_id") if isinstance(data, dict) else None
+        if provider_id in (None, "") or isinstance(provider_id, bool):
+            raise PermanentError(f"zalo: {target} answered success without a msg_id")
+        return str(provider_id)
+
+
 # --- configuration -----------------------------------------------------------------------------
 
 
@@ -487,7 +580,8 @@ def _setting(config: Mapping[str, Any], name: str) -> str | None:
 
 def build_channels(config: Mapping[str, Any]) -> dict[str, Channel]:
     """The configured channels: ``email`` from ``SMTP_HOST``, ``SMTP_PORT`` (25) and
-    ``SMTP_SENDER``; ``sms`` from ``SMS_GATEWAY_URL`` and ``SMS_GATEWAY_KEY``; ``webhook`` always
+    ``SMTP_SENDER``; ``sms`` from ``SMS_GATEWAY_URL`` and ``SMS_GATEWAY_KEY``; ``zalo`` from
+    ``ZALO_API_URL``, ``ZALO_ACCESS_TOKEN`` and ``ZALO_TOKEN_HEADER`` (access_token); ``webhook`` always
     (its URL is the recipient). A channel with no configuration is absent; a half-configured one
     is a ``ValueError``."""
     channels: dict[str, Channel] = {"webhook": WebhookChannel()}
@@ -509,6 +603,14 @@ def build_channels(config: Mapping[str, Any]) -> dict[str, Channel]:
         if urlsplit(url).scheme not in ("http", "https"):
             raise ValueError("SMS_GATEWAY_URL is an http(s) URL")
         channels["sms"] = SmsChannel(url, _setting(config, "SMS_GATEWAY_KEY"))
+    url = _setting(config, "ZALO_API_URL")
+    if url:
+        if urlsplit(url).scheme not in ("http", "https"):
+            raise ValueError("ZALO_API_URL is an http(s) URL")
+        token = _setting(config, "ZALO_ACCESS_TOKEN")
+        if not token:
+            raise ValueError("ZALO_ACCESS_TOKEN is required with ZALO_API_URL")
+        channels["zalo"] = ZaloChannel(url, token, _setting(config, "ZALO_TOKEN_HEADER") or "access_token")
     return channels
 
 

@@ -4,7 +4,9 @@ Each message is recorded as sent (one committed statement) as soon as its provid
 before its sender sends the next one. A crash between sending and recording leaves only that
 message 'sending' until its lease runs out: at most one message per sender (``NOTIFY_SENDERS``)
 goes out again, with the same key, which the provider recognises (the SMS gateway and webhooks
-by the Idempotency-Key header, e-mail by its Message-ID): the citizen sees one message.
+by the Idempotency-Key header, e-mail by its Message-ID): the citizen sees one message. Zalo's
+ZNS gets the same tracking_id (notify's message id); whether it refuses a repeated one is
+[verify], so a crash at that moment may send that one Zalo message twice.
 Failures are retried with exponential backoff up to a limit, then dead-lettered with the reason.
 """
 from __future__ import annotations
@@ -120,7 +122,8 @@ class Dispatcher(DependencyProvider):
         channel = self.channels.get(message.channel)
         outgoing = channel_module.Outgoing(channel=message.channel, to=message.recipient, subject=message.subject,
                                            text=message.text, idempotency_key=message.idempotency_key,
-                                           metadata={"code": message.code, "template": message.template})
+                                           metadata={"code": message.code, "template": message.template,
+                                                     "message_id": message.id})
         started = wall.monotonic()
         try:
             if channel is None:

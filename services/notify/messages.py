@@ -1,8 +1,8 @@
 """The ``DossierMessages`` aggregate: a dossier's messages to its citizen and its officials.
 
 Plain Python, no I/O. Its methods decide which messages an event causes (once per event,
-template, channel and recipient: the idempotency key), keep citizens' SMS out of the quiet
-hours, move a message through its states (queued -> sending -> sent -> delivered, or retried
+template, channel and recipient: the idempotency key), keep citizens' SMS and Zalo messages out
+of the quiet hours, move a message through its states (queued -> sending -> sent -> delivered, or retried
 with backoff, then failed and dead-lettered) and RETURN the events they cause. Those are
 counted (metrics) and logged; none goes to the broker: no service consumes a message's fate
 (``notify.delivered`` was 8 of a life's 19 published events, heard by nobody), which stays in
@@ -21,9 +21,11 @@ from datetime import date, datetime, time, timedelta
 from motcua.contracts.calendar import TZ
 from motcua.contracts.events import Envelope
 from motcua.runtime.inbox import NotYet
-from services.notify import templates
+from services.notify import templates, zalo
 
-CITIZEN_CHANNELS = ("sms", "email")
+CITIZEN_CHANNELS = ("sms", "email", "zalo")
+#: Channels that reach a citizen's phone: nothing goes out on them in the quiet hours.
+QUIET_CHANNELS = ("sms", "zalo")
 
 class UnknownDossier(NotYet):
     """An event about a dossier notify has not heard of (yet: its dossier.received may still be on
@@ -182,6 +184,8 @@ class Context:
     quiet_hours: tuple[time, time] = (time(21, 0), time(7, 0))
     # (key, channel) -> the template in force: the officials' version, or the default
     template: Callable[[str, str], templates.Template] = lambda key, channel: templates.defaults()[(key, channel)]
+    # message kind -> its ZNS template (data/zalo-templates.yml, or ZALO_TEMPLATES_FILE)
+    zalo_template: Callable[[str], zalo.ZaloTemplate] = lambda key: zalo.load()[key]
 
 
 class DossierMessages:
@@ -209,12 +213,15 @@ class DossierMessages:
         if any(m.idempotency_key == idempotency_key for m in self.messages):
             return []                            # this event already caused this message
         try:
-            rendered = templates.render(ctx.template(key, channel), context)
+            if channel == "zalo":                # a ZNS template's id and parameters, not a text
+                rendered = templates.Rendered(None, zalo.message_text(ctx.zalo_template(key), context))
+            else:
+                rendered = templates.render(ctx.template(key, channel), context)
         except templates.TemplateInvalid as invalid:
             raise NotRendered(key, channel, invalid) from None
         first_try = ctx.now
-        if channel == "sms" and audience == "citizen":
-            first_try = after_quiet_hours(ctx.now, ctx.quiet_hours)   # no SMS to citizens at night
+        if channel in QUIET_CHANNELS and audience == "citizen":
+            first_try = after_quiet_hours(ctx.now, ctx.quiet_hours)   # no SMS or Zalo to citizens at night
         self.messages.append(Message(
             idempotency_key=idempotency_key, code=self.code, unit=unit, template=key, channel=channel,
             audience=audience, recipient=recipient, subject=rendered.subject, text=rendered.text, state="queued",
@@ -229,7 +236,7 @@ class DossierMessages:
             return []                                # the citizen opted out of optional messages
         context = {"code": dossier.code, "name": dossier.applicant_name, "procedure": dossier.procedure,
                    "unit_name": ctx.unit_name(dossier.unit), **context}
-        addresses = {"sms": dossier.phone, "email": dossier.email}
+        addresses = {"sms": dossier.phone, "email": dossier.email, "zalo": dossier.phone}
         queued: list = []
         for channel in dossier.channels:
             if addresses.get(channel):

@@ -20,7 +20,7 @@ dossiers = Table(
     Column("phone", Text),
     Column("email", Text),
     Column("secret", Text, nullable=False),
-    Column("channels", JSONB, nullable=False),             # the citizen's choice: ["sms", "email"]
+    Column("channels", JSONB, nullable=False),             # the citizen's choice: ["sms", "email", "zalo"]
     Column("optional", Boolean, nullable=False),           # wants optional messages too
     Column("received_at", DateTime(timezone=True), nullable=False),
     Column("appointment_date", Date),

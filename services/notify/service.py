@@ -26,7 +26,7 @@ from motcua.runtime.observability import DatabaseGauge, PlatformService, error_r
 from motcua.runtime.outbox import OutboxRelay
 from motcua.runtime.timer import configured_timer
 from motcua.runtime.web import official
-from services.notify import dispatch, metrics, models, store, templates
+from services.notify import dispatch, metrics, models, store, templates, zalo
 from services.notify.handlers import (Consume, DigestQueued, SaveTemplate, SendDigest, delivery_report, handle,
                                       handle_events)
 from services.notify.messages import DIGEST_MAX_CODES, DIGEST_MAX_CODES_LIMIT, Context, DigestFailed
@@ -57,9 +57,11 @@ def _officials(source: str, mtime: float) -> dict:
 
 class Templates(DependencyProvider):
     """The process's copy of the officials' templates (``NOTIFY_TEMPLATE_CACHE_SECONDS``, default
-    5: how long another replica may use a template after an edit; see ``TemplateCache``)."""
+    5: how long another replica may use a template after an edit; see ``TemplateCache``). Checks
+    the ZNS templates' mapping (``ZALO_TEMPLATES_FILE``) at start: a bad one stops the service."""
 
     def setup(self) -> None:
+        zalo.load(self.container.config.get("ZALO_TEMPLATES_FILE"))   # a bad ZNS mapping: no start
         self.cache = TemplateCache(float(self.container.config.get("NOTIFY_TEMPLATE_CACHE_SECONDS", 5)))
 
     def get_dependency(self, worker_ctx) -> TemplateCache:
@@ -86,15 +88,19 @@ def digest_max_codes(value) -> int:
     return number
 
 
+#: Every channel a message can wait on (the gauges report each, an empty queue as 0).
+CHANNELS = ("email", "sms", "zalo", "webhook")
+
+
 def queue_depth(session, now):
     """Messages waiting per channel; every channel is reported, an empty queue as 0."""
     waiting = {channel: count for channel, count, _ in store.queue_depth(session, now)}
-    return [(channel, waiting.get(channel, 0)) for channel in templates.CHANNELS]
+    return [(channel, waiting.get(channel, 0)) for channel in CHANNELS]
 
 
 def queue_age(session, now):
     oldest = {channel: age for channel, _, age in store.queue_depth(session, now)}
-    return [(channel, max(oldest.get(channel, 0.0), 0.0)) for channel in templates.CHANNELS]
+    return [(channel, max(oldest.get(channel, 0.0), 0.0)) for channel in CHANNELS]
 
 
 class NotifyService(PlatformService):
@@ -129,7 +135,9 @@ class NotifyService(PlatformService):
             return names[code, version]
 
         quiet = str(self.config.get("QUIET_HOURS") or "21:00-07:00").split("-")
+        zalo_templates = zalo.load(self.config.get("ZALO_TEMPLATES_FILE"))
         return Context(now=self.now(), unit_name=unit_name, procedure_name=procedure_name,
+                       zalo_template=zalo_templates.__getitem__,
                        officials=load_officials(self.config.get("OFFICIALS_FILE")),
                        public_url=str(self.config.get("PUBLIC_STATUS_URL") or "http://localhost:8002"),
                        quiet_hours=(_clock_time(quiet[0], "QUIET_HOURS"), _clock_time(quiet[1], "QUIET_HOURS")))

@@ -642,3 +642,16 @@ def test_new_secret_format_and_alphabet():
 ])
 def test_initials(name, expected):
     assert initials(name) == expected
+
+
+# --- the citizen's channels ------------------------------------------------------------------------
+
+def test_the_citizen_may_choose_zalo():
+    from services.intake.domain import parse_notifications
+    applicant = Applicant(name="Nguyễn Thị Đào", id_number="079190000001", address="Gò Vấp", phone="0912345678")
+    assert parse_notifications({"channels": ["zalo", "sms"]}, applicant) == {"channels": ["sms", "zalo"],
+                                                                             "optional": True}
+    assert parse_notifications(None, applicant)["channels"] == ["sms"]          # as before
+    with pytest.raises(Invalid) as caught:
+        parse_notifications({"channels": ["zalo", "whatsapp"]}, applicant)
+    assert caught.value.field == "notifications.channels" and "zalo" in caught.value.reason
