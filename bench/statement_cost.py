@@ -79,7 +79,9 @@ def blocking(url: str, n: int) -> dict:
     import uuid
 
     import psycopg2
-    connection = psycopg2.connect(url.replace("postgresql+psycopg2://", "postgresql://"))
+
+    from motcua.runtime.db import libpq_dsn
+    connection = psycopg2.connect(libpq_dsn(url))
     cursor = connection.cursor()
     cursor.execute(SETUP)
     out = {"select_1": cpu_us(lambda: (cursor.execute("SELECT 1"), cursor.fetchall()), n),

@@ -213,13 +213,21 @@ def free_port() -> int:
 
 
 def libpq_url(url: str) -> str:
-    return re.sub(r"^postgresql\+\w+://", "postgresql://", url)
+    """What psycopg2 takes (several hosts of a failover URL too): ``motcua.runtime.db.libpq_dsn``."""
+    from motcua.runtime.db import libpq_dsn
+    return libpq_dsn(url)
+
+
+def database_name(url: str) -> str:
+    from sqlalchemy.engine import make_url
+    return make_url(url).database
 
 
 def ensure_database(url: str) -> None:
     import psycopg2
-    dbname = url.rsplit("/", 1)[1]
-    admin = libpq_url(url.rsplit("/", 1)[0] + "/postgres")
+    from sqlalchemy.engine import make_url
+    dbname = database_name(url)
+    admin = libpq_url(make_url(url).set(database="postgres"))
     connection = psycopg2.connect(admin)
     connection.autocommit = True
     with connection.cursor() as cursor:
@@ -989,7 +997,7 @@ def plot(result: dict, path: Path) -> None:
 def run_stack(args, replicas: int, run_dir: Path, rng: random.Random, base: dict | None) -> dict:
     from motcua.runtime.db import make_engine
     stack = Stack(args, replicas, run_dir)
-    dbname = args.database_url.rsplit("/", 1)[1]
+    dbname = database_name(args.database_url)
     sampler = None
     engine = make_engine(args.database_url, pool_size=2, application_name="bench-accounting")
     try:
@@ -1048,7 +1056,7 @@ def exclusive(url: str):
         cursor.execute("SELECT pg_try_advisory_lock(2245, 1)")
         if not cursor.fetchone()[0]:
             connection.close()
-            raise SystemExit(f"another benchmark is running on {url.rsplit('/', 1)[1]}: wait for it to finish")
+            raise SystemExit(f"another benchmark is running on {database_name(url)}: wait for it to finish")
     return connection
 
 

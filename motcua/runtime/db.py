@@ -18,7 +18,7 @@ from nameko.extensions import DependencyProvider
 from sqlalchemy import Date, DateTime, MetaData, Table, create_engine, event, func, literal_column, select, text
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID, aggregate_order_by
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.elements import Label
 
@@ -42,6 +42,29 @@ def database_url(config: dict | None = None) -> str:
     return (config or {}).get("DATABASE_URL") or os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL
 
 
+def with_failover(url: str | URL) -> URL:
+    """The URL as the engines use it. Several hosts (``?host=a:5432&host=b:5432``, libpq tries them
+    in order): unless the URL says otherwise, only a server that accepts writes will do
+    (``target_session_attrs=read-write``); without it libpq would settle for the first server that
+    answers, a standby too, and every command would fail there as "read-only"."""
+    url = make_url(url)
+    hosts = url.query.get("host")
+    several = (isinstance(hosts, tuple) and len(hosts) > 1) or "," in str(hosts or "")
+    if several and "target_session_attrs" not in url.query:
+        url = url.update_query_dict({"target_session_attrs": "read-write"})
+    return url
+
+
+def libpq_dsn(url: str | URL) -> str:
+    """A SQLAlchemy URL (``postgresql+psycopg2://…``) as the libpq connection string that
+    ``psycopg2.connect`` takes, the several hosts of a failover URL included (``host=a,b
+    port=5441,5442``): SQLAlchemy's own translation, so a URL means the same to both."""
+    from psycopg2.extensions import make_dsn
+    from sqlalchemy.dialects.postgresql.psycopg2 import PGDialect_psycopg2
+    args, params = PGDialect_psycopg2().create_connect_args(with_failover(url))
+    return make_dsn(*args, **params)
+
+
 # A pooled connection idle longer than this is pinged before use (see ``ping_after_idle``).
 PING_AFTER_IDLE_SECONDS = 10.0
 
@@ -49,13 +72,32 @@ PING_AFTER_IDLE_SECONDS = 10.0
 def make_engine(url: str, *, pool_size: int = 10, application_name: str = "motcua",
                 ping_after_idle: float = PING_AFTER_IDLE_SECONDS, max_overflow: int | None = None) -> Engine:
     engine = create_engine(
-        url,
+        with_failover(url),
         pool_size=pool_size,
         max_overflow=pool_size if max_overflow is None else max_overflow,
         connect_args={"application_name": application_name},
     )
     ping_idle_connections(engine, ping_after_idle)
+    read_only_is_disconnect(engine)
     return engine
+
+
+# SQLSTATE 25006 read_only_sql_transaction: "cannot execute INSERT in a read-only transaction".
+READ_ONLY_SQL_TRANSACTION = "25006"
+
+
+def read_only_is_disconnect(engine: Engine) -> None:
+    """A server that refuses writes is, for a service, as good as gone: the pooled connections
+    lead to a standby (the old primary restarted as one, or a failover URL without
+    ``target_session_attrs``). The error then counts as a disconnect, so SQLAlchemy drops every
+    pooled connection and the next transactions connect again, to the new primary; the command
+    fails as transient (``DBAPIError.connection_invalidated``: an event is put back, a desk gets
+    503)."""
+
+    @event.listens_for(engine, "handle_error")
+    def _read_only(context):
+        if getattr(context.original_exception, "pgcode", None) == READ_ONLY_SQL_TRANSACTION:
+            context.is_disconnect = True
 
 
 def ping_idle_connections(engine: Engine, idle_seconds: float) -> None:

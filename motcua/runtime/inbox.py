@@ -89,7 +89,14 @@ def transient(error: BaseException) -> bool:
     and routing dead-letter dossier.received for it)."""
     if isinstance(error, TRANSIENT_ERRORS):
         return True
-    return isinstance(error, RemoteError) and error.exc_type in TRANSIENT_REMOTE_TYPES
+    if isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated:
+        # The pool dropped its connections (e.g. the server turned out to be a read-only standby
+        # after a failover, ``motcua.runtime.db.read_only_is_disconnect``): the next try reconnects.
+        return True
+    if isinstance(error, RemoteError):
+        return error.exc_type in TRANSIENT_REMOTE_TYPES or (
+            error.exc_type == "InternalError" and "read-only transaction" in str(error.value))
+    return False
 
 
 def inbox_table(metadata: MetaData) -> Table:

@@ -1,15 +1,38 @@
-"""The HTTP plumbing every service's API shares: who is acting, the JSON body, and the answer
-(a refusal becomes a JSON error naming the field, with its status)."""
+"""The HTTP plumbing every service's API shares: the entry point, who is acting, the JSON body,
+and the answer (a refusal becomes a JSON error naming the field, with its status; the database or
+the broker out of reach, a 503 with ``Retry-After``)."""
 from __future__ import annotations
 
 import json
 from typing import Any, Callable
 from urllib.parse import unquote
 
+from nameko.web.handlers import HttpRequestHandler
 from werkzeug.wrappers import Response
 
 from motcua.contracts.refusals import Invalid, Refusal, Unauthenticated
+from motcua.runtime.inbox import transient
 from motcua.runtime.observability import error_response, json_response
+
+RETRY_AFTER_SECONDS = 2
+
+
+class HttpEntrypoint(HttpRequestHandler):
+    """nameko's ``http`` entry point, but a transient error (the database or the broker out of
+    reach: a restart, a failover to the standby) is a 503 with ``Retry-After``, not a 500: try
+    again in a moment. Its transaction did not commit, unless the connection broke during the
+    COMMIT itself (then the outcome is unknown; sent again, such a command meets the state it
+    left, e.g. a 409 for a step already accepted)."""
+
+    def response_from_exception(self, exc):
+        if transient(exc):
+            response = error_response(503, f"service unavailable, try again: {type(exc).__name__}")
+            response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+            return response
+        return super().response_from_exception(exc)
+
+
+http = HttpEntrypoint.decorator
 
 
 def official(request) -> tuple[str, str]:

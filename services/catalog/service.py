@@ -10,7 +10,7 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from motcua.runtime.rpc import rpc
-from nameko.web.handlers import http
+from motcua.runtime.web import http
 from werkzeug.wrappers import Response
 
 from motcua.contracts.calendar import TZ, local_date, parse_time_limit

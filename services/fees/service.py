@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 
 import structlog
-from nameko.web.handlers import http
 from prometheus_client import Counter
 from werkzeug.wrappers import Response
 
@@ -25,7 +24,7 @@ from motcua.runtime.inbox import about, event_consumer, first_time
 from motcua.runtime.observability import DatabaseGauge, PlatformService, error_response, json_response
 from motcua.runtime.outbox import OutboxRelay
 from motcua.runtime.rpc import rpc
-from motcua.runtime.web import answer, json_body, official
+from motcua.runtime.web import answer, http, json_body, official
 from services.fees import domain, forms, models, store
 from services.fees.account import receipt_view
 from services.fees.handlers import (HANDLERS, QUESTIONS, CancelReceipt, CloseCash, GatewayCallback, ImportSettlement,

@@ -11,7 +11,6 @@ from urllib.parse import urlencode
 
 import structlog
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from nameko.web.handlers import http
 from prometheus_client import Counter
 from werkzeug.wrappers import Response
 
@@ -26,7 +25,7 @@ from motcua.runtime.observability import DatabaseGauge, PlatformService, error_r
 from motcua.runtime.outbox import OutboxRelay
 from motcua.runtime.ratelimit import RateLimiter
 from motcua.runtime.rpc import rpc
-from motcua.runtime.web import answer, json_body, official
+from motcua.runtime.web import answer, http, json_body, official
 from services.intake import forms, handlers, models, page_dates, printing, store
 from services.intake.unit_of_work import SqlDossierRepository, SqlUnitOfWork
 from services.intake.views import summary

@@ -6,7 +6,9 @@ message 'sending' until its lease runs out: at most one message per sender (``NO
 goes out again, with the same key, which the provider recognises (the SMS gateway and webhooks
 by the Idempotency-Key header, e-mail by its Message-ID): the citizen sees one message. Zalo's
 ZNS gets the same tracking_id (notify's message id); whether it refuses a repeated one is
-[verify], so a crash at that moment may send that one Zalo message twice.
+[verify], so a crash at that moment may send that one Zalo message twice. A
+database out of reach for a moment (a restart, a failover to the standby) is waited for, up to
+``RECORD_RETRY_SECONDS``, before a sent message is left to its lease.
 Failures are retried with exponential backoff up to a limit, then dead-lettered with the reason.
 """
 from __future__ import annotations
@@ -15,6 +17,7 @@ import time as wall
 from datetime import datetime, timedelta
 from typing import Callable
 
+import eventlet
 import structlog
 from eventlet import GreenPool
 from eventlet.event import Event
@@ -22,7 +25,7 @@ from nameko.extensions import DependencyProvider
 
 from motcua.runtime import broker
 from motcua.runtime.db import Database, UnitOfWork, autocommit
-from motcua.runtime.inbox import dead_letter
+from motcua.runtime.inbox import dead_letter, transient
 from services.notify import channels as channel_module, metrics, store
 from services.notify.handlers import RecordFailure, RecordSent, handle
 from services.notify.messages import MessageFailed, MessageRetried, MessageSent, Policy
@@ -31,6 +34,7 @@ from services.notify.repository import QUEUED, SentUnitOfWork, SqlUnitOfWork
 log = structlog.get_logger("motcua.notify")
 MESSAGES = metrics.MESSAGES      # kept here too: the counters' former home
 CLAIM_LIMIT = 20                 # messages leased per round
+RECORD_RETRY_SECONDS = 15.0      # how long a sent message's record is tried again (database out of reach)
 
 
 class Dispatcher(DependencyProvider):
@@ -109,12 +113,26 @@ class Dispatcher(DependencyProvider):
             delivery = self._deliver(message)
             if delivery is None:
                 continue                                 # failed: recorded, retried or dead-lettered
+            if not self._record_sent_retrying(*delivery):
+                return          # database down: sending more would leave more to send again
+
+    def _record_sent_retrying(self, message, provider_id: str, seconds: float) -> bool:
+        """The provider has the message: while the database is out of reach for a moment (a
+        restart, a failover: about a second), try recording it again rather than leave it to go
+        out a second time after its lease. Recording is one statement that changes the message
+        only while it is still 'sending', so a try whose outcome was unknown can be repeated."""
+        pause, deadline = 0.25, wall.monotonic() + RECORD_RETRY_SECONDS
+        while True:
             try:
-                self._record_sent(*delivery)
-            except Exception:   # database down: sending more would leave more to send again
-                log.warning("a sent message could not be recorded; it and the rest of its recipient's "
-                            "messages go out after their lease", message_id=message.id, exc_info=True)
-                return
+                self._record_sent(message, provider_id, seconds)
+                return True
+            except Exception as error:
+                if not transient(error) or not self.running or wall.monotonic() + pause > deadline:
+                    log.warning("a sent message could not be recorded; it and the rest of its recipient's "
+                                "messages go out after their lease", message_id=message.id, exc_info=True)
+                    return False
+                eventlet.sleep(pause)
+                pause = min(pause * 2, 4.0)
 
     def _deliver(self, message) -> tuple | None:
         """Send one message: ``(message, provider id, seconds)`` once the provider accepted it;

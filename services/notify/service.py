@@ -15,7 +15,6 @@ from pathlib import Path
 import structlog
 import yaml
 from nameko.extensions import DependencyProvider
-from nameko.web.handlers import http
 
 from motcua.contracts.calendar import TZ, default_calendar
 from motcua.runtime.catalogue import CatalogueReadModel, catalogue_consumer
@@ -25,7 +24,7 @@ from motcua.runtime.inbox import event_consumer
 from motcua.runtime.observability import DatabaseGauge, PlatformService, error_response, json_response
 from motcua.runtime.outbox import OutboxRelay
 from motcua.runtime.timer import configured_timer
-from motcua.runtime.web import official
+from motcua.runtime.web import http, official
 from services.notify import dispatch, metrics, models, store, templates, zalo
 from services.notify.handlers import (Consume, DigestQueued, SaveTemplate, SendDigest, delivery_report, handle,
                                       handle_events)

@@ -7,7 +7,6 @@ consumers of intake's and fees' events, and the scheduler that detects breaches 
 from __future__ import annotations
 
 import structlog
-from nameko.web.handlers import http
 from prometheus_client import Counter, Histogram
 from werkzeug.wrappers import Response
 
@@ -22,7 +21,7 @@ from motcua.runtime.observability import DatabaseGauge, PlatformService
 from motcua.runtime.outbox import OutboxRelay
 from motcua.runtime.rpc import rpc
 from motcua.runtime.timer import configured_timer
-from motcua.runtime.web import answer, json_body, official
+from motcua.runtime.web import answer, http, json_body, official
 from services.routing import domain, forms, handlers, models, reports, store
 from services.routing.unit_of_work import SqlUnitOfWork
 from services.routing.workflow import DESK

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from motcua.contracts.events import new_event
 from motcua.runtime import outbox
-from motcua.runtime.db import make_engine
+from motcua.runtime.db import libpq_dsn, make_engine
 from motcua.runtime.outbox import GRACE_SECONDS, notify_channel
 from tests.integration import platform_service as ps
 
@@ -72,8 +72,7 @@ def write_as_cli(engine, notes: list[str]) -> list[str]:
 def write_as_sql(database_url, note: str, notify: str | None) -> str:
     """A plain SQL transaction (psql, another language's tool): the row, then ``notify``."""
     event = new_event("test.noted", {"note": note}, ps.UNIT)
-    dsn = database_url.replace("postgresql+psycopg2://", "postgresql://")
-    connection = psycopg2.connect(dsn)
+    connection = psycopg2.connect(libpq_dsn(database_url))
     try:
         with connection, connection.cursor() as cursor:
             cursor.execute("INSERT INTO platform_test.outbox (id, type, envelope) VALUES (%s, %s, %s::jsonb)",
@@ -128,7 +127,7 @@ def test_a_relays_own_commits_are_not_announced_and_go_out_once(
     start(container_factory, slow_poll_config)
     wait_for_listeners(platform_schema, 1)
     tap = event_tap("test.noted")
-    spy = psycopg2.connect(database_url.replace("postgresql+psycopg2://", "postgresql://"))
+    spy = psycopg2.connect(libpq_dsn(database_url))
     spy.autocommit = True
     try:
         spy.cursor().execute(f'LISTEN "{notify_channel(ps.outbox)}"')
