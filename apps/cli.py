@@ -514,17 +514,14 @@ def cmd_verify_handoffs(args) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     problems = []
-    for name, check in (("routing", lambda session: signatures.check(session, registry, period.begin, period.end,
-                                                                     args.unit)),
-                        ("gateway", lambda session: ingest.check_kept(session, registry, period.begin,
-                                                                      period.end, args.unit))):
+    for name, what, check in (("routing", "hand-overs", signatures.check),
+                              ("gateway", "unit events", ingest.check_kept)):
         engine = make_engine(database_url(_config(SERVICES[name])), pool_size=1, application_name="motcua-verify")
         try:
             with Session(engine) as session:
-                count, found = check(session, registry)
+                count, found = check(session, registry, period.begin, period.end, args.unit)
         finally:
             engine.dispose()
-        what = "hand-overs" if name == "routing" else "unit events"
         print(f"{what}: {count} checked, {len(found)} mismatch(es)", file=sys.stderr)
         problems += found
     for problem in problems:

@@ -183,3 +183,21 @@ def test_key_files_see_a_rotation_without_a_restart(tmp_path):
     keys.write_private_key(folder, key.key_id, private)
     keys.write_registry(registry_file, registry)
     assert files.signer().key_id(WARD_3, T0) == key.key_id
+
+
+# --- routing's hand-overs ------------------------------------------------------------------------------
+
+def test_routing_signs_a_hand_over_for_the_giving_unit_and_the_desk_for_its_own():
+    from services.routing import signatures
+    from services.routing.workflow import DESK
+    registry, key, private = keys.new_key(KeyRegistry(), WARD_3, T0)
+    signer = Signer(registry, {key.key_id: private})
+    row = dict(code=CODE, step_id=7, from_agency=DESK, to_agency=WARD_3, at=T0 + timedelta(days=1),
+               giver=DESK, receiver=None, result_class="on_time", note=None)
+    desk = signatures.signed(signer, WARD_3, row)
+    assert (desk["signed_by"], desk["key_id"]) == (WARD_3, key.key_id)     # the receiving desk is the ward's
+    assert signatures._problem(registry, desk, WARD_3) is None
+    assert "mismatch" in signatures._problem(registry, {**desk, "note": "x"}, WARD_3)
+    assert "given by" in signatures._problem(registry, {**desk, "signed_by": WARD_5}, WARD_3)
+    unheld = signatures.signed(signer, WARD_3, {**row, "from_agency": WARD_5})   # no key held for Phường 5
+    assert unheld["signature"] is None and signatures._problem(registry, unheld, WARD_5) == "not signed"
