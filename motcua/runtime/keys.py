@@ -19,6 +19,7 @@ import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import structlog
 import yaml
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import (Encoding, NoEncryption, PrivateFormat,
@@ -27,6 +28,8 @@ from cryptography.hazmat.primitives.serialization import (Encoding, NoEncryption
 from motcua.contracts.signing import KeyRegistry, Signer, UnitKey, public_key_text
 
 REGISTRY_ENV, KEYS_ENV = "MOTCUA_KEY_REGISTRY", "MOTCUA_SIGNING_KEYS"
+
+log = structlog.get_logger("motcua.keys")
 
 
 def registry_path(value: str | None = None) -> Path | None:
@@ -128,8 +131,12 @@ class KeyFiles:
                 self._checked = time.monotonic()
                 stamp = self._current_stamp()
                 if stamp != self._stamp:
-                    self._signer = Signer(read_registry(self.registry_file), read_private_keys(self.private_dir))
-                    self._stamp = stamp
+                    try:
+                        self._signer = Signer(read_registry(self.registry_file), read_private_keys(self.private_dir))
+                        self._stamp = stamp
+                    except (OSError, ValueError) as exc:
+                        # A registry half-edited by hand: keep the keys read last (tried again next time).
+                        log.error("signing keys not read again", registry=str(self.registry_file), error=str(exc))
             return self._signer
 
     def registry(self) -> KeyRegistry:

@@ -22,7 +22,7 @@ from motcua.runtime import broker
 from motcua.contracts.refusals import Invalid, Refusal
 from motcua.contracts.events import EventInvalid, parse
 from motcua.runtime.inbox import dead_letter
-from motcua.contracts.signing import MALFORMED, SignatureRefused
+from motcua.contracts.signing import SignatureRefused
 from services.gateway import feed, ingest
 
 log = structlog.get_logger("motcua.gateway")
@@ -53,9 +53,8 @@ def verified(platform, unit: str, data: dict, via: str, field: str = "") -> inge
     try:
         return ingest.check_signature(platform.keys.registry(), unit, event, data, platform.now(),
                                       required=platform.require_signatures)
-    except Refusal as refused:
-        why = getattr(refused, "why", MALFORMED)
-        SIGNATURE_FAILURES.labels(unit, why).inc()
+    except SignatureRefused as refused:
+        SIGNATURE_FAILURES.labels(unit, refused.why).inc()
         log.warning("unit event signature refused", unit=unit, via=via, key=data.get("idempotency_key"),
                     dossier=data.get("dossier_code"), key_id=data.get("key_id"), field=refused.field,
                     reason=refused.reason)

@@ -21,7 +21,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from motcua.contracts.refusals import Conflict, Invalid, Refusal
-from motcua.contracts.signing import KeyRegistry, unit_event_content, verify
+from motcua.contracts.signing import MALFORMED, KeyRegistry, SignatureRefused, unit_event_content, verify
 from services.gateway.models import unit_events
 
 TYPES = ("step_accepted", "result_signed", "step_refused", "supplement_needed", "delay_reported")
@@ -156,7 +156,7 @@ def check_signature(registry: KeyRegistry, unit: str, event: UnitEvent, data: Ma
     if not required and key_id is None and signature is None:
         return Signature()
     if not isinstance(key_id or "", str) or not isinstance(signature or "", str):
-        raise Invalid("signature", "key_id and signature must be text")
+        raise SignatureRefused("signature", f"key_id and signature must be text ({MALFORMED})", {"why": MALFORMED})
     verify(registry, unit_event_content(unit, key_id or "", event.as_dict()), signature, now)
     return Signature(key_id, signature)
 

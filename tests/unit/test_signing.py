@@ -201,3 +201,13 @@ def test_routing_signs_a_hand_over_for_the_giving_unit_and_the_desk_for_its_own(
     assert "given by" in signatures._problem(registry, {**desk, "signed_by": WARD_5}, WARD_3)
     unheld = signatures.signed(signer, WARD_3, {**row, "from_agency": WARD_5})   # no key held for Phường 5
     assert unheld["signature"] is None and signatures._problem(registry, unheld, WARD_5) == "not signed"
+
+
+def test_a_registry_broken_by_hand_keeps_the_keys_read_last(tmp_path):
+    registry_file = tmp_path / "registry.yml"
+    registry, key, _ = keys.new_key(KeyRegistry(), WARD_3, T0)
+    keys.write_registry(registry_file, registry)
+    files = keys.KeyFiles(registry_file, None, recheck_seconds=0)
+    assert files.registry().get(key.key_id) == key
+    registry_file.write_text("keys: [{unit: 000.03.20.H29}]\n")
+    assert files.registry().get(key.key_id) == key
