@@ -211,3 +211,25 @@ def test_a_registry_broken_by_hand_keeps_the_keys_read_last(tmp_path):
     assert files.registry().get(key.key_id) == key
     registry_file.write_text("keys: [{unit: 000.03.20.H29}]\n")
     assert files.registry().get(key.key_id) == key
+
+
+def test_motcua_keys_generate_rotate_and_list(tmp_path, capsys, monkeypatch):
+    import json
+    monkeypatch.delenv(keys.KEYS_ENV, raising=False)
+
+    from apps.cli import main
+    where = ["--registry", str(tmp_path / "registry.yml")]
+    private = ["--keys-dir", str(tmp_path / "private")]
+    assert main(["keys", "generate", WARD_3, *where, *private, "--valid-from", "2026-12-01T00:00:00+07:00"]) == 0
+    first = capsys.readouterr().out.strip()
+    assert main(["keys", "generate", WARD_3, *where, *private]) == 2
+    assert "motcua keys rotate" in capsys.readouterr().err
+    assert main(["keys", "rotate", WARD_3, *where, *private, "--valid-from", "2026-12-10T00:00:00+07:00",
+                 "--overlap-days", "2"]) == 0
+    second = capsys.readouterr().out.strip()
+    assert main(["keys", "list", *where, "--unit", WARD_3]) == 0
+    listed = {key["key_id"]: key for key in json.loads(capsys.readouterr().out)}
+    assert listed[first]["valid_until"] == "2026-12-12T00:00:00+07:00" and listed[second]["valid_until"] is None
+    assert sorted(p.stem for p in (tmp_path / "private").iterdir()) == sorted([first, second])
+    assert all(set(key) == {"unit", "key_id", "public_key", "valid_from", "valid_until"} for key in listed.values())
+    assert main(["keys", "rotate", WARD_3, "--registry", str(tmp_path / "r.yml")]) == 2     # no --keys-dir
