@@ -23,8 +23,6 @@ from typing import Any, Iterable, Mapping
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from motcua.contracts.refusals import Forbidden, Invalid
-
 # Why a signature was refused: the values of the metric's ``reason`` label (a closed list).
 MISSING = "missing"              # no signature or no key id
 MALFORMED = "malformed"          # not base64 of 64 bytes
@@ -36,17 +34,21 @@ MISMATCH = "mismatch"            # the bytes signed are not these (changed paylo
 REASONS = (MISSING, MALFORMED, UNKNOWN_KEY, OTHER_UNIT, NOT_YET_VALID, EXPIRED, MISMATCH)
 
 
-class SignatureRefused(Forbidden):
-    """A hand-off whose signature does not hold: nothing is done with it. ``why`` is one of
-    ``REASONS``; ``field`` names what is at fault (``signature`` or ``key_id``)."""
+class SignatureRefused(ValueError):
+    """A hand-off whose signature does not hold: nothing is done with it. ``field`` names what is
+    at fault (``signature`` or ``key_id``), ``why`` is one of ``REASONS``. A plain ValueError, not
+    a Refusal: the unit systems' client uses this module without nameko."""
 
-    def __init__(self, field: str, reason: str, details: dict | None = None):
-        super().__init__(field, reason, details)
-        self.why = (details or {}).get("why", MISMATCH)
+    def __init__(self, field: str, reason: str, why: str):
+        super().__init__(field, reason, why)
+        self.field, self.reason, self.why = field, reason, why
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.reason}"
 
 
 def _refused(field: str, why: str, reason: str) -> SignatureRefused:
-    return SignatureRefused(field, f"{reason} ({why})", {"why": why})
+    return SignatureRefused(field, f"{reason} ({why})", why)
 
 
 # --- the canonical form --------------------------------------------------------------------------
@@ -55,7 +57,7 @@ def instant(value: datetime | str) -> str:
     """An instant as signed: UTC, microseconds, '+00:00' (the same whatever offset it came with)."""
     moment = datetime.fromisoformat(value.strip()) if isinstance(value, str) else value
     if moment.tzinfo is None:
-        raise Invalid("occurred_at", "must carry its offset (e.g. +07:00)")
+        raise ValueError(f"an instant must carry its offset (e.g. +07:00), got {value!r}")
     return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
 
 

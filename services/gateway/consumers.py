@@ -22,7 +22,6 @@ from motcua.runtime import broker
 from motcua.contracts.refusals import Invalid, Refusal
 from motcua.contracts.events import EventInvalid, parse
 from motcua.runtime.inbox import dead_letter
-from motcua.contracts.signing import SignatureRefused
 from services.gateway import feed, ingest
 
 log = structlog.get_logger("motcua.gateway")
@@ -53,7 +52,7 @@ def verified(platform, unit: str, data: dict, via: str, field: str = "") -> inge
     try:
         return ingest.check_signature(platform.keys.registry(), unit, event, data, platform.now(),
                                       required=platform.require_signatures)
-    except SignatureRefused as refused:
+    except ingest.BadSignature as refused:
         SIGNATURE_FAILURES.labels(unit, refused.why).inc()
         log.warning("unit event signature refused", unit=unit, via=via, key=data.get("idempotency_key"),
                     dossier=data.get("dossier_code"), key_id=data.get("key_id"), field=refused.field,
@@ -63,7 +62,7 @@ def verified(platform, unit: str, data: dict, via: str, field: str = "") -> inge
 
 
 def ingest_one(platform, unit: str, data: dict, via: str, call) -> ingest.Outcome:
-    """One unit event, from gRPC or the broker: validated, its signature verified (SignatureRefused
+    """One unit event, from gRPC or the broker: validated, its signature verified (BadSignature
     raised), then applied once under its key."""
     signature = verified(platform, unit, data, via)
     try:
@@ -164,7 +163,7 @@ class UnitEventsWorker(Worker):
             return
         try:
             outcome = ingest_one(self.platform, unit, data, "amqp", self._routing)
-        except SignatureRefused as refused:     # counted and logged: kept aside with the reason, nothing done
+        except ingest.BadSignature as refused:  # counted and logged: kept aside with the reason, nothing done
             self._dead_letter(message, UNIT_EVENTS_QUEUE, f"{routing_key}: {refused}", "signature")
             return
         except Exception as exc:  # the database or routing is away: the unit's event waits

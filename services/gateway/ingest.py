@@ -20,7 +20,7 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from motcua.contracts.refusals import Conflict, Invalid, Refusal
+from motcua.contracts.refusals import Conflict, Forbidden, Invalid, Refusal
 from motcua.contracts.signing import MALFORMED, KeyRegistry, SignatureRefused, unit_event_content, verify
 from services.gateway.models import unit_events
 
@@ -140,6 +140,15 @@ def routing_action(event: UnitEvent) -> tuple[str, int | None, dict]:
     return "apologise", None, body
 
 
+class BadSignature(Forbidden):
+    """A unit event whose signature does not hold (``signing.SignatureRefused``), as the gateway
+    refuses it (PERMISSION_DENIED); ``why`` is the reason's label (``signing.REASONS``)."""
+
+    def __init__(self, field: str, reason: str, details: dict | None = None):
+        super().__init__(field, reason, details)
+        self.why = (details or {}).get("why", MALFORMED)
+
+
 @dataclass(frozen=True)
 class Signature:
     """What a unit signed an event with (both None: unsigned, where signatures are not required)."""
@@ -149,15 +158,18 @@ class Signature:
 
 def check_signature(registry: KeyRegistry, unit: str, event: UnitEvent, data: Mapping, now: datetime,
                     required: bool = True) -> Signature:
-    """The event's signature verified with ``unit``'s key valid ``now``; SignatureRefused names
+    """The event's signature verified with ``unit``'s key valid ``now``; BadSignature names
     the field (``signature``, ``key_id``) and the reason. What is verified is the event as read
     here (``UnitEvent.as_dict``), which is what is kept, so the check command sees the same bytes."""
     key_id, signature = data.get("key_id") or None, data.get("signature") or None
     if not required and key_id is None and signature is None:
         return Signature()
     if not isinstance(key_id or "", str) or not isinstance(signature or "", str):
-        raise SignatureRefused("signature", f"key_id and signature must be text ({MALFORMED})", {"why": MALFORMED})
-    verify(registry, unit_event_content(unit, key_id or "", event.as_dict()), signature, now)
+        raise BadSignature("signature", f"key_id and signature must be text ({MALFORMED})", {"why": MALFORMED})
+    try:
+        verify(registry, unit_event_content(unit, key_id or "", event.as_dict()), signature, now)
+    except SignatureRefused as refused:
+        raise BadSignature(refused.field, refused.reason, {"why": refused.why}) from None
     return Signature(key_id, signature)
 
 
@@ -255,6 +267,6 @@ def check_kept(session: Session, registry: KeyRegistry, start: datetime, end: da
             if (body.get("dossier_code"), body.get("type")) != (row.dossier, row.type):
                 raise Invalid("body", "does not match the row's dossier and type")
             verify(registry, unit_event_content(row.unit, row.key_id or "", body), row.signature, row.received_at)
-        except Refusal as refused:
+        except (Refusal, SignatureRefused) as refused:
             problems.append(f"{where}: {refused}")
     return count, problems

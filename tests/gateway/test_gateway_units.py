@@ -177,14 +177,14 @@ def test_a_unit_events_signature_is_checked_as_the_gateway_reads_the_event():
     sent = sign_event({**EVENT, "note": " Đã ký "}, "000.03.20.H29", "k1", private)
     assert ingest.check_signature(registry, "000.03.20.H29", ingest.parse(sent), sent, AT) == \
         ingest.Signature("k1", sent["signature"])
-    with pytest.raises(signing.SignatureRefused) as other:          # Phường 5 cannot use Phường 3's key
+    with pytest.raises(ingest.BadSignature) as other:          # Phường 5 cannot use Phường 3's key
         ingest.check_signature(registry, "000.05.20.H29", ingest.parse(sent), sent, AT)
     assert other.value.why == signing.OTHER_UNIT
-    with pytest.raises(signing.SignatureRefused) as malformed:
+    with pytest.raises(ingest.BadSignature) as malformed:
         ingest.check_signature(registry, "000.03.20.H29", ingest.parse(EVENT), {**EVENT, "signature": 5}, AT)
     assert malformed.value.why == signing.MALFORMED
     assert ingest.check_signature(registry, "000.03.20.H29", ingest.parse(EVENT), EVENT, AT,
                                   required=False) == ingest.Signature()
-    with pytest.raises(signing.SignatureRefused) as unsigned:
+    with pytest.raises(ingest.BadSignature) as unsigned:
         ingest.check_signature(registry, "000.03.20.H29", ingest.parse(EVENT), EVENT, AT)
     assert (unsigned.value.field, unsigned.value.why) == ("signature", signing.MISSING)

@@ -233,3 +233,14 @@ def test_motcua_keys_generate_rotate_and_list(tmp_path, capsys, monkeypatch):
     assert sorted(p.stem for p in (tmp_path / "private").iterdir()) == sorted([first, second])
     assert all(set(key) == {"unit", "key_id", "public_key", "valid_from", "valid_until"} for key in listed.values())
     assert main(["keys", "rotate", WARD_3, "--registry", str(tmp_path / "r.yml")]) == 2     # no --keys-dir
+
+
+def test_the_unit_systems_client_signs_without_nameko():
+    """A ward's system installs the client, not the platform: signing must not pull nameko in."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+    result = subprocess.run([sys.executable, "-c", "import sys, motcua_client; assert 'nameko' not in sys.modules"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
