@@ -50,7 +50,8 @@ RUN apt-get update \
 
 RUN groupadd --system --gid 10001 motcua \
  && useradd --system --uid 10001 --gid motcua --home-dir /home/motcua --create-home \
-        --shell /usr/sbin/nologin motcua
+        --shell /usr/sbin/nologin motcua \
+ && mkdir /keys && chown motcua:motcua /keys    # the `keys` volume (signing keys) starts owned by motcua
 
 COPY --from=builder /opt/venv /opt/venv
 

@@ -16,6 +16,8 @@
     motcua gateway token issue|revoke|list    the unit systems' gRPC tokens (stored as hashes)
     motcua gateway audit verify               check the audit log's hash chain
     motcua gateway rabbitmq-user UNIT         a RabbitMQ user that publishes only UNIT's events
+    motcua keys generate|rotate UNIT | list   the units' Ed25519 signing keys and the public registry
+    motcua verify-handoffs --from DATE --to DATE [--unit U]   re-verify the signatures kept; exit 1 on a mismatch
 
 Bad input: a clear message on stderr and exit code 2.
 """
@@ -458,6 +460,92 @@ def cmd_gateway_rabbitmq_user(args) -> int:
     return 0
 
 
+# --- signing keys and signed hand-offs -------------------------------------------------------
+
+def _key_locations(args):
+    from motcua.runtime import keys
+    registry = keys.registry_path(args.registry)
+    if registry is None:
+        raise UsageError(f"--registry or {keys.REGISTRY_ENV}: where the public key registry is")
+    return registry, keys.keys_dir(getattr(args, "keys_dir", None))
+
+
+def cmd_keys_new(args) -> int:
+    from datetime import timedelta, timezone
+    from motcua.runtime import keys
+
+    registry_file, folder = _key_locations(args)
+    if folder is None:
+        raise UsageError(f"--keys-dir or {keys.KEYS_ENV}: where to write the private key")
+    try:
+        start = datetime.fromisoformat(args.valid_from) if args.valid_from else datetime.now(timezone.utc)
+    except ValueError:
+        raise UsageError(f"--valid-from: {args.valid_from!r} is not an ISO instant") from None
+    if start.tzinfo is None:
+        raise UsageError("--valid-from: give the offset, e.g. 2026-12-07T00:00:00+07:00")
+    rotate = args.keys_command == "rotate"
+    try:
+        registry, key, private = keys.new_key(keys.read_registry(registry_file), args.unit, start, rotate=rotate,
+                                              overlap=timedelta(days=args.overlap_days) if rotate else None)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    path = keys.write_private_key(folder, key.key_id, private)
+    keys.write_registry(registry_file, registry)
+    print(key.key_id)
+    print(f"{args.unit}: key {key.key_id} valid from {start.isoformat()}; private key {path} (keep it with the "
+          f"unit's system only); public key added to {registry_file}", file=sys.stderr)
+    return 0
+
+
+def cmd_keys_list(args) -> int:
+    import json
+    from motcua.runtime import keys
+    registry_file, _ = _key_locations(args)
+    try:
+        registry = keys.read_registry(registry_file)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    print(json.dumps([key.as_dict() for key in registry.keys if not args.unit or key.unit == args.unit],
+                     ensure_ascii=False, indent=2))
+    return 0
+
+
+def cmd_verify_handoffs(args) -> int:
+    """Every signed hand-over (routing) and unit event (gateway) of the period verified again."""
+    from sqlalchemy.orm import Session
+
+    from motcua.contracts.periods import parse_period
+    from motcua.contracts.refusals import Refusal
+    from motcua.runtime import keys
+    from motcua.runtime.db import database_url, make_engine
+    from services.gateway import ingest
+    from services.routing import signatures
+
+    try:
+        period = parse_period(getattr(args, "from"), args.to)
+    except Refusal as error:
+        raise UsageError(f"--{error.field}: {error.reason}") from None
+    routing_config = _config(SERVICES["routing"])
+    try:
+        registry = keys.read_registry(keys.registry_path(args.registry or routing_config.get("KEY_REGISTRY")))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    problems = []
+    for name, what, check in (("routing", "hand-overs", signatures.check),
+                              ("gateway", "unit events", ingest.check_kept)):
+        engine = make_engine(database_url(_config(SERVICES[name])), pool_size=1, application_name="motcua-verify")
+        try:
+            with Session(engine) as session:
+                count, found = check(session, registry, period.begin, period.end, args.unit)
+        finally:
+            engine.dispose()
+        print(f"{what}: {count} checked, {len(found)} mismatch(es)", file=sys.stderr)
+        problems += found
+    for problem in problems:
+        print(problem)
+    return 1 if problems else 0
+
+
 # --- demo ----------------------------------------------------------------------------------
 
 def cmd_demo(args) -> int:
@@ -589,6 +677,30 @@ def build_parser() -> argparse.ArgumentParser:
     rabbit.add_argument("--admin", default=os.environ.get("RABBITMQ_ADMIN", "guest:guest"),
                         help="USER:PASSWORD of a RabbitMQ administrator (default: RABBITMQ_ADMIN)")
     rabbit.set_defaults(handler=cmd_gateway_rabbitmq_user)
+    keys_parser = commands.add_parser("keys", help="the units' signing keys (Ed25519) and the public registry")
+    keys_commands = keys_parser.add_subparsers(dest="keys_command", required=True, parser_class=_Parser)
+    for name, help_text in (("generate", "a unit's first key pair"),
+                            ("rotate", "a new key pair; the unit's current keys end after the overlap"),
+                            ("list", "the registry's public keys")):
+        sub = keys_commands.add_parser(name, help=help_text)
+        if name == "list":
+            sub.add_argument("--unit")
+        else:
+            sub.add_argument("unit", help="unit code, e.g. 000.03.20.H29")
+            sub.add_argument("--keys-dir", help="where the private key is written (default: MOTCUA_SIGNING_KEYS)")
+            sub.add_argument("--valid-from", help="ISO instant with offset (default: now)")
+        if name == "rotate":
+            sub.add_argument("--overlap-days", type=float, default=7,
+                             help="how long the old keys still verify (default 7 days)")
+        sub.add_argument("--registry", help="the public key registry (default: MOTCUA_KEY_REGISTRY)")
+        sub.set_defaults(handler=cmd_keys_list if name == "list" else cmd_keys_new)
+    check_handoffs = commands.add_parser("verify-handoffs", help="verify again the signatures kept with hand-overs "
+                                         "and unit events; exit 1 on any mismatch")
+    check_handoffs.add_argument("--from", required=True, help="first day (ISO date)")
+    check_handoffs.add_argument("--to", required=True, help="last day (ISO date)")
+    check_handoffs.add_argument("--unit", help="only what this unit signed")
+    check_handoffs.add_argument("--registry", help="the public key registry (default: MOTCUA_KEY_REGISTRY)")
+    check_handoffs.set_defaults(handler=cmd_verify_handoffs)
     demo = commands.add_parser("demo", help="a simulated working week on an embedded broker and database")
     demo.add_argument("--days", type=int, default=5, help="days to simulate (default 5)")
     demo.add_argument("--seed", type=int, default=1, help="the same seed gives the same report (default 1)")

@@ -4,7 +4,11 @@ It receives a dossier at the ward's desk, follows the ward's events, accepts its
 signs the result (as the ward's systems publish their events), collects the fee, and hands the
 result back to the citizen:
 
-    python examples/ward_system.py --target localhost:50051 --token "$(motcua gateway token issue 000.03.20.H29)"
+    python examples/ward_system.py --target localhost:50051 --token "$(motcua gateway token issue 000.03.20.H29)" \
+        --unit 000.03.20.H29 --key-id "$KEY_ID" --key-file "keys/$KEY_ID.pem"
+
+(``KEY_ID`` as printed by ``motcua keys generate 000.03.20.H29 --keys-dir keys``: the ward signs
+the events it publishes with its own key, and the gateway refuses unsigned ones.)
 """
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ import time
 import uuid
 from datetime import datetime, timezone
 
-from motcua_client import Client, GatewayError
+from motcua_client import Client, GatewayError, load_signing_key
 
 APPLICANT = {"name": "Nguyễn Thị Lan", "id_number": "079203001234", "address": "12 Lê Đức Thọ, Phường 3",
              "phone": "0903123456"}
@@ -28,12 +32,18 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--target", default="localhost:50051")
     parser.add_argument("--token", required=True, help="the ward's token: motcua gateway token issue UNIT")
+    parser.add_argument("--unit", help="the ward's unit code (with --key-id and --key-file: its events signed)")
+    parser.add_argument("--key-id", help="the ward's signing key id (motcua keys generate|rotate)")
+    parser.add_argument("--key-file", help="the ward's private key (PEM), kept by the ward's system only")
     parser.add_argument("--official", default="Trần Thị Hoa")
     parser.add_argument("--timeout", type=float, default=60, help="give up after this many seconds")
     args = parser.parse_args()
     deadline = time.monotonic() + args.timeout
 
-    with Client(args.target, args.token) as client:
+    signing = {}
+    if args.key_file:
+        signing = {"unit": args.unit, "key_id": args.key_id, "signing_key": load_signing_key(args.key_file)}
+    with Client(args.target, args.token, **signing) as client:
         dossier = client.receive(args.official, DOSSIER)
         print(f"received {dossier.code}: appointment {dossier.appointment_date}")
         position, step = 0, None

@@ -6,9 +6,11 @@
         for position, event in client.follow(after_position=0):
             ...
 
-Every method takes the acting official's name; the unit is the token's. Refusals raise
+Every method takes the acting official's name; the unit is the token's. Events are signed with
+the unit's key: ``Client(..., unit=UNIT, key_id=KEY_ID, signing_key=load_signing_key(PEM))``;
+``sign_event`` signs one for RabbitMQ. Refusals raise
 ``GatewayError`` with the gRPC code, the message and the field violations.
 """
-from motcua_client.client import Client, GatewayError, submission
+from motcua_client.client import Client, GatewayError, load_signing_key, sign_event, submission
 
-__all__ = ["Client", "GatewayError", "submission"]
+__all__ = ["Client", "GatewayError", "load_signing_key", "sign_event", "submission"]

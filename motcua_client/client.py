@@ -2,12 +2,17 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from typing import Iterable, Iterator
 
 import grpc
 from google.protobuf import json_format
 from google.rpc import error_details_pb2
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from grpc_status import rpc_status
+
+from motcua.contracts import signing
 
 from motcua.v1 import (agency_service_pb2 as agency_pb, agency_service_pb2_grpc as agency_grpc,
                        catalogue_service_pb2 as catalogue_pb, catalogue_service_pb2_grpc as catalogue_grpc,
@@ -67,12 +72,28 @@ def unit_event(data: dict) -> event_pb.UnitEvent:
         idempotency_key=data["idempotency_key"], type=EVENT_TYPES.get(data.get("type"), 0),
         dossier_code=data.get("dossier_code", ""), step=data.get("step") or 0, official=data.get("official", ""),
         note=data.get("note", ""), reason=data.get("reason", ""), proposed_date=data.get("proposed_date", ""),
-        documents=_documents(data.get("documents", [])))
+        documents=_documents(data.get("documents", [])), key_id=data.get("key_id") or "",
+        signature=data.get("signature") or "")
     occurred_at = data.get("occurred_at")
     if occurred_at:
         event.occurred_at.FromDatetime(datetime.fromisoformat(occurred_at) if isinstance(occurred_at, str)
                                        else occurred_at)
     return event
+
+
+def load_signing_key(path: str | Path) -> Ed25519PrivateKey:
+    """The unit's private key, as ``motcua keys generate|rotate`` wrote it (PKCS#8 PEM)."""
+    key = load_pem_private_key(Path(path).read_bytes(), password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ValueError(f"{path}: not an Ed25519 private key")
+    return key
+
+
+def sign_event(event: dict, unit: str, key_id: str, private_key: Ed25519PrivateKey) -> dict:
+    """The event with ``key_id`` and ``signature``: the unit's Ed25519 signature over its canonical
+    JSON (``motcua.contracts.signing.unit_event_content``). The same for gRPC and RabbitMQ."""
+    signature = signing.sign(private_key, signing.unit_event_content(unit, key_id, event))
+    return {**event, "key_id": key_id, "signature": signature}
 
 
 def as_dict(message) -> dict:
@@ -81,7 +102,13 @@ def as_dict(message) -> dict:
 
 class Client:
     def __init__(self, target: str, token: str, *, timeout: float = 15.0,
-                 channel_credentials: grpc.ChannelCredentials | None = None):
+                 channel_credentials: grpc.ChannelCredentials | None = None, unit: str | None = None,
+                 key_id: str | None = None, signing_key: Ed25519PrivateKey | None = None):
+        """``unit``, ``key_id`` and ``signing_key``: the unit's signing key; ``publish`` then signs
+        every event with it (the gateway refuses unsigned events unless told otherwise)."""
+        if signing_key is not None and not (unit and key_id):
+            raise ValueError("a signing key needs its unit and key id")
+        self.unit, self.key_id, self.signing_key = unit, key_id, signing_key
         self.channel = (grpc.secure_channel(target, channel_credentials) if channel_credentials
                         else grpc.insecure_channel(target))
         self.metadata = (("authorization", f"Bearer {token}"),)
@@ -191,8 +218,14 @@ class Client:
         """Send the unit's events in batches on one stream; one acknowledgement per event."""
         def batches():
             for start in range(0, len(events), batch_size):
-                yield event_pb.PublishEventsRequest(events=[unit_event(e) for e in events[start:start + batch_size]])
+                yield event_pb.PublishEventsRequest(events=[unit_event(self._signed(e))
+                                                            for e in events[start:start + batch_size]])
         return list(self._call(self.events.PublishEvents, batches()).acks)
+
+    def _signed(self, event: dict) -> dict:
+        if self.signing_key is None or event.get("signature"):
+            return event
+        return sign_event(event, self.unit, self.key_id, self.signing_key)
 
     def follow(self, after_position: int = 0, types: Iterable[str] = (),
                timeout: float | None = None) -> Iterator[tuple[int, event_pb.FeedEvent]]:

@@ -124,7 +124,8 @@ def unit_event(message) -> dict:
             "step": message.step or None, "note": message.note, "reason": message.reason,
             "proposed_date": message.proposed_date,
             "documents": [{"name": d.name, "form": FORMS.get(d.form, ""), "count": d.count or 1}
-                          for d in message.documents]}
+                          for d in message.documents],
+            "key_id": message.key_id, "signature": message.signature}
     if message.type not in UNIT_EVENT_TYPES:
         data["type"] = f"<{message.type}>"
     return data

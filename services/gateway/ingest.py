@@ -20,7 +20,8 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from motcua.contracts.refusals import Conflict, Invalid, Refusal
+from motcua.contracts.refusals import Conflict, Forbidden, Invalid, Refusal
+from motcua.contracts.signing import MALFORMED, KeyRegistry, SignatureRefused, unit_event_content, verify
 from services.gateway.models import unit_events
 
 TYPES = ("step_accepted", "result_signed", "step_refused", "supplement_needed", "delay_reported")
@@ -139,6 +140,39 @@ def routing_action(event: UnitEvent) -> tuple[str, int | None, dict]:
     return "apologise", None, body
 
 
+class BadSignature(Forbidden):
+    """A unit event whose signature does not hold (``signing.SignatureRefused``), as the gateway
+    refuses it (PERMISSION_DENIED); ``why`` is the reason's label (``signing.REASONS``)."""
+
+    def __init__(self, field: str, reason: str, details: dict | None = None):
+        super().__init__(field, reason, details)
+        self.why = (details or {}).get("why", MALFORMED)
+
+
+@dataclass(frozen=True)
+class Signature:
+    """What a unit signed an event with (both None: unsigned, where signatures are not required)."""
+    key_id: str | None = None
+    signature: str | None = None
+
+
+def check_signature(registry: KeyRegistry, unit: str, event: UnitEvent, data: Mapping, now: datetime,
+                    required: bool = True) -> Signature:
+    """The event's signature verified with ``unit``'s key valid ``now``; BadSignature names
+    the field (``signature``, ``key_id``) and the reason. What is verified is the event as read
+    here (``UnitEvent.as_dict``), which is what is kept, so the check command sees the same bytes."""
+    key_id, signature = data.get("key_id") or None, data.get("signature") or None
+    if not required and key_id is None and signature is None:
+        return Signature()
+    if not isinstance(key_id or "", str) or not isinstance(signature or "", str):
+        raise BadSignature("signature", f"key_id and signature must be text ({MALFORMED})", {"why": MALFORMED})
+    try:
+        verify(registry, unit_event_content(unit, key_id or "", event.as_dict()), signature, now)
+    except SignatureRefused as refused:
+        raise BadSignature(refused.field, refused.reason, {"why": refused.why}) from None
+    return Signature(key_id, signature)
+
+
 @dataclass(frozen=True)
 class Outcome:
     key: str
@@ -179,7 +213,7 @@ def apply(call: Call, unit: str, event: UnitEvent, retry: bool) -> None:
 
 
 def ingest(transaction: Callable[[], Any], unit: str, event: UnitEvent, via: str, now: datetime,
-           call: Call) -> Outcome:
+           call: Call, signature: Signature = Signature()) -> Outcome:
     """Record the event under its key, apply it once, record the outcome.
 
     The record is committed before the action: a crash in between leaves it ``applying``, and the
@@ -189,7 +223,8 @@ def ingest(transaction: Callable[[], Any], unit: str, event: UnitEvent, via: str
     with transaction() as session:
         first = session.execute(insert(unit_events).values(
             unit=unit, idempotency_key=event.idempotency_key, type=event.type, dossier=event.dossier_code,
-            body=event.as_dict(), via=via, outcome="applying", received_at=now)
+            body=event.as_dict(), via=via, outcome="applying", received_at=now, key_id=signature.key_id,
+            signature=signature.signature)
             .on_conflict_do_nothing().returning(unit_events.c.unit)).first()
         previous = None if first else _recorded(session, unit, event.idempotency_key)
     if previous is not None and previous.outcome != "applying":
@@ -210,3 +245,28 @@ def ingest(transaction: Callable[[], Any], unit: str, event: UnitEvent, via: str
 def _recorded(session: Session, unit: str, key: str):
     return session.execute(select(unit_events).where(unit_events.c.unit == unit,
                                                      unit_events.c.idempotency_key == key)).first()
+
+
+def check_kept(session: Session, registry: KeyRegistry, start: datetime, end: datetime,
+               unit: str | None = None) -> tuple[int, list[str]]:
+    """The units' events received from ``start`` to ``end`` (of ``unit``, if named) verified again
+    with the key and signature kept, as of their receipt: the count and each one that does not hold."""
+    query = select(unit_events).where(unit_events.c.received_at >= start, unit_events.c.received_at < end)
+    if unit:
+        query = query.where(unit_events.c.unit == unit)
+    count, problems = 0, []
+    for row in session.execute(query.order_by(unit_events.c.received_at, unit_events.c.unit,
+                                              unit_events.c.idempotency_key)):
+        count += 1
+        where = f"dossier {row.dossier}, {row.unit}'s event {row.idempotency_key} ({row.type}, {row.via})"
+        if row.signature is None:
+            problems.append(f"{where}: not signed")
+            continue
+        body = dict(row.body)
+        try:
+            if (body.get("dossier_code"), body.get("type")) != (row.dossier, row.type):
+                raise Invalid("body", "does not match the row's dossier and type")
+            verify(registry, unit_event_content(row.unit, row.key_id or "", body), row.signature, row.received_at)
+        except (Refusal, SignatureRefused) as refused:
+            problems.append(f"{where}: {refused}")
+    return count, problems

@@ -49,6 +49,9 @@ unit_events = Table(
     Column("reason", Text, nullable=False, server_default=""),
     Column("received_at", DateTime(timezone=True), nullable=False),
     Column("applied_at", DateTime(timezone=True)),
+    # The unit's Ed25519 signature it was verified with (motcua.contracts.signing.unit_event_content).
+    Column("key_id", Text),
+    Column("signature", Text),
 )
 
 # Each unit's feed: the platform events that concern it, numbered 1, 2, 3... per unit.

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from motcua.runtime.db import make_engine
 from motcua.contracts.refusals import Conflict, Forbidden, Invalid, NotFound, Refusal, Unauthenticated
 from motcua.runtime.inbox import transient
+from motcua.runtime.keys import key_files
 from motcua.runtime.observability import ENTRYPOINT_CALLS, ENTRYPOINT_SECONDS, ENTRYPOINTS_IN_FLIGHT
 from services.gateway import audit, credentials
 
@@ -68,6 +69,8 @@ class Platform:
         self.engine = make_engine(config["DATABASE_URL"], pool_size=int(config.get("DB_POOL_SIZE", 10)),
                                   application_name="gateway")
         self.rpc_timeout = float(config.get("RPC_TIMEOUT_SECONDS", 30))
+        self.keys = key_files(config)           # the units' public keys, read again after a rotation
+        self.require_signatures = config.get("REQUIRE_SIGNATURES", True) is not False
         self._local = threading.local()
         self._proxies: list[ClusterRpcProxy] = []
         self._lock = threading.Lock()

@@ -234,10 +234,13 @@ class EventService(Servicer, event_grpc.EventServiceServicer):
         for batch in request_iterator:
             if len(batch.events) > self.max_batch:
                 raise Invalid("events", f"a batch holds at most {self.max_batch} events, got {len(batch.events)}")
-            for message in batch.events:
-                published.append(convert.unit_event(message))
-                acks.append(consumers.ingest_one(self.platform, caller.unit, published[-1], "grpc",
-                                                 self._routing(caller)))
+            events = [convert.unit_event(message) for message in batch.events]
+            # Every signature of the batch first: one that does not hold refuses the batch, nothing applied.
+            for index, data in enumerate(events):
+                consumers.verified(self.platform, caller.unit, data, "grpc", f"events[{index}]")
+            for data in events:
+                published.append(data)
+                acks.append(consumers.ingest_one(self.platform, caller.unit, data, "grpc", self._routing(caller)))
         codes = {data.get("dossier_code") for data in published}
         caller.dossier = codes.pop() if len(codes) == 1 else ""
         counts = Counter(a.outcome for a in acks)

@@ -130,6 +130,11 @@ handovers = Table(
     Column("step_id", BigInteger),                         # the step handed over (None: back to the desk)
     Column("result_class", Text, nullable=False),          # of the giver, against its own deadline
     Column("note", Text),
+    # The giving unit's signature over the row (motcua.contracts.signing.handover_content); NULL:
+    # not signed (written before signing, or no key held for the unit).
+    Column("signed_by", Text),
+    Column("key_id", Text),
+    Column("signature", Text),
 )
 Index("ix_handovers_code", handovers.c.code, handovers.c.id)
 

@@ -17,6 +17,7 @@ from motcua.contracts.periods import parse_period
 from motcua.runtime.catalogue import CatalogueReadModel, catalogue_consumer
 from motcua.runtime.clock import Clock
 from motcua.runtime.inbox import event_consumer
+from motcua.runtime.keys import key_files
 from motcua.runtime.observability import DatabaseGauge, PlatformService
 from motcua.runtime.outbox import OutboxRelay
 from motcua.runtime.rpc import rpc
@@ -101,7 +102,7 @@ class RoutingService(PlatformService):
             self.db, self.outbox, read_only=read_only, now=self.now(), calendar=default_calendar(),
             procedure_version=lambda code, version: self.catalog.get_procedure(code, version=version),
             office_hours=lambda unit: office_hours_of(self.catalog.get_unit(unit)),
-            correlation_id=self.correlation_id,
+            correlation_id=self.correlation_id, signer=key_files(self.config).signer,
             at_risk_working_days=int(self.config.get("AT_RISK_WORKING_DAYS", 1)))
 
     def _handle(self, message):

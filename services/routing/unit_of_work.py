@@ -22,7 +22,8 @@ from motcua.contracts.remaining import DEFAULT_OFFICE_HOURS, OfficeHours
 from motcua.contracts.events import Envelope
 from motcua.runtime.db import rows_as_json, rows_from_json
 from motcua.runtime.inbox import first_time
-from services.routing import models, reports, store
+from motcua.contracts.signing import Signer
+from services.routing import models, reports, signatures, store
 from services.routing.workflow import OPEN, Action, Handover, Step, Workflow
 
 w, s, h, a = models.workflows, models.steps, models.handovers, models.actions
@@ -64,8 +65,9 @@ def _step_values(step: Step) -> dict:
 class SqlRepository:
     """Workflows in the routing schema. Remembers what it loaded, to write only what changed."""
 
-    def __init__(self, session: Session):
+    def __init__(self, session: Session, signer: Signer | None = None):
         self.session = session
+        self.signer = signer        # the units' keys the platform signs hand-overs with
         self.seen: dict[str, Workflow] = {}
         self._loaded: dict[str, tuple[dict, dict[int, dict], dict[int, str | None]]] = {}
 
@@ -176,11 +178,8 @@ class SqlRepository:
                     self.session.execute(update(s).where(s.c.id == step.id).values(**changed))
         for handover in workflow.handovers:
             if handover.id is None:
-                handover.id = self.session.execute(h.insert().values(
-                    code=workflow.code, from_agency=handover.from_agency, to_agency=handover.to_agency,
-                    at=handover.at, giver=handover.giver, receiver=handover.receiver,
-                    step_id=handover.step.id if handover.step else None, result_class=handover.result_class,
-                    note=handover.note).returning(h.c.id)).scalar_one()
+                handover.id = self.session.execute(h.insert().values(**self._handover_row(workflow, handover))
+                                                   .returning(h.c.id)).scalar_one()
             elif receivers[handover.id] != handover.receiver:
                 self.session.execute(update(h).where(h.c.id == handover.id).values(receiver=handover.receiver))
         for action in workflow.actions:
@@ -189,6 +188,13 @@ class SqlRepository:
                     code=workflow.code, at=action.at, actor=action.actor, agency=action.agency,
                     action=action.action, step_id=action.step_id, note=action.note).returning(a.c.id)).scalar_one()
         self._remember(workflow, after)
+
+    def _handover_row(self, workflow: Workflow, handover: Handover) -> dict:
+        """A new hand-over's row, signed by the giving unit's key (once its step has its id)."""
+        return signatures.signed(self.signer, workflow.unit, dict(
+            code=workflow.code, from_agency=handover.from_agency, to_agency=handover.to_agency, at=handover.at,
+            giver=handover.giver, receiver=handover.receiver, step_id=handover.step.id if handover.step else None,
+            result_class=handover.result_class, note=handover.note))
 
     def save_all(self, workflows: Sequence[Workflow]) -> None:
         """Many loaded workflows in a few statements, the rows ``save`` would write one by one: one
@@ -234,10 +240,7 @@ class SqlRepository:
             _update_rows(self.session, s, "id", columns, sorted(rows, key=lambda r: r["id"]))
         _insert_returning_ids(self.session, s, new_steps, lambda wf, st: {"code": wf.code, **_step_values(st)})
         new_handovers = [(wf, ho) for wf in loaded for ho in wf.handovers if ho.id is None]
-        _insert_returning_ids(self.session, h, new_handovers, lambda wf, ho: dict(
-            code=wf.code, from_agency=ho.from_agency, to_agency=ho.to_agency, at=ho.at, giver=ho.giver,
-            receiver=ho.receiver, step_id=ho.step.id if ho.step else None, result_class=ho.result_class,
-            note=ho.note))
+        _insert_returning_ids(self.session, h, new_handovers, self._handover_row)
         if receiver_rows:
             _update_rows(self.session, h, "id", ("receiver",), sorted(receiver_rows, key=lambda r: r["id"]))
         new_actions = [(wf, ac) for wf in loaded for ac in wf.actions if ac.id is None]
@@ -364,16 +367,17 @@ class SqlUnitOfWork(UnitOfWork):
     """One transaction of the routing database: committed when the block ends without error."""
 
     def __init__(self, database, emit: Callable[[Session, Envelope], None], *, read_only: bool = False,
-                 **settings):
+                 signer: Callable[[], Signer] | None = None, **settings):
         super().__init__(**settings)
         self.database = database
         self.emit = emit
+        self.signer = signer            # the keys as they are now (read again after a rotation)
         self.read_only = read_only      # a question: no transaction around its one SELECT
 
     def __enter__(self) -> "SqlUnitOfWork":
         self._transaction = self.database.read() if self.read_only else self.database.transaction()
         self.session = self._transaction.__enter__()
-        self.workflows = SqlRepository(self.session)
+        self.workflows = SqlRepository(self.session, self.signer() if self.signer else None)
         return self
 
     def __exit__(self, *exc):

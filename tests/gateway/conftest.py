@@ -2,16 +2,23 @@
 fees and the gateway) on real PostgreSQL and RabbitMQ. This session is not eventlet-patched:
 grpcio cannot run in a patched process (see tests/conftest.py)."""
 import socket
+from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 from nameko.testing.utils import find_free_port
 from sqlalchemy import text
+
+from motcua.contracts.signing import KeyRegistry
+from motcua.runtime import keys
+from motcua_client import sign_event
 
 from tests.e2e.conftest import (ServiceProcess, amqp, catalog_process, clock, process_env, run_cli,  # noqa: F401
                                 vhost)
 
 WARD_3, WARD_5 = "000.03.20.H29", "000.05.20.H29"
 LAND_REGISTRY, TAX = "000.41.20.H29", "000.42.20.H29"
+DISTRICT = "000.00.20.H29"
 
 
 def pytest_collection_modifyitems(items):
@@ -43,12 +50,46 @@ class Gateway(ServiceProcess):
         self.target = f"127.0.0.1:{self.grpc_port}"
 
 
+KEYS_FROM = datetime(2026, 1, 1, tzinfo=timezone.utc)      # before the tests' clock (March 2026)
+
+
+class UnitKeys:
+    """Test keys, made here: one Ed25519 key per unit, its registry and its private key files."""
+
+    def __init__(self, folder: Path, units=(DISTRICT, WARD_3, WARD_5, LAND_REGISTRY, TAX)):
+        self.registry_file, self.private_dir = folder / "registry.yml", folder / "private"
+        registry, self.key_ids, self.private = KeyRegistry(), {}, {}
+        for unit in units:
+            registry, key, private = keys.new_key(registry, unit, KEYS_FROM)
+            keys.write_private_key(self.private_dir, key.key_id, private)
+            self.key_ids[unit], self.private[unit] = key.key_id, private
+        keys.write_registry(self.registry_file, registry)
+        # The platform signs the hand-overs of the agencies working on it with these keys, and the
+        # gateway verifies the units' events with the registry.
+        self.env = {"MOTCUA_KEY_REGISTRY": str(self.registry_file), "MOTCUA_SIGNING_KEYS": str(self.private_dir)}
+
+    def sign(self, unit: str, event: dict) -> dict:
+        return sign_event(event, unit, self.key_ids[unit], self.private[unit])
+
+
+class Token(str):
+    """A unit's token, knowing its unit and signing key: ``client_for`` signs with them."""
+    unit: str
+    key_id: str | None = None
+    signing_key = None
+
+
 @pytest.fixture(scope="module")
-def stack(process_env, catalog_process, engine, clock, tmp_path_factory):
+def unit_keys(tmp_path_factory) -> UnitKeys:
+    return UnitKeys(tmp_path_factory.mktemp("keys"))
+
+
+@pytest.fixture(scope="module")
+def stack(process_env, catalog_process, engine, clock, tmp_path_factory, unit_keys):
     """The services a unit system reaches through the gateway, and the gateway; time set by ``clock``."""
     truncate(engine, *PLATFORM_TABLES)
     logs = tmp_path_factory.mktemp("stack")
-    env = {**process_env, "CLOCK_FILE": str(clock.path)}
+    env = {**process_env, "CLOCK_FILE": str(clock.path), **unit_keys.env}
     clock("2026-03-02T09:00:00+07:00")
     services = {name: ServiceProcess(name, env, logs).start() for name in ("intake", "routing", "fees")}
     gateway = Gateway(env, logs).start()
@@ -59,8 +100,11 @@ def stack(process_env, catalog_process, engine, clock, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def token(stack, process_env):
-    """``token(unit)``: a new token for the unit, issued with ``motcua gateway token issue``."""
-    def issue(unit: str, label: str = "test") -> str:
-        return run_cli(["gateway", "token", "issue", unit, "--label", label], process_env).stdout.strip()
+def token(stack, process_env, unit_keys):
+    """``token(unit)``: a new token for the unit, issued with ``motcua gateway token issue``, which
+    knows the unit's test key."""
+    def issue(unit: str, label: str = "test") -> Token:
+        issued = Token(run_cli(["gateway", "token", "issue", unit, "--label", label], process_env).stdout.strip())
+        issued.unit, issued.key_id, issued.signing_key = unit, unit_keys.key_ids.get(unit), unit_keys.private.get(unit)
+        return issued
     return issue

@@ -21,7 +21,7 @@ from motcua.v1 import catalogue_service_pb2, catalogue_service_pb2_grpc, event_s
 from motcua_client import Client, GatewayError
 from tests.conftest import ROOT, dead_letters
 from tests.e2e.test_intake_desk import wait_for as wait_until
-from tests.gateway.conftest import LAND_REGISTRY, TAX, WARD_3, WARD_5, Gateway, amqp, run_cli
+from tests.gateway.conftest import DISTRICT, LAND_REGISTRY, TAX, WARD_3, WARD_5, Gateway, amqp, run_cli
 
 MARITAL_STATUS = "1.004873"      # ward, 3 working days, lệ phí; the ward handles it itself
 APPLICANT = {"name": "Nguyễn Thị Lan", "id_number": "079203001234", "address": "12 Lê Đức Thọ, Phường 3",
@@ -39,7 +39,9 @@ wait_for = partial(wait_until, timeout=15.0)     # the gateway adds a hop: a lit
 
 
 def client_for(stack, token) -> Client:
-    return Client(stack["gateway"].target, token)
+    """A unit system's client; it signs its events with the unit's test key (``conftest.Token``)."""
+    return Client(stack["gateway"].target, token, unit=getattr(token, "unit", None),
+                  key_id=getattr(token, "key_id", None), signing_key=getattr(token, "signing_key", None))
 
 
 def step_of(client: Client, code: str) -> int:
@@ -104,7 +106,7 @@ def test_the_whole_life_of_a_dossier_through_the_gateway(stack, token):
     assert MARITAL_STATUS in [p.code for p in ward.procedures(unit=WARD_3)]
 
 
-LAND_TRANSFER, DISTRICT = "1.013831", "000.00.20.H29"   # land registry, tax office, land registry
+LAND_TRANSFER = "1.013831"   # land registry, tax office, land registry
 
 
 def test_an_inter_agency_dossier_through_the_agencies_own_systems(stack, token):
@@ -402,14 +404,15 @@ def publish_as(user: str, password: str, routing_key: str, body) -> None:
             content_type="application/json", delivery_mode=2)
 
 
-def test_units_publish_straight_over_rabbitmq_under_their_own_key_only(stack, token, process_env, vhost):
+def test_units_publish_straight_over_rabbitmq_under_their_own_key_only(stack, token, process_env, vhost,
+                                                                      unit_keys):
     created = run_cli(["gateway", "rabbitmq-user", WARD_3], process_env).stdout.strip()
     user, password = created.split("\t")
     assert user == f"unit.{WARD_3}"
     ward = client_for(stack, token(WARD_3))
     code = ward.receive(OFFICIAL, dossier()).code
     for event in signed(code, step_of(ward, code)):
-        publish_as(user, password, f"{WARD_3}.{event['type']}", event)
+        publish_as(user, password, f"{WARD_3}.{event['type']}", unit_keys.sign(WARD_3, event))
     wait_for(lambda: ward.get(OFFICIAL, code).status == 9)
 
     with pytest.raises(Exception) as refused:      # Phường 3 cannot publish as Phường 5
@@ -425,10 +428,12 @@ def test_units_publish_straight_over_rabbitmq_under_their_own_key_only(stack, to
     assert any("occurred_at" in r or "step" in r for r in reasons), reasons
 
 
-def test_the_example_ward_system_runs(stack, token):
+def test_the_example_ward_system_runs(stack, token, unit_keys):
     result = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "ward_system.py"), "--target", stack["gateway"].target,
-         "--token", token(WARD_3), "--official", OFFICIAL, "--timeout", "60"],
+         "--token", token(WARD_3), "--official", OFFICIAL, "--timeout", "60", "--unit", WARD_3,
+         "--key-id", unit_keys.key_ids[WARD_3], "--key-file",
+         str(unit_keys.private_dir / f"{unit_keys.key_ids[WARD_3]}.pem")],
         capture_output=True, text=True, timeout=120, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert result.returncode == 0, result.stdout + result.stderr
     assert "returned" in result.stdout and "dossier.processed" in result.stdout

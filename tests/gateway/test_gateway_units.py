@@ -165,3 +165,26 @@ def test_the_generated_code_is_what_the_protos_make(tmp_path):
                                                shallow=False)
     assert not mismatch and not errors, f"run `make proto`: {mismatch or errors} differ from the protos"
     shutil.rmtree(tmp_path / "motcua")
+
+
+def test_a_unit_events_signature_is_checked_as_the_gateway_reads_the_event():
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from motcua.contracts import signing
+    from motcua_client import sign_event
+    private = Ed25519PrivateKey.generate()
+    registry = signing.KeyRegistry([signing.UnitKey("000.03.20.H29", "k1", signing.public_key_text(private), AT)])
+    sent = sign_event({**EVENT, "note": " Đã ký "}, "000.03.20.H29", "k1", private)
+    assert ingest.check_signature(registry, "000.03.20.H29", ingest.parse(sent), sent, AT) == \
+        ingest.Signature("k1", sent["signature"])
+    with pytest.raises(ingest.BadSignature) as other:          # Phường 5 cannot use Phường 3's key
+        ingest.check_signature(registry, "000.05.20.H29", ingest.parse(sent), sent, AT)
+    assert other.value.why == signing.OTHER_UNIT
+    with pytest.raises(ingest.BadSignature) as malformed:
+        ingest.check_signature(registry, "000.03.20.H29", ingest.parse(EVENT), {**EVENT, "signature": 5}, AT)
+    assert malformed.value.why == signing.MALFORMED
+    assert ingest.check_signature(registry, "000.03.20.H29", ingest.parse(EVENT), EVENT, AT,
+                                  required=False) == ingest.Signature()
+    with pytest.raises(ingest.BadSignature) as unsigned:
+        ingest.check_signature(registry, "000.03.20.H29", ingest.parse(EVENT), EVENT, AT)
+    assert (unsigned.value.field, unsigned.value.why) == ("signature", signing.MISSING)
