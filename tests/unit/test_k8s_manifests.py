@@ -268,7 +268,8 @@ def secret_problems(resources: list[dict]) -> list[str]:
                     problems.append(f"{where}: envFrom secret {source['secretRef']['name']}, which nothing creates")
     for name, config_map in by_kind(resources, "ConfigMap").items():
         for key in config_map.get("data", {}):
-            if re.search(r"PASSWORD|SECRET|KEY|MERCHANTS|TOKEN", key):
+            # The two key settings are where the keys are mounted (paths), not keys.
+            if re.search(r"PASSWORD|SECRET|KEY|MERCHANTS|TOKEN", key) and key not in KEY_LOCATIONS:
                 problems.append(f"ConfigMap/{name}: {key} belongs in a secret")
     return problems
 
@@ -413,6 +414,9 @@ def _settings_available(container: dict, resources: list[dict]) -> set[str]:
     return names
 
 
+KEY_LOCATIONS = {"MOTCUA_KEY_REGISTRY", "MOTCUA_SIGNING_KEYS"}
+
+
 def compose_problems(resources: list[dict]) -> list[str]:
     problems = []
     deployments = by_kind(resources, "Deployment")
@@ -472,6 +476,19 @@ def compose_problems(resources: list[dict]) -> list[str]:
         if missing:
             problems.append(f"{name}: settings of docker-compose.yml missing: {sorted(missing)}")
     return problems
+
+
+def test_the_units_keys_are_mounted_where_the_settings_say():
+    settings = by_kind(BASE, "ConfigMap")["motcua-settings"]["data"]
+    for name, wanted in (("routing", {"key-registry", "signing-keys"}), ("gateway", {"key-registry"})):
+        pod = by_kind(BASE, "Deployment")[name]["spec"]["template"]["spec"]
+        mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+        assert set(mounts) == wanted
+        assert settings["MOTCUA_KEY_REGISTRY"].startswith(mounts["key-registry"] + "/")
+        if "signing-keys" in mounts:
+            assert settings["MOTCUA_SIGNING_KEYS"] == mounts["signing-keys"]
+            secret = next(v for v in pod["volumes"] if v["name"] == "signing-keys")["secret"]
+            assert secret["secretName"] == "motcua-signing-keys"
 
 
 def test_every_compose_service_port_health_check_and_setting_has_its_counterpart():
