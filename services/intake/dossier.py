@@ -47,6 +47,7 @@ ACTION_VI = {
     "receive_supplement": "nhận hồ sơ bổ sung", "withdraw": "rút hồ sơ", "start_step": "chuyển xử lý",
     "request_obligation": "yêu cầu nghĩa vụ tài chính", "settle_obligation": "hoàn thành nghĩa vụ tài chính",
     "processed": "ghi nhận kết quả giải quyết", "return": "trả kết quả",
+    "unit_reorganised": "chuyển đơn vị do sắp xếp đơn vị hành chính",
 }
 # Statuses in which the dossier is closed at the desk: a new appointment date means nothing there.
 CLOSED = frozenset({Status.REFUSED, Status.WITHDRAWN, Status.RETURNED})
@@ -384,6 +385,22 @@ class Dossier:
         self._record(now, agency, "apology_issued", self.status, self.status,
                      {"reason": reason, "previous_appointment_date": previous.isoformat(),
                       "appointment_date": new_date.isoformat()})
+        return []
+
+    # --- reorganisation ----------------------------------------------------------------------
+
+    def move_to(self, successor: str, reorganisation: str, now: datetime) -> list[Envelope]:
+        """Its unit merged into ``successor``: the dossier goes on there. Its code keeps the old
+        unit's prefix (a code is issued once), its deadline and history stay; the hand-over is
+        recorded. A handling agency that was the desk itself follows it."""
+        previous = self.unit
+        if previous == successor:
+            return []
+        self.unit = successor
+        if self.handling_agency == previous:
+            self.handling_agency = successor
+        self._record(now, Actor("catalog", None), "unit_reorganised", self.status, self.status,
+                     {"from": previous, "to": successor, "reorganisation": reorganisation})
         return []
 
     # --- inside ----------------------------------------------------------------------------
