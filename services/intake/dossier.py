@@ -156,6 +156,7 @@ class Dossier:
     book_year: int | None = None
     book_volume: int | None = None
     book_line: int | None = None
+    book_unit: str | None = None    # whose tracking book holds the line: the receiving desk's, for good
     transferred_at: datetime | None = None
     processed_at: datetime | None = None
     fees_outstanding: int = 0
@@ -224,6 +225,7 @@ class Dossier:
         date_ = appointment(now, self.procedure["time_limit"], calendar)
         self.received_at, self.received_by, self.appointment_date = now, actor.name, date_
         self.book_year, self.book_volume, self.book_line = book.year, book.volume, book.line
+        self.book_unit = self.unit
         self._change(now, actor, "receive", Status.RECEIVED, {**note, "appointment_date": date_.isoformat()},
                      new=new)
         return self._emit("dossier.received", now, {

@@ -60,6 +60,7 @@ def test_dossiers_in_flight_move_with_code_deadline_and_history_once():
     moved = uow.dossiers.saved[moving]
     assert (moved.code, moved.unit, moved.handling_agency) == (moving, WARD_7, WARD_7)
     assert moved.code.startswith(WARD_5)                # the code is issued once
+    assert moved.book_unit == WARD_5                    # its line stays in the book that received it
     assert moved.appointment_date == before.appointment_date and moved.status == before.status
     assert moved.history[:-1] == before.history
     assert len([h for h in moved.history if h.action == "unit_reorganised"]) == 1
