@@ -138,3 +138,18 @@ def test_the_go_vap_example_checks_against_the_shipped_catalogue():
     path = ROOT / "services/catalog/data/reorganisations/2025-07-01-go-vap.yml"
     plan = parse_reorganisation(yaml.safe_load(path.read_text()), units, {p.code for p in catalogue.procedures})
     assert plan.reorganisation.effective_from == date(2025, 7, 1)
+
+
+def test_the_command_checks_a_file_and_names_file_entry_field_and_reason(tmp_path, capsys):
+    from apps.cli import main
+
+    path = tmp_path / "merger.yml"
+    path.write_text(yaml.safe_dump(merger(m_dissolved=["000.03.20.H29", "000.77.20.H29"]), allow_unicode=True))
+    assert main(["reorganise", "check", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert (f"{path}: mergers[0] 000.90.20.H29: dissolved[1]: no unit has the code 000.77.20.H29 in the "
+            "catalogue") in err
+    assert f"{path}: 1 error(s); nothing applied" in err
+    path.write_text(yaml.safe_dump(merger(), allow_unicode=True))
+    assert main(["reorganise", "check", str(path)]) == 0
+    assert "000.01.20.H29, 000.03.20.H29 -> 000.90.20.H29 (1 new unit(s)): valid" in capsys.readouterr().out
