@@ -7,7 +7,6 @@ wards other tests use. From the effective date (Wednesday 1 July 2026, Asia/Ho_C
 desks refuse receipts naming the successor; the dossiers in flight finish at the successor with their
 codes, deadlines and history; report II.06a balances across the date, every dossier counted once,
 under the unit that holds it, the roll-ups agreeing with the scan of the workflows."""
-import time
 from urllib.parse import quote
 
 import pytest
@@ -20,7 +19,7 @@ from motcua.contracts.periods import parse_period
 from services.routing import models as routing_models
 from services.routing import reports
 from tests.conftest import ROOT
-from tests.e2e.conftest import ServiceProcess, run_cli, wait_healthy  # noqa: F401
+from tests.e2e.conftest import ServiceProcess, run_cli
 from tests.e2e.test_intake_desk import APPLICANT, wait_for
 
 WARD_A, WARD_B, MERGED = "000.98.20.H29", "000.99.20.H29", "000.88.20.H29"
