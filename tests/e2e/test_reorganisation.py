@@ -158,6 +158,11 @@ def test_two_wards_merge_on_a_date(stack, clock, engine):
         assert dossier(intake, code, DESK_A if old == WARD_A else DESK_B) is None      # the old desk: 403
     assert wait_for(lambda: dossier(routing, first, DESK_M))["due_date"] == before["due_date"]
     assert dossier(intake, closed, DESK_A)["unit"] == WARD_A                           # closed: stays
+    # The old desk's tracking book keeps its lines; the successor's officials read it.
+    book = requests.get(f"{intake.url}/api/v1/tracking-book", headers=DESK_M, timeout=5,
+                        params={"unit": WARD_A, "from": "2026-06-01", "to": "2026-07-31"})
+    assert book.status_code == 200, book.text
+    assert [(line["code"], line["line"]) for line in book.json()["lines"]] == [(first, 1), (closed, 2), (last_day, 3)]
 
     # From the date the old desks refuse receipts, naming the successor; the successor receives.
     # (a refusal is a falsy Response: wait for a list holding it)
