@@ -9,6 +9,8 @@
     motcua catalog check FILE     validate a catalogue file; names file, entry, field and reason
     motcua catalog load [FILE]    publish a catalogue file (new versions of what changed)
     motcua notify zalo-check [FILE]  validate notify's Zalo ZNS template mapping; names the field
+    motcua reorganise check FILE [--catalogue FILE]  validate a reorganisation file (units that merge)
+    motcua reorganise apply FILE  apply it from its effective date (idempotent)
     motcua report ii06a --unit CODE --from DATE --to DATE [--format csv]
     motcua report fees --unit CODE --from DATE --to DATE [--format csv]
     motcua fees quote --procedure CODE [--pages N] [--copies N]
@@ -312,6 +314,70 @@ def cmd_catalog_resync(args) -> int:
             added, written = catalogue.fill(connection, name, procedures, units)
         engine.dispose()
         print(f"{name}: {added} procedure versions added ({len(procedures)} in the catalogue), {written} units written")
+    return 0
+
+
+# --- reorganise: units that merge ----------------------------------------------------------------
+
+def _read_reorganisation(path: str, units: dict, procedures):
+    from services.catalog.reorganisation import ReorganisationInvalid, parse_reorganisation
+
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise UsageError(f"{path}: not valid YAML: {exc}") from None
+    try:
+        return parse_reorganisation(data, units, procedures)
+    except ReorganisationInvalid as invalid:
+        lines = [f"{path}: {issue}" for issue in invalid.issues]
+        raise UsageError("\n".join(lines + [f"{path}: {len(lines)} error(s); nothing applied"])) from None
+
+
+def _describe_plan(path: str, plan) -> str:
+    r = plan.reorganisation
+    merged = "; ".join(f"{', '.join(t.dissolved)} -> {t.successor}" for t in r.transfers)
+    return (f"{path}: {r.name}: from {r.effective_from.isoformat()}: {merged}"
+            f" ({len(plan.new_units)} new unit(s))")
+
+
+def cmd_reorganise_check(args) -> int:
+    """Checked against a catalogue file (default: the shipped one), any day: no database needed."""
+    from dataclasses import asdict
+
+    catalogue = _read_catalogue(args.catalogue or str(DEFAULT_CATALOGUE))
+    units = {u.code: {**asdict(u), "dissolved_on": None, "successor": None} for u in catalogue.units}
+    plan = _read_reorganisation(args.file, units, {p.code for p in catalogue.procedures})
+    print(_describe_plan(args.file, plan) + ": valid")
+    return 0
+
+
+def cmd_reorganise_apply(args) -> int:
+    """Checked against the catalogue's database and applied in one transaction, from the effective
+    date only (before it the old desks still receive: nothing to move yet)."""
+    from sqlalchemy.orm import Session
+
+    from motcua.contracts.calendar import local_date
+    from motcua.runtime.clock import clock_from_config
+    from motcua.runtime.db import database_url, make_engine
+    from services.catalog import store
+
+    config = _config(SERVICES["catalog"])
+    today = local_date(clock_from_config(config)())
+    engine = make_engine(database_url(config), pool_size=1, application_name="motcua-reorganise")
+    try:
+        with Session(engine) as session, session.begin():
+            plan = _read_reorganisation(args.file, store.units_by_code(session), store.procedure_codes(session))
+            effective = plan.reorganisation.effective_from
+            if today < effective:
+                raise UsageError(f"{args.file}: takes effect on {effective.isoformat()}; today is "
+                                 f"{today.isoformat()}: apply it on or after that day (check works any day)")
+            changed = store.apply_reorganisation(session, plan)
+    finally:
+        engine.dispose()
+    print(_describe_plan(args.file, plan) + (f": applied, {changed} unit(s) changed" if changed
+                                             else ": already applied, nothing changed"))
     return 0
 
 
@@ -625,6 +691,16 @@ def build_parser() -> argparse.ArgumentParser:
     zalo_check = notify_commands.add_parser("zalo-check", help="validate the Zalo ZNS template mapping")
     zalo_check.add_argument("file", nargs="?", help="default: ZALO_TEMPLATES_FILE or the shipped one")
     zalo_check.set_defaults(handler=cmd_notify_zalo_check)
+
+    reorganise = commands.add_parser("reorganise", help="units that merge on a date (a reorganisation file)")
+    reorganise_commands = reorganise.add_subparsers(dest="reorganise_command", required=True, parser_class=_Parser)
+    reorganise_check = reorganise_commands.add_parser("check", help="validate a reorganisation file")
+    reorganise_check.add_argument("file")
+    reorganise_check.add_argument("--catalogue", help="the catalogue file it refers to (default: the shipped one)")
+    reorganise_check.set_defaults(handler=cmd_reorganise_check)
+    reorganise_apply = reorganise_commands.add_parser("apply", help="apply a reorganisation file (idempotent)")
+    reorganise_apply.add_argument("file")
+    reorganise_apply.set_defaults(handler=cmd_reorganise_apply)
 
     report = commands.add_parser("report", help="reports")
     report_commands = report.add_subparsers(dest="report_command", required=True, parser_class=_Parser)

@@ -127,6 +127,12 @@ SCHEMAS: dict[tuple[str, int], Schema] = {
         "A catalogue was loaded: ``units`` is every unit as the catalogue answers it.",
         units="list",
     ),
+    ("catalog.units_reorganised", 1): schema(
+        "Units merged from ``effective_from``: each of ``transfers`` names the dissolved units, their "
+        "successor and the procedures it takes over (``all`` or a list of codes); every service moves "
+        "its own dossiers in flight (``motcua.contracts.reorganisations``).",
+        name="str", effective_from="date", transfers="list",
+    ),
     # --- intake (the desk) ---
     ("dossier.submitted_online", 1): schema(
         "A citizen submitted a dossier online (status 1); a desk officer has to accept or refuse it.",

@@ -19,6 +19,10 @@ units = Table(
     Column("desk", Boolean, nullable=False),
     Column("address", Text),
     Column("office_hours", Text),
+    # A reorganisation's (``motcua reorganise apply``), never a catalogue load's: from this local date
+    # the unit's desk no longer receives and ``successor`` holds its dossiers.
+    Column("dissolved_on", Date),
+    Column("successor", Text),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 

@@ -14,6 +14,8 @@ from motcua.runtime.web import http
 from werkzeug.wrappers import Response
 
 from motcua.contracts.calendar import TZ, local_date, parse_time_limit
+from motcua.contracts.reorganisations import dissolved
+from motcua.runtime.clock import Clock
 from motcua.runtime.observability import PlatformService, error_response, json_response
 from motcua.runtime.outbox import OutboxRelay
 from services.catalog import models, store
@@ -55,6 +57,7 @@ def render(template: str, status: int = 200, **context) -> Response:
 class CatalogService(PlatformService):
     name = "catalog"
     outbox = OutboxRelay(models.outbox)
+    now = Clock()
 
     # --- RPC ---------------------------------------------------------------------------
 
@@ -142,13 +145,17 @@ class CatalogService(PlatformService):
     def page_list(self, request):
         args = request.args
         with self.db.transaction() as session:
-            units = [store.unit_view(row) for row in store.list_units(session) if row.desk]
+            today = local_date(self.now())
+            every = {row.code: store.unit_view(row) for row in store.list_units(session)}
+            # A desk a reorganisation dissolved is no place to submit from its effective date: the
+            # page names its successor instead.
+            units = [u for u in every.values() if u["desk"] and not dissolved(u, today)]
+            merged = [(u, every.get(u["successor"])) for u in every.values() if dissolved(u, today)]
             unit_row = store.get_unit(session, args.get("unit")) if args.get("unit") else None
-            today = parse_at(None)
             rows = store.search_procedures(session, today, unit=unit_row and store.as_unit(unit_row),
                                            field_name=args.get("field") or None, query=args.get("q") or None)
             all_fields = store.fields(session, today)
-        return render("list.html", procedures=[store.procedure_view(row) for row in rows], units=units,
+        return render("list.html", procedures=[store.procedure_view(row) for row in rows], units=units, merged=merged,
                       fields=all_fields, q=args.get("q", ""), field=args.get("field", ""),
                       unit=args.get("unit", ""))
 

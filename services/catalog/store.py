@@ -17,6 +17,8 @@ from services.catalog.domain import Catalogue, Procedure, Unit
 
 PROCEDURE_CODE = re.compile(r"^\d\.\d{6}$")
 UNIT_FIELDS = ("code", "name", "short_name", "kind", "parent", "admin_code", "desk", "address", "office_hours")
+# Set by a reorganisation only: a catalogue load leaves them as they are.
+REORGANISED_FIELDS = ("dissolved_on", "successor")
 
 
 @dataclass
@@ -166,8 +168,51 @@ def get_unit(session: Session, code: str):
 
 
 def unit_view(row) -> dict:
-    return {name: getattr(row, name) for name in UNIT_FIELDS}
+    dissolved_on = row.dissolved_on
+    return {**{name: getattr(row, name) for name in UNIT_FIELDS},
+            "dissolved_on": dissolved_on.isoformat() if dissolved_on else None, "successor": row.successor}
 
 
 def as_unit(row) -> Unit:
-    return Unit(**unit_view(row))
+    return Unit(**{name: getattr(row, name) for name in UNIT_FIELDS})
+
+
+# --- reorganisations -------------------------------------------------------------------------
+
+def units_by_code(session: Session) -> dict[str, dict]:
+    return {row.code: unit_view(row) for row in list_units(session)}
+
+
+def procedure_codes(session: Session) -> set[str]:
+    v = models.procedure_versions
+    return set(session.execute(select(v.c.code).distinct()).scalars())
+
+
+def apply_reorganisation(session: Session, plan, *, correlation_id: str | None = None) -> int:
+    """Write a checked reorganisation (``reorganisation.Plan``): the successors that are new, and
+    each dissolved unit's date and successor; then announce it (``catalog.units_reorganised`` and
+    the units as they now are). Returns the units changed: 0 when it was applied already, and then
+    nothing is announced again (the services moved their dossiers when they heard it first)."""
+    reorganisation, changed = plan.reorganisation, 0
+    session.execute(select(func.pg_advisory_xact_lock(func.hashtext("catalog:reorganise"))))
+    for unit in plan.new_units:
+        changed += session.execute(insert(models.units).values(
+            **{name: getattr(unit, name) for name in UNIT_FIELDS}).on_conflict_do_nothing()).rowcount
+    u = models.units
+    for transfer in reorganisation.transfers:
+        changed += session.execute(u.update().where(
+            u.c.code.in_(transfer.dissolved),
+            or_(u.c.dissolved_on.is_distinct_from(reorganisation.effective_from),
+                u.c.successor.is_distinct_from(transfer.successor)))
+            .values(dissolved_on=reorganisation.effective_from, successor=transfer.successor,
+                    updated_at=func.now())).rowcount
+    if not changed:
+        return 0
+    units = list_units(session)
+    owner = next((row.code for row in units if row.kind == "district"), reorganisation.transfers[0].successor)
+    outbox.add(session, models.outbox, new_event(
+        "catalog.units_reorganised", reorganisation.payload(), unit=owner, correlation_id=correlation_id))
+    outbox.add(session, models.outbox, new_event(
+        "catalog.units_published", {"units": [unit_view(row) for row in units]}, unit=owner,
+        correlation_id=correlation_id))
+    return changed

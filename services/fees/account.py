@@ -247,6 +247,15 @@ class Account:
                                                    "refunded_at": iso(now),
                                                    "receipt_number": receipt_label(year, number)})]
 
+    # --- a reorganisation ------------------------------------------------------------------------
+
+    def move_to(self, successor: str) -> list[Envelope]:
+        """Its desk merged into ``successor``: money for this dossier is collected (and refunded)
+        there from now on, on the successor's receipt numbers. Receipts already issued keep the
+        desk and number they were issued with."""
+        self.unit = successor
+        return []
+
     # --- settlement ------------------------------------------------------------------------------
 
     def _settle_if_paid(self, now: datetime) -> list[Envelope]:

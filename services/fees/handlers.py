@@ -16,6 +16,7 @@ from motcua.contracts.actors import Actor
 from motcua.contracts.calendar import TZ, local_date
 from motcua.contracts.events import Envelope
 from motcua.contracts.refusals import Forbidden, NotFound
+from motcua.contracts.reorganisations import Reorganisation
 from motcua.runtime.inbox import NotYet
 from services.fees import domain
 from services.fees.account import METHODS, Account, receipt_label, receipt_view
@@ -138,6 +139,17 @@ def refund(event: Envelope, uow) -> None:
         return   # refused before receipt (an online submission): nothing was ever charged
     reason = "refused" if event.type == "dossier.refused" else "withdrawn"
     uow.save(account, account.close(reason=reason, now=uow.now, numbers=uow.receipt_number))
+
+
+def reorganised(event: Envelope, uow) -> None:
+    """Units merged: the open accounts of a dissolved desk go on at its successor, in this one
+    transaction (a closed one stays with the desk that closed it)."""
+    reorganisation = Reorganisation.from_payload(event.payload)
+    for code in uow.accounts.open_at(sorted(reorganisation.dissolved)):
+        account = uow.accounts.get(code)
+        successor = reorganisation.successor(account.unit, account.procedure_code)
+        if successor is not None:
+            uow.save(account, account.move_to(successor))
 
 
 # --- payments ----------------------------------------------------------------------------------
@@ -288,6 +300,7 @@ HANDLERS: dict[type | str, Callable[[Any, Any], Any]] = {
     "dossier.step_started": start_processing,
     "dossier.refused": refund,
     "dossier.withdrawn": refund,
+    "catalog.units_reorganised": reorganised,
     # commands
     Pay: pay,
     GatewayCallback: gateway_callback,

@@ -68,6 +68,11 @@ class SqlAccountRepository:
                                     {(r.year, r.number): r.cancelled_at for r in account.receipts})
         return account
 
+    def open_at(self, units: list[str]) -> list[str]:
+        """The codes of the accounts of these desks not closed (refused, withdrawn), in code order."""
+        return list(self.session.execute(select(acc.c.code).where(acc.c.unit.in_(units), acc.c.closed_reason.is_(None))
+                                         .order_by(acc.c.code)).scalars())
+
     def code_of_receipt(self, unit: str, year: int, number: int) -> str | None:
         return self.session.execute(select(rec.c.code).where(
             rec.c.unit == unit, rec.c.year == year, rec.c.number == number)).scalar_one_or_none()

@@ -279,3 +279,7 @@ class FeesService(PlatformService):
     @event_consumer("dossier.withdrawn")
     def on_withdrawn(self, events):
         self._apply(events)
+
+    @event_consumer("catalog.units_reorganised")
+    def on_units_reorganised(self, events):
+        self._apply(events)

@@ -9,12 +9,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from datetime import datetime
+from datetime import date, datetime
+from typing import Mapping
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
-from motcua.contracts.refusals import Invalid, NotFound, Unauthenticated
+from motcua.contracts.refusals import Forbidden, Invalid, NotFound, Unauthenticated
+from motcua.contracts.reorganisations import dissolved
 from services.gateway.models import credentials
 
 
@@ -46,6 +48,16 @@ def authenticate(session: Session, token: str, now: datetime) -> tuple[str, str]
     if not valid:
         raise Unauthenticated("authorization", "unknown, revoked or expired token")
     return row.unit, token_id
+
+
+def require_active_unit(unit: str, entry: Mapping | None, day: date) -> None:
+    """From a reorganisation's effective date (``day``: the local date) a dissolved unit's tokens
+    are refused, naming the successor. They do not act for the successor: its system gets tokens of
+    its own, so the audit log keeps saying which unit acted."""
+    successor = dissolved(entry, day)
+    if successor:
+        raise Forbidden("authorization", f"unit {unit} was dissolved on {entry['dissolved_on']} (merged into "
+                                         f"{successor}): its tokens no longer act; issue a token of {successor}")
 
 
 def issue(session: Session, unit: str, now: datetime, *, label: str = "", expires_at: datetime | None = None) -> str:

@@ -20,6 +20,7 @@ from prometheus_client import Counter, Gauge
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from motcua.contracts.calendar import local_date
 from motcua.runtime.db import make_engine
 from motcua.contracts.refusals import Conflict, Forbidden, Invalid, NotFound, Refusal, Unauthenticated
 from motcua.runtime.inbox import transient
@@ -36,6 +37,9 @@ SUBSCRIBERS = Gauge("motcua_gateway_subscribers", "Unit systems subscribed to th
 STATUS_OF = {Invalid: grpc.StatusCode.INVALID_ARGUMENT, Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
              Forbidden: grpc.StatusCode.PERMISSION_DENIED, NotFound: grpc.StatusCode.NOT_FOUND,
              Conflict: grpc.StatusCode.FAILED_PRECONDITION}
+
+
+UNIT_SECONDS = 60.0      # how long the gateway remembers whether a caller's unit was dissolved
 
 
 class Unavailable(Exception):
@@ -74,6 +78,7 @@ class Platform:
         self._local = threading.local()
         self._proxies: list[ClusterRpcProxy] = []
         self._lock = threading.Lock()
+        self._units: dict[str, tuple[float, dict | None]] = {}     # unit -> (when asked, catalogue entry)
 
     @contextmanager
     def transaction(self):
@@ -141,6 +146,15 @@ class Platform:
         with self.transaction() as session:
             return credentials.authenticate(session, credentials.bearer(metadata), self.now())
 
+    def unit_entry(self, unit: str) -> dict | None:
+        """The catalogue's entry of a caller's unit, asked once a minute per unit (outside any
+        transaction): whether a reorganisation dissolved it."""
+        at, entry = self._units.get(unit, (None, None))
+        if at is None or time.monotonic() - at >= UNIT_SECONDS:
+            entry = self.call("catalog", "get_unit", unit)
+            self._units[unit] = (time.monotonic(), entry)
+        return entry
+
     def audit(self, *, unit: str, credential: str, method: str, dossier: str, result: str, detail: str) -> None:
         with self.transaction() as session:
             audit.append(session, at=self.now(), unit=unit, credential=credential, method=method,
@@ -169,6 +183,8 @@ class Answer:
 
     def authenticate(self) -> Caller:
         self.unit, self.credential = self.platform.authenticate(self.context)
+        credentials.require_active_unit(self.unit, self.platform.unit_entry(self.unit),
+                                        local_date(self.platform.now()))
         remaining = self.context.time_remaining()
         self.caller = Caller(self.unit, self.credential,
                              self.started + remaining if remaining is not None else None)

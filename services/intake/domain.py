@@ -5,9 +5,11 @@ from __future__ import annotations
 import re
 import secrets
 from dataclasses import dataclass
+from datetime import date
 from typing import Any, Iterable, Mapping, Sequence
 
 from motcua.contracts.calendar import parse_time_limit
+from motcua.contracts.reorganisations import dissolved
 from motcua.contracts.refusals import Conflict, Forbidden, Invalid, NotFound, Refusal  # noqa: F401 (the desk's refusals)
 from motcua.contracts.text import fold
 from motcua.contracts.vocabulary import (
@@ -238,6 +240,16 @@ def accepted_at(procedure: Mapping, unit: Mapping) -> None:
         where = {"ward": "UBND phường", "district": "UBND quận"}.get(procedure["level"], procedure["level"])
         raise Invalid("procedure_code", f"{procedure['code']} is received at the desk of the {procedure['level']} "
                                         f"({where}), not at {unit['short_name']}")
+
+
+def require_receiving(unit: Mapping, day: date, successor: Mapping | None = None) -> None:
+    """From a reorganisation's effective date (``day``: the local date) a dissolved desk receives
+    nothing; the citizen is told where to go instead."""
+    code = dissolved(unit, day)
+    if code:
+        name = f"{successor['short_name']} ({code})" if successor else code
+        raise Conflict("unit", f"{unit['short_name']} no longer receives dossiers from {unit['dissolved_on']} "
+                               f"(merged into {name}): submit at {name}")
 
 
 def handling_agency(procedure: Mapping, unit_code: str) -> str:

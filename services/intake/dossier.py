@@ -47,6 +47,7 @@ ACTION_VI = {
     "receive_supplement": "nhận hồ sơ bổ sung", "withdraw": "rút hồ sơ", "start_step": "chuyển xử lý",
     "request_obligation": "yêu cầu nghĩa vụ tài chính", "settle_obligation": "hoàn thành nghĩa vụ tài chính",
     "processed": "ghi nhận kết quả giải quyết", "return": "trả kết quả",
+    "unit_reorganised": "chuyển đơn vị do sắp xếp đơn vị hành chính",
 }
 # Statuses in which the dossier is closed at the desk: a new appointment date means nothing there.
 CLOSED = frozenset({Status.REFUSED, Status.WITHDRAWN, Status.RETURNED})
@@ -155,6 +156,7 @@ class Dossier:
     book_year: int | None = None
     book_volume: int | None = None
     book_line: int | None = None
+    book_unit: str | None = None    # whose tracking book holds the line: the receiving desk's, for good
     transferred_at: datetime | None = None
     processed_at: datetime | None = None
     fees_outstanding: int = 0
@@ -223,6 +225,7 @@ class Dossier:
         date_ = appointment(now, self.procedure["time_limit"], calendar)
         self.received_at, self.received_by, self.appointment_date = now, actor.name, date_
         self.book_year, self.book_volume, self.book_line = book.year, book.volume, book.line
+        self.book_unit = self.unit
         self._change(now, actor, "receive", Status.RECEIVED, {**note, "appointment_date": date_.isoformat()},
                      new=new)
         return self._emit("dossier.received", now, {
@@ -384,6 +387,22 @@ class Dossier:
         self._record(now, agency, "apology_issued", self.status, self.status,
                      {"reason": reason, "previous_appointment_date": previous.isoformat(),
                       "appointment_date": new_date.isoformat()})
+        return []
+
+    # --- reorganisation ----------------------------------------------------------------------
+
+    def move_to(self, successor: str, reorganisation: str, now: datetime) -> list[Envelope]:
+        """Its unit merged into ``successor``: the dossier goes on there. Its code keeps the old
+        unit's prefix (a code is issued once), its deadline and history stay; the hand-over is
+        recorded. A handling agency that was the desk itself follows it."""
+        previous = self.unit
+        if previous == successor:
+            return []
+        self.unit = successor
+        if self.handling_agency == previous:
+            self.handling_agency = successor
+        self._record(now, Actor("catalog", None), "unit_reorganised", self.status, self.status,
+                     {"from": previous, "to": successor, "reorganisation": reorganisation})
         return []
 
     # --- inside ----------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from motcua.contracts.calendar import local_date
 from motcua.contracts.events import Envelope
 from motcua.contracts.refusals import Forbidden, Invalid, NotFound
 from motcua.contracts.remaining import office_hours_of
+from motcua.contracts.reorganisations import Reorganisation
 from motcua.runtime.inbox import about
 from services.intake import domain, views
 from services.intake.dossier import BookLine, Dossier
@@ -84,6 +85,8 @@ def parse_submission(uow, actor: Actor, body: Any, now: datetime) -> domain.Subm
     unit = uow.catalogue.unit(unit_code)
     if unit is None:
         raise NotFound("unit", f"no unit with code {unit_code}")
+    if unit.get("successor"):
+        domain.require_receiving(unit, local_date(now), uow.catalogue.unit(unit["successor"]))
     code = body.get("procedure_code")
     if not isinstance(code, str) or not code.strip():
         raise Invalid("procedure_code", "is required")
@@ -294,6 +297,21 @@ def on_deadline_changed(dossier: Dossier, event: Envelope, command: Command, uow
     dossier.deadline_changed(date.fromisoformat(due) if due else None, event.payload["reason"], command.now)
 
 
+def on_units_reorganised(command: Command, uow) -> None:
+    """Units merged: each dossier in flight at a dissolved desk goes on at its successor, with its
+    code, deadline and history (a hand-over recorded on it), in this one transaction."""
+    event = command.event
+    if not uow.first_time(event):
+        return
+    reorganisation = Reorganisation.from_payload(event.payload)
+    for code in uow.dossiers.in_flight_at(sorted(reorganisation.dissolved)):
+        dossier = uow.dossiers.get(code, for_update=True)
+        successor = reorganisation.successor(dossier.unit, dossier.procedure_code)
+        if successor is not None:
+            dossier.move_to(successor, reorganisation.name, command.now)
+            uow.save(dossier)
+
+
 HANDLERS: dict[str, Callable[[Command, Any], Any]] = {
     "check": check,
     "receive": receive,
@@ -317,6 +335,7 @@ HANDLERS: dict[str, Callable[[Command, Any], Any]] = {
     "fees.paid": on_fees,
     "fees.settled": on_fees,
     "fees.payment_cancelled": on_fees,
+    "catalog.units_reorganised": on_units_reorganised,
 }
 CONSUMED = tuple(key for key in HANDLERS if "." in key)
 

@@ -45,6 +45,9 @@ dossiers = Table(
     Column("book_year", Integer),
     Column("book_volume", Integer),
     Column("book_line", Integer),
+    # The desk whose book holds the line (Mẫu 06): the unit that received the dossier; a
+    # reorganisation moves the dossier (``unit``), never its line in the old desk's book.
+    Column("book_unit", Text),
     Column("transferred_at", DateTime(timezone=True)),
     Column("processed_at", DateTime(timezone=True)),
     Column("fees_required", Boolean, nullable=False),
@@ -61,7 +64,7 @@ Index("ix_dossiers_unit_status", dossiers.c.unit, dossiers.c.status)
 Index("ix_dossiers_unit_appointment", dossiers.c.unit, dossiers.c.appointment_date)
 Index("ix_dossiers_applicant_key", dossiers.c.applicant_key)
 Index("ix_dossiers_applicant_id", dossiers.c.applicant_id_number)
-Index("ix_dossiers_book", dossiers.c.unit, dossiers.c.book_year, dossiers.c.book_line, unique=True)
+Index("ix_dossiers_book", dossiers.c.book_unit, dossiers.c.book_year, dossiers.c.book_line, unique=True)
 
 # Who did what and when, for every dossier (ISO 9001: every step recorded with actor and time).
 history = Table(

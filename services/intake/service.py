@@ -162,8 +162,10 @@ class IntakeService(PlatformService):
             if fmt not in ("json", "html", "pdf"):
                 raise Invalid("format", "must be json, html or pdf")
             if fmt == "json":
-                return tracking_book(session, now, actor, args.get("unit"), args.get("from"), args.get("to"))
-            unit, rows, first, last = book_rows(session, actor, args.get("unit"), args.get("from"), args.get("to"))
+                return tracking_book(session, now, actor, args.get("unit"), args.get("from"), args.get("to"),
+                                     self.catalog.get_unit)
+            unit, rows, first, last = book_rows(session, actor, args.get("unit"), args.get("from"), args.get("to"),
+                                                self.catalog.get_unit)
             data = printing.tracking_book(rows, *self._unit_and_parent(unit), first, last, self._agency_name)
             return self._document("mau-06", data, fmt, f"so-theo-doi-{unit}-{first}-{last}")
         return self._query(request, book)
@@ -263,7 +265,7 @@ class IntakeService(PlatformService):
     @rpc
     def tracking_book(self, official: str, unit: str, start: str | None = None, end: str | None = None) -> dict:
         """The lines of the unit's tracking book (Mẫu 06) received between two dates."""
-        return self._call(tracking_book, Actor(official, unit), unit, start, end)
+        return self._call(tracking_book, Actor(official, unit), unit, start, end, self.catalog.get_unit)
 
     @rpc
     def act(self, official: str, unit: str, code: str, action: str, body: dict | None = None) -> dict:
@@ -354,16 +356,17 @@ class _Catalogue:
         return self.proxy.get_procedure(code, at=at.isoformat())
 
 
-def book_rows(session, actor: Actor, unit: str | None, start, end) -> tuple:
-    """The book's lines of ``unit`` (default: the official's own) between two dates."""
+def book_rows(session, actor: Actor, unit: str | None, start, end, unit_of=lambda code: None) -> tuple:
+    """The book's lines of ``unit`` (default: the official's own) between two dates; also the book
+    of a desk a reorganisation merged into the official's (``unit_of``: the catalogue's entry)."""
     unit = unit or actor.unit
-    if unit != actor.unit:
+    if unit != actor.unit and (unit_of(unit) or {}).get("successor") != actor.unit:
         raise Forbidden("unit", f"an official of {actor.unit} cannot read the book of {unit}")
     period = parse_period(start, end)
     return unit, store.tracking_book(session, unit, period.begin, period.end), period.first, period.last
 
 
-def tracking_book(session, now, actor: Actor, unit: str | None, start, end) -> dict:
-    unit, rows, first, last = book_rows(session, actor, unit, start, end)
+def tracking_book(session, now, actor: Actor, unit: str | None, start, end, unit_of=lambda code: None) -> dict:
+    unit, rows, first, last = book_rows(session, actor, unit, start, end, unit_of)
     return {"unit": unit, "from": first.isoformat(), "to": last.isoformat(),
             "lines": [dict(summary(r), line=r.book_line, volume=r.book_volume) for r in rows]}

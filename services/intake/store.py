@@ -15,9 +15,10 @@ d = models.dossiers
 
 
 def tracking_book(session: Session, unit: str, start: datetime, end: datetime) -> list:
-    """Lines of the book received in [start, end), in book order."""
+    """Lines of the unit's book received in [start, end), in book order (a dossier moved to a
+    successor by a reorganisation stays a line of the book that received it)."""
     return session.execute(
-        select(d).where(d.c.unit == unit, d.c.received_at >= start, d.c.received_at < end,
+        select(d).where(d.c.book_unit == unit, d.c.received_at >= start, d.c.received_at < end,
                         d.c.book_line.is_not(None))
         .order_by(d.c.book_year, d.c.book_line)).all()
 

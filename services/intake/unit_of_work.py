@@ -15,7 +15,7 @@ from motcua.contracts.codes import increment, next_dossier_code
 from motcua.contracts.events import Envelope
 from motcua.runtime.inbox import first_time
 from services.intake import models
-from services.intake.dossier import Dossier, HistoryEntry
+from services.intake.dossier import CLOSED, Dossier, HistoryEntry
 
 d, h = models.dossiers, models.history
 
@@ -75,6 +75,13 @@ class SqlDossierRepository:
         if entries:
             self.session.execute(insert(h), [{"code": dossier.code, **dataclasses.asdict(e)} for e in entries])
         self._loaded[dossier.code] = (current, len(dossier.history))
+
+    def in_flight_at(self, units: list[str]) -> list[str]:
+        """The codes of the dossiers of these units not yet closed (returned, refused, withdrawn), in
+        code order (the order a batch locks them in)."""
+        closed = [int(s) for s in CLOSED]
+        return list(self.session.execute(select(d.c.code).where(d.c.unit.in_(units), d.c.status.not_in(closed))
+                                         .order_by(d.c.code)).scalars())
 
     # The day's code and the book's line: gapless counters, in the command's transaction.
 

@@ -14,6 +14,7 @@ from typing import Any
 from motcua.contracts.calendar import local_date
 from motcua.contracts.events import Envelope
 from motcua.contracts.refusals import Invalid, NotFound
+from motcua.contracts.reorganisations import Reorganisation
 from motcua.runtime.inbox import about
 from services.notify import templates
 from services.notify.messages import (DIGEST_MAX_CODES, REACTIONS, Context, DeliveryReported, DigestFailed,
@@ -192,8 +193,23 @@ def send_digest(command: SendDigest, uow) -> list:
     return events if failed else [DigestQueued(command.unit, today), *events]
 
 
+def reorganise(command: Consume, uow) -> list:
+    """Units merged (``catalog.units_reorganised``): the open dossiers of a dissolved desk are
+    counted at its successor, in one transaction, once per event id."""
+    event = command.event
+    reorganisation = Reorganisation.from_payload(event.payload)
+    with uow:
+        if uow.inbox.first_time(event):
+            for code in uow.dossiers.open_at(sorted(reorganisation.dissolved)):
+                aggregate = uow.dossiers.get(code)
+                aggregate.reorganised(reorganisation.successor(aggregate.dossier.unit))
+        uow.commit()
+    return []
+
+
 HANDLERS = {
     **{event_type: consume for event_type in REACTIONS},
+    "catalog.units_reorganised": reorganise,
     "notify.save_template": save_template,
     "notify.delivery_report": report_delivery,
     "notify.record_sent": record_sent,

@@ -205,6 +205,13 @@ class DossierMessages:
     def message(self, message_id: int) -> Message | None:
         return next((m for m in self.messages if m.id == message_id), None)
 
+    def reorganised(self, successor: str) -> list:
+        """Its desk merged into ``successor``: the unit heads' digest counts it there from now on;
+        messages already queued stay as they were written."""
+        if self.dossier is not None and self.dossier.open:
+            self.dossier.unit = successor
+        return []
+
     # --- queueing -------------------------------------------------------------------------------
 
     def _queue(self, ctx: Context, event_id: str, key: str, channel: str, audience: str, recipient: str,

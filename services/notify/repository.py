@@ -65,6 +65,11 @@ class SqlDossiers:
                                                         [_message(r) for r in rows]))
         return self._whole[code]
 
+    def open_at(self, units: list[str]) -> list[str]:
+        """The codes of the open dossiers of these desks, in code order."""
+        return list(self.session.execute(select(d.c.code).where(d.c.unit.in_(units), d.c.open)
+                                         .order_by(d.c.code)).scalars())
+
     def for_unit(self, unit: str) -> DossierMessages:
         """A unit's messages without a dossier: only new ones are added (the digest)."""
         return self._track(DossierMessages(None))

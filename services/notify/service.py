@@ -161,6 +161,11 @@ class NotifyService(PlatformService):
     def on_received(self, events):
         self._apply(events)
 
+    @event_consumer("catalog.units_reorganised")
+    def on_units_reorganised(self, events):
+        for event in events:
+            handle("catalog.units_reorganised", Consume(event, self._context()), self._uow())
+
     @event_consumer("dossier.supplement_requested")
     def on_supplement_requested(self, events):
         self._apply(events)

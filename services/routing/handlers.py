@@ -11,6 +11,7 @@ from motcua.contracts.actors import Actor
 from motcua.contracts.calendar import local_date
 from motcua.contracts.events import Envelope
 from motcua.contracts.refusals import Invalid, NotFound
+from motcua.contracts.reorganisations import Reorganisation
 from motcua.runtime.inbox import NotYet, about
 from services.routing.unit_of_work import UnitOfWork
 from services.routing.domain import OVERDUE, deadline_state
@@ -273,6 +274,15 @@ def ended_at_desk(workflow: Workflow, event: Envelope, uow: UnitOfWork) -> list:
     return workflow.end_at_desk(event.type.split(".")[1], at, p["reason"], uow.now, uow.calendar)
 
 
+def units_reorganised(event: Envelope, uow: UnitOfWork) -> None:
+    """Units merged: every running workflow of a dissolved unit (its desk, or a step not finished)
+    goes on at the successor, in this one transaction; the roll-ups of II.06a move with it."""
+    reorganisation = Reorganisation.from_payload(event.payload)
+    for code in uow.workflows.running_at(sorted(reorganisation.dissolved)):
+        workflow = uow.workflows.get(code, for_update=True)
+        uow.save(workflow, workflow.reorganised(reorganisation, uow.now))
+
+
 HANDLERS: dict[Any, Callable] = {
     "dossier.received": start,
     "dossier.supplement_requested": supplement_requested,
@@ -281,6 +291,7 @@ HANDLERS: dict[Any, Callable] = {
     "fees.settled": fees_settled,
     "dossier.withdrawn": ended_at_desk,
     "dossier.refused": ended_at_desk,
+    "catalog.units_reorganised": units_reorganised,
     Accept: accept,
     Complete: complete,
     Transfer: transfer,

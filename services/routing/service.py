@@ -294,6 +294,10 @@ class RoutingService(PlatformService):
     def on_fees_settled(self, events):
         self._apply(events)
 
+    @event_consumer("catalog.units_reorganised")
+    def on_units_reorganised(self, events):
+        self._apply(events)
+
     # --- the scheduler -------------------------------------------------------------------------
 
     @configured_timer("SCAN_SECONDS", interval=5)

@@ -24,6 +24,7 @@ from motcua.runtime.db import rows_as_json, rows_from_json
 from motcua.runtime.inbox import first_time
 from motcua.contracts.signing import Signer
 from services.routing import models, reports, signatures, store
+from services.routing.domain import PENDING
 from services.routing.workflow import OPEN, Action, Handover, Step, Workflow
 
 w, s, h, a = models.workflows, models.steps, models.handovers, models.actions
@@ -112,6 +113,15 @@ class SqlRepository:
         if not locked:
             return []
         return self._load(self.session.execute(_WHOLE.where(w.c.code.in_(locked)).order_by(w.c.code)).mappings().all())
+
+    def running_at(self, units: list[str]) -> list[str]:
+        """The codes of the running workflows received at one of ``units`` or with a step not
+        finished at one of them, in code order (the order a batch locks them in)."""
+        at_desk = select(w.c.code).where(w.c.state == "running", w.c.unit.in_(units))
+        at_step = (select(s.c.code).join(w, w.c.code == s.c.code)
+                   .where(w.c.state == "running", s.c.agency.in_(units), s.c.state.in_([PENDING, *OPEN])))
+        found = union(at_desk, at_step).subquery()
+        return list(self.session.execute(select(found.c.code).order_by(found.c.code)).scalars())
 
     def queue(self, agency: str) -> list:
         return store.queue(self.session, agency)

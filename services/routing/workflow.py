@@ -13,6 +13,7 @@ from motcua.contracts.calendar import TZ, WorkingCalendar, local_date
 from motcua.contracts.events import Envelope, new_event
 from motcua.contracts.refusals import Conflict, Forbidden, Invalid, NotFound
 from motcua.contracts.remaining import OfficeHours, remaining_text
+from motcua.contracts.reorganisations import Reorganisation
 from services.routing import domain
 from services.routing.domain import AT_RISK, DONE, HANDED_OVER, HELD, OVERDUE, PENDING, STOPPED, deadline_state
 
@@ -141,6 +142,36 @@ class Workflow:
     steps: list[Step] = field(default_factory=list)
     handovers: list[Handover] = field(default_factory=list)
     actions: list[Action] = field(default_factory=list)
+
+    # --- a reorganisation ------------------------------------------------------------------------
+
+    def reorganised(self, reorganisation: Reorganisation, now: datetime) -> list[Envelope]:
+        """Units merged (``catalog.units_reorganised``): a running workflow goes on at the
+        successors, the receiving desk and each step not yet finished whose agency was dissolved,
+        with their deadlines; each open step's move is a row of the control slip (Mẫu 05). What is
+        finished stays with the unit that did it (its history, its place in report II.06a)."""
+        if self.state != "running":
+            return []
+        name = reorganisation.name
+        successor = reorganisation.successor(self.unit, self.procedure_code)
+        if successor is not None:
+            self._record(now, name, successor, "unit_reorganised",
+                         note={"from": self.unit, "to": successor, "reorganisation": name})
+            self.unit = successor
+        for step in self.steps:
+            to = reorganisation.successor(step.agency, self.procedure_code)
+            if to is None or step.state not in (PENDING, *OPEN):
+                continue
+            if step.open:
+                self.handovers.append(Handover(from_agency=step.agency, to_agency=to, at=now, giver=name, step=step,
+                                               result_class="on_time", note=f"Sắp xếp đơn vị: {name}"))
+            self._record(now, name, to, "step_reorganised", step_id=step.id,
+                         note={"from": step.agency, "to": to, "reorganisation": name})
+            step.agency = to
+        if self.overdue_agency is not None:
+            self.overdue_agency = reorganisation.successor(self.overdue_agency, self.procedure_code) \
+                or self.overdue_agency
+        return []
 
     # --- starting ------------------------------------------------------------------------------
 

@@ -23,6 +23,9 @@ class FakeAccounts:
         account = self.stored.get(code)
         return copy.deepcopy(account) if account else None
 
+    def open_at(self, units: list[str]) -> list[str]:
+        return sorted(code for code, a in self.stored.items() if a.unit in units and a.closed_reason is None)
+
     def code_of_receipt(self, unit: str, year: int, number: int) -> str | None:
         return next((a.code for a in self.stored.values() for r in a.receipts
                      if (r.unit, r.year, r.number) == (unit, year, number)), None)

@@ -188,3 +188,16 @@ def test_a_unit_events_signature_is_checked_as_the_gateway_reads_the_event():
     with pytest.raises(ingest.BadSignature) as unsigned:
         ingest.check_signature(registry, "000.03.20.H29", ingest.parse(EVENT), EVENT, AT)
     assert (unsigned.value.field, unsigned.value.why) == ("signature", signing.MISSING)
+
+
+def test_a_dissolved_units_tokens_are_refused_from_the_effective_date_naming_the_successor():
+    from datetime import date
+
+    entry = {"code": "000.10.20.H29", "dissolved_on": "2025-07-01", "successor": "000.60.20.H29"}
+    credentials.require_active_unit("000.10.20.H29", entry, date(2025, 6, 30))      # the day before: acts
+    credentials.require_active_unit("000.03.20.H29", {"code": "000.03.20.H29"}, date(2025, 7, 1))
+    with pytest.raises(Forbidden) as refused:
+        credentials.require_active_unit("000.10.20.H29", entry, date(2025, 7, 1))
+    assert refused.value.field == "authorization"
+    assert "dissolved on 2025-07-01 (merged into 000.60.20.H29)" in str(refused.value)
+    assert "issue a token of 000.60.20.H29" in str(refused.value)

@@ -7,7 +7,7 @@ from datetime import date, datetime
 
 from motcua.contracts.calendar import WorkingCalendar
 from motcua.contracts.codes import format_dossier_code
-from services.intake.dossier import Dossier
+from services.intake.dossier import CLOSED, Dossier
 
 DISTRICT = "000.00.20.H29"
 WARD_5 = "000.05.20.H29"
@@ -72,6 +72,9 @@ class FakeRepository:
         kept = copy.deepcopy(dossier)
         kept.events = []
         self.saved[dossier.code] = kept
+
+    def in_flight_at(self, units: list[str]) -> list[str]:
+        return sorted(code for code, d in self.saved.items() if d.unit in units and d.status not in CLOSED)
 
     def new_code(self, unit: str, day: date) -> str:
         self.codes[unit, day] = self.codes.get((unit, day), 0) + 1

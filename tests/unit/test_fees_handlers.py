@@ -431,3 +431,24 @@ def test_the_money_metrics_are_counted_from_the_emitted_events(uow):
     assert value("motcua_fees_charged_vnd_total", unit=unit, type="phi") == 3000
     assert value("motcua_fees_collected_vnd_total", unit=unit, method="cash") == 11000
     assert value("motcua_fees_refunded_vnd_total", unit=unit) == 11000
+
+
+def test_a_reorganisation_moves_open_accounts_to_the_successor_desk_and_its_receipt_numbers(uow):
+    from motcua.contracts.reorganisations import Reorganisation, Transfer
+
+    opened(uow)
+    uow.run(handle, cash(2000))                                   # receipt 1 at the old desk
+    opened(uow, code="000.05.20.H29-260302-0002")
+    uow.run(handle, event("dossier.withdrawn", code="000.05.20.H29-260302-0002", reason="rút",
+                          withdrawn_at="2026-03-02T10:00:00+07:00"))
+    moved = Envelope(type="catalog.units_reorganised", unit="000.00.20.H29", payload=Reorganisation(
+        "test", datetime(2026, 3, 2).date(), (Transfer((DESK,), OTHER_DESK),)).payload())
+    uow.run(handle, moved)
+    account = uow.accounts.stored[CODE]
+    assert account.unit == OTHER_DESK and account.receipts[0].unit == DESK     # issued receipts stay
+    assert uow.accounts.stored["000.05.20.H29-260302-0002"].unit == DESK      # closed: stays
+    # The successor's official takes the rest, on the successor's numbers; the old desk's cannot.
+    with pytest.raises(Forbidden):
+        uow.run(handle, cash(2000))
+    uow.run(handle, cash(2000, actor=Actor("Lê Thị Hoa", OTHER_DESK)))
+    assert [(r.unit, r.number) for r in uow.accounts.stored[CODE].receipts] == [(DESK, 1), (OTHER_DESK, 1)]

@@ -97,7 +97,7 @@ def test_every_use_case_and_consumed_event_has_its_handler():
                              "dossier.step_started", "dossier.supplement_needed", "dossier.obligation_requested",
                              "dossier.processed", "dossier.apology_issued", "dossier.deadline_changed",
                              "fees.charged", "fees.paid",
-                             "fees.settled", "fees.payment_cancelled"}
+                             "fees.settled", "fees.payment_cancelled", "catalog.units_reorganised"}
     assert set(CONSUMED) == {key for key in HANDLERS if "." in key}
 
 

@@ -75,6 +75,9 @@ class FakeDossiers:
     def for_unit(self, unit):
         return self._track(DossierMessages(None))
 
+    def open_at(self, units):
+        return sorted(code for code, d in self.db["dossiers"].items() if d.unit in units and d.open)
+
     def _one(self, test):
         found = next((m for m in self.db["messages"] if test(m)), None)
         return None if found is None else self._track(DossierMessages(found.code, None, [copy.deepcopy(found)]))
@@ -708,6 +711,24 @@ def test_the_service_consumes_exactly_the_events_the_handlers_table_knows():
     from services.notify.service import NotifyService
     consumed = {entrypoint.event_type for _, member in vars(NotifyService).items()
                 for entrypoint in getattr(member, "nameko_entrypoints", ()) if hasattr(entrypoint, "event_type")}
-    # catalog.# is the runtime's catalogue read model keeping its copy, not one of notify's handlers.
-    assert consumed - {"catalog.#"} == set(REACTIONS)
-    assert all(HANDLERS[kind] is HANDLERS["dossier.received"] for kind in consumed - {"catalog.#"})
+    # catalog.# is the runtime's catalogue read model keeping its copy, not one of notify's handlers;
+    # catalog.units_reorganised moves notify's own rows (a handler of its own).
+    own = {"catalog.#", "catalog.units_reorganised"}
+    assert consumed - own == set(REACTIONS) and "catalog.units_reorganised" in consumed
+    assert all(HANDLERS[kind] is HANDLERS["dossier.received"] for kind in consumed - own)
+
+
+def test_a_reorganisation_counts_open_dossiers_at_the_successor_once(uow):
+    from motcua.contracts.reorganisations import Reorganisation, Transfer
+
+    successor = "000.07.20.H29"
+    moved = new_event("catalog.units_reorganised", Reorganisation(
+        "test", date(2026, 3, 2), (Transfer((WARD_5,), successor),)).payload(), "000.00.20.H29")
+    consume(uow, received(code="000.05.20.H29-260302-0002"))
+    consume(uow, event("dossier.withdrawn", code="000.05.20.H29-260302-0002"))
+    commits = uow.commits
+    consume(uow, moved)
+    consume(uow, moved)                      # a redelivery: recorded once, changes nothing
+    assert uow.db["dossiers"][CODE].unit == successor
+    assert uow.db["dossiers"]["000.05.20.H29-260302-0002"].unit == WARD_5       # closed: stays
+    assert uow.commits == commits + 2 and moved.id in uow.db["inbox"]

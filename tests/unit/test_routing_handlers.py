@@ -76,6 +76,11 @@ class FakeRepository:
         self.seen.update(batch)
         return list(batch.values())
 
+    def running_at(self, units):
+        return sorted(code for code, w in self.committed.items() if w.state == "running" and (
+            w.unit in units or any(s.agency in units and s.state in ("pending", "handed_over", "held")
+                                   for s in w.steps)))
+
     def queue(self, agency):
         return sorted((SimpleNamespace(code=w.code, id=s.id, state=s.state, procedure_name=w.procedure_name,
                                        unit=w.unit, due_date=s.due_date)
@@ -479,7 +484,7 @@ def test_the_queue_of_an_agency(uow):
 def test_every_command_and_event_has_its_handler():
     assert set(handlers.EVENTS) == {"dossier.received", "dossier.supplement_requested", "dossier.supplement_received",
                                     "dossier.supplement_rejected", "fees.settled", "dossier.withdrawn",
-                                    "dossier.refused"}
+                                    "dossier.refused", "catalog.units_reorganised"}
     with pytest.raises(Invalid):
         handle(object(), FakeUnitOfWork(at("02T09:00:00")))
 
@@ -510,3 +515,44 @@ def test_a_processed_dossier_has_no_time_left(uow):
     view = run(uow, ReturnToDesk(REGISTRY, CODE), "10T11:00:00")
     assert view["state"] == "processed" and view["remaining"] is None
     assert {s["remaining"] for s in view["steps"]} == {None}
+
+
+# --- a reorganisation ----------------------------------------------------------------------------
+
+def test_a_reorganisation_moves_a_running_workflow_with_its_deadlines_once(uow):
+    from motcua.contracts.reorganisations import Reorganisation, Transfer as Moved
+
+    successor, new_land = "000.60.20.H29", "000.45.20.H29"
+    finish_stage(uow, REGISTRY, 0, "03T10:00:00")               # LAND's first step done, TAX's handed over
+    run(uow, Transfer(REGISTRY, CODE, {}), "03T11:00:00")
+    before = copy.deepcopy(uow.stored())
+    reorganisation = Reorganisation("test", at("04T00:00:00").date(),
+                                    (Moved((DISTRICT,), successor), Moved((LAND,), new_land)))
+    event = new_event("catalog.units_reorganised", reorganisation.payload(), DISTRICT)
+    run(uow, event, "04T08:00:00")
+    assert run(uow, event) is None                               # a redelivery changes nothing
+    workflow = uow.stored()
+    assert (workflow.code, workflow.unit, workflow.due_date) == (CODE, successor, before.due_date)
+    # The finished step stays with the agency that did it; the pending one moves; deadlines stay.
+    assert [(s.agency, s.state, s.due_date) for s in workflow.steps] == [
+        (LAND, "done", before.steps[0].due_date), (TAX, "handed_over", before.steps[1].due_date),
+        (new_land, "pending", None)]
+    assert [a.action for a in workflow.actions[len(before.actions):]] == ["unit_reorganised", "step_reorganised"]
+    assert workflow.actions[-2].note == {"from": DISTRICT, "to": successor, "reorganisation": "test"}
+    # The successor's officials read it; the next stage goes to the new agency.
+    run(uow, GetDossier(Actor("Ngô Văn Tư", successor), CODE))
+    finish_stage(uow, TAX_OFFICER, 1, "05T10:00:00")
+    run(uow, Transfer(TAX_OFFICER, CODE, {}), "05T11:00:00")
+    assert uow.stored().steps[2].state == "handed_over" and uow.stored().steps[2].agency == new_land
+
+
+def test_a_reorganisation_moves_an_open_step_with_a_row_of_the_control_slip(uow):
+    from motcua.contracts.reorganisations import Reorganisation, Transfer as Moved
+
+    new_land = "000.45.20.H29"
+    reorganisation = Reorganisation("test", at("04T00:00:00").date(), (Moved((LAND,), new_land),))
+    run(uow, new_event("catalog.units_reorganised", reorganisation.payload(), DISTRICT), "04T08:00:00")
+    workflow = uow.stored()
+    assert workflow.unit == DISTRICT and workflow.steps[0].agency == new_land
+    assert workflow.view()["control_slip"][-1]["from"] == LAND
+    assert workflow.view()["control_slip"][-1]["to"] == new_land
