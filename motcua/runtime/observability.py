@@ -48,10 +48,16 @@ ENTRYPOINTS_IN_FLIGHT = Gauge(
 PLATFORM_ENDPOINTS = frozenset({"metrics", "health"})
 
 
+_KINDS = {"HttpRequestHandler": "http", "Rpc": "rpc", "EventConsumer": "event", "Timer": "timer"}
+
+
 def entrypoint_kind(entrypoint: Any) -> str:
-    name = type(entrypoint).__name__
-    return {"HttpRequestHandler": "http", "Rpc": "rpc", "EventConsumer": "event",
-            "Timer": "timer"}.get(name, name.lower())
+    """By the nearest known class: a subclass (the platform's HTTP entry point with its 503) keeps
+    its kind, so metric labels do not change with the class that implements them."""
+    for cls in type(entrypoint).__mro__:
+        if cls.__name__ in _KINDS:
+            return _KINDS[cls.__name__]
+    return type(entrypoint).__name__.lower()
 
 
 class Observability(DependencyProvider):

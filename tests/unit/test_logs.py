@@ -27,3 +27,16 @@ def test_json_lines_with_masking_for_structlog_and_stdlib(capsys):
     assert lines[0]["correlation_id"] == "c-1" and lines[0]["service"] == "catalog"
     assert lines[1]["logger"] == "nameko.test" and lines[1]["level"] == "warning"
     structlog.contextvars.clear_contextvars()
+
+
+def test_an_entry_points_kind_is_that_of_its_nearest_known_class():
+    """The platform's HTTP entry point (a subclass that answers 503) keeps the label "http" that
+    the alerts and dashboards select on."""
+    from nameko.rpc import Rpc
+    from nameko.timer import Timer
+    from nameko.web.handlers import HttpRequestHandler
+
+    from motcua.runtime.observability import entrypoint_kind
+    from motcua.runtime.web import HttpEntrypoint
+    kinds = [entrypoint_kind(cls.__new__(cls)) for cls in (HttpEntrypoint, HttpRequestHandler, Rpc, Timer)]
+    assert kinds == ["http", "http", "rpc", "timer"]
