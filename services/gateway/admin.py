@@ -80,8 +80,8 @@ def rabbitmq_user(config: dict, unit: str, management_url: str, admin: tuple[str
         raise Invalid("unit", f"is not a unit code, got {unit!r}")
     uri = broker.amqp_uri(config)
     with Connection(uri) as connection:      # the exchange exists before anyone may publish to it
-        broker.declare_topology(connection.default_channel)
-    vhost = quote(urlparse(uri).path[1:] or "/", safe="")
+        broker.declare_topology(connection.default_channel, config)
+    vhost = quote(urlparse(broker.node_uris(uri)[0]).path[1:] or "/", safe="")    # every node: one vhost
     user, password = unit_user_name(unit), secrets.token_urlsafe(24)
     api = management_url.rstrip("/") + "/api"
     name = quote(user, safe="")
