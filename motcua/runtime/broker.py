@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from typing import Mapping
 
+from amqp.exceptions import ChannelError
 from kombu import Connection, Exchange, Queue
 
 from motcua.contracts.events import DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE, EVENTS_EXCHANGE, UNITS_EXCHANGE
@@ -52,6 +53,32 @@ def queue_arguments(config: Mapping | None = None) -> dict:
 def durable_queue(name: str, exchange: Exchange, routing_key: str, config: Mapping | None = None) -> Queue:
     return Queue(name, exchange=exchange, routing_key=routing_key, durable=True,
                  queue_arguments=queue_arguments(config))
+
+
+class QueueTypeConflict(RuntimeError):
+    """A queue exists with another type than the one asked (a classic queue left by a single-node
+    install, and ``QUORUM_QUEUES`` switched on): RabbitMQ refuses to redeclare it."""
+
+
+def check_queue_types(uri: str, queues: list[Queue]) -> None:
+    """Declare the quorum ones now, before any consumer does: a conflict stops the service at start
+    with the queues' names (nameko's consumer would retry the refused declaration every second,
+    forever, and the service would never be ready)."""
+    quorum = {q.name: q for q in queues if (q.queue_arguments or {}).get("x-queue-type") == "quorum"}
+    conflicts = []
+    with Connection(uri, connect_timeout=5) as connection:
+        channel = connection.channel()
+        for name, queue in sorted(quorum.items()):
+            try:
+                queue(channel).declare()
+            except ChannelError as refused:     # PRECONDITION_FAILED, the channel closed with it
+                conflicts.append(f"{name} ({refused})")
+                channel = connection.channel()
+        channel.close()
+    if conflicts:
+        raise QueueTypeConflict(
+            f"QUORUM_QUEUES is on but {len(conflicts)} queue(s) exist with another type: {'; '.join(conflicts)}. "
+            "Drain and delete them (or switch QUORUM_QUEUES off): see deploy/README.md, RabbitMQ cluster")
 
 
 def confirmed_connection(uri: str) -> Connection:
