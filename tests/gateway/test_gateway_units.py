@@ -165,3 +165,40 @@ def test_the_generated_code_is_what_the_protos_make(tmp_path):
                                                shallow=False)
     assert not mismatch and not errors, f"run `make proto`: {mismatch or errors} differ from the protos"
     shutil.rmtree(tmp_path / "motcua")
+
+
+def test_a_proxy_whose_broker_node_went_away_is_replaced(monkeypatch):
+    """nameko's standalone proxy never reconnects: the call answers UNAVAILABLE, the next call gets a
+    new proxy (connected to a node of AMQP_URI that is up)."""
+    from types import SimpleNamespace
+
+    from services.gateway import platform as gateway_platform
+    made = []
+
+    class Standalone:
+        def __init__(self, config, timeout):
+            self.config, self.stopped = config, False
+            self._reply_listener = SimpleNamespace(queue_consumer=SimpleNamespace(timeout=None))
+            made.append(self)
+
+        def start(self):
+            return SimpleNamespace(catalog=SimpleNamespace(ping=self.ping))
+
+        def ping(self):
+            if self is made[0]:
+                raise RuntimeError("This consumer has been disconnected, and can no longer be used")
+            return "pong"
+
+        def stop(self):
+            self.stopped = True
+
+    monkeypatch.setattr(gateway_platform, "ClusterRpcProxy", Standalone)
+    nodes = "amqp://guest:guest@127.0.0.1:5701//;amqp://guest:guest@127.0.0.1:5702//"
+    platform = gateway_platform.Platform({"DATABASE_URL": "postgresql+psycopg2://nobody@127.0.0.1:1/none",
+                                          "AMQP_URI": nodes})
+    with pytest.raises(gateway_platform.Unavailable, match="connection to the broker was lost"):
+        platform.call("catalog", "ping")
+    assert made[0].stopped
+    assert platform.call("catalog", "ping") == "pong"
+    assert len(made) == 2 and made[1].config["AMQP_URI"] == nodes
+    platform.close()
