@@ -202,3 +202,28 @@ def test_a_proxy_whose_broker_node_went_away_is_replaced(monkeypatch):
     assert platform.call("catalog", "ping") == "pong"
     assert len(made) == 2 and made[1].config["AMQP_URI"] == nodes
     platform.close()
+
+
+def test_the_management_api_is_the_first_node_of_the_list_that_answers(monkeypatch):
+    import requests
+
+    from services.gateway import admin
+    asked = []
+
+    class Answer:
+        def raise_for_status(self):
+            pass
+
+    def get(url, auth, timeout):
+        asked.append(url)
+        if "15701" in url:
+            raise requests.ConnectionError("connection refused")
+        return Answer()
+
+    monkeypatch.setattr(admin.requests, "get", get)
+    nodes = "http://127.0.0.1:15701; http://127.0.0.1:15702/ ;http://127.0.0.1:15703"
+    assert admin._management_api(nodes, ("guest", "guest")) == "http://127.0.0.1:15702/api"
+    assert asked == ["http://127.0.0.1:15701/api/overview", "http://127.0.0.1:15702/api/overview"]
+    monkeypatch.setattr(admin.requests, "get", lambda *a, **k: (_ for _ in ()).throw(requests.ConnectionError("down")))
+    with pytest.raises(RuntimeError, match="no RabbitMQ management API answers"):
+        admin._management_api(nodes, ("guest", "guest"))
