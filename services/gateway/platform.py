@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 import grpc
-from amqp.exceptions import ConnectionError as AMQPConnectionError
+from amqp.exceptions import AMQPError
 import structlog
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
@@ -39,9 +39,12 @@ STATUS_OF = {Invalid: grpc.StatusCode.INVALID_ARGUMENT, Unauthenticated: grpc.St
              Conflict: grpc.StatusCode.FAILED_PRECONDITION}
 
 
-# What a standalone proxy raises once its broker node is gone (RuntimeError: nameko's "disconnected,
-# can no longer be used"); a service's own errors come back as RemoteError or a refusal, never these.
-BROKER_LOST = (RuntimeError, OSError, AMQPConnectionError, KombuOperationalError)
+# What a standalone proxy raises once its broker node is gone: RuntimeError (nameko's "disconnected,
+# can no longer be used"), a socket error, or the broker's 404 when the proxy reconnects to another
+# node and declares its reply queue again (nameko's reply queues are durable, kombu's default: one
+# whose node is down cannot be declared elsewhere). A service's own errors come back as RemoteError
+# or a refusal, never these.
+BROKER_LOST = (RuntimeError, OSError, AMQPError, KombuOperationalError)
 
 
 class Unavailable(Exception):

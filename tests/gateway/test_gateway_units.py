@@ -172,6 +172,8 @@ def test_a_proxy_whose_broker_node_went_away_is_replaced(monkeypatch):
     new proxy (connected to a node of AMQP_URI that is up)."""
     from types import SimpleNamespace
 
+    from amqp.exceptions import NotFound
+
     from services.gateway import platform as gateway_platform
     made = []
 
@@ -187,6 +189,8 @@ def test_a_proxy_whose_broker_node_went_away_is_replaced(monkeypatch):
         def ping(self):
             if self is made[0]:
                 raise RuntimeError("This consumer has been disconnected, and can no longer be used")
+            if self is made[1]:      # reconnected to another node, its durable reply queue's node down
+                raise NotFound("home node 'n1@localhost' of durable queue 'rpc.reply-…' is down or inaccessible")
             return "pong"
 
         def stop(self):
@@ -199,8 +203,10 @@ def test_a_proxy_whose_broker_node_went_away_is_replaced(monkeypatch):
     with pytest.raises(gateway_platform.Unavailable, match="connection to the broker was lost"):
         platform.call("catalog", "ping")
     assert made[0].stopped
+    with pytest.raises(gateway_platform.Unavailable):
+        platform.call("catalog", "ping")
     assert platform.call("catalog", "ping") == "pong"
-    assert len(made) == 2 and made[1].config["AMQP_URI"] == nodes
+    assert len(made) == 3 and made[2].config["AMQP_URI"] == nodes
     platform.close()
 
 
