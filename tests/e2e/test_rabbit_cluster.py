@@ -126,6 +126,19 @@ def chaos(cluster: RabbitCluster, vhost: str, log: list) -> None:
     say(f"start_app {other.name}")
 
 
+def unit_system(platform, calls: list, running: list) -> None:
+    """A unit system asking the catalogue through the gateway's RPC proxies (``Platform.call``) every
+    0.3 s: each call ``(when, answered)``."""
+    from services.gateway.platform import Unavailable
+    while running:
+        try:
+            answered = platform.call("catalog", "get_unit", throughput.DISTRICT) is not None
+        except (Unavailable, TimeoutError):
+            answered = False
+        calls.append((time.monotonic(), answered))
+        eventlet.sleep(0.3)
+
+
 def gauge(urls: list[str], name: str, label: str, value: str) -> list[float]:
     """Per replica: the sum of ``name``'s samples whose ``label`` is ``value`` (every sample if None)."""
     sums = []
@@ -153,11 +166,27 @@ def test_lives_survive_a_killed_and_a_restarted_node_exactly_once(cluster, stack
         assert set(consumed.values()) == {"quorum"}, consumed
         say(f"{len(consumed)} quorum queues: {sorted(consumed)}")
 
+        from services.gateway.platform import Platform
+        gateway = Platform({"DATABASE_URL": stack.args.database_url, "AMQP_URI": stack.amqp_uri,
+                            "RPC_TIMEOUT_SECONDS": 5, "DB_POOL_SIZE": 1})
+        calls: list = []
+        running = [True]
+        caller = eventlet.spawn(unit_system, gateway, calls, running)
         log: list = []
         chaos_thread = eventlet.spawn(chaos, cluster, stack.vhost, log)
         phase = load.run_phase(RATE, SECONDS)
         chaos_thread.wait()
+        eventlet.sleep(5)
+        running.clear()
+        caller.wait()
+        gateway.close()
         assert [step[0] for step in log] == ["killed", "started", "stopped_app", "started_app"]
+        # RPC through the gateway's proxies: answered while a node was down, and again after it all.
+        killed, back, restarted = log[0][3], log[1][3], log[3][3]
+        say(f"gateway RPC: {sum(ok for _, ok in calls)} of {len(calls)} calls answered "
+            f"({sum(1 for t, ok in calls if not ok)} unanswered, around the failures)")
+        assert any(ok for t, ok in calls if killed < t < back), "no answer while a node was down"
+        assert all(ok for t, ok in calls if t > restarted + 3), "the gateway did not recover"
 
         lives = phase["lives"]
         done = [life for life in lives if life["end"] and not life["error"]]
