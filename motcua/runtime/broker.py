@@ -61,16 +61,23 @@ class QueueTypeConflict(RuntimeError):
 
 
 def check_queue_types(uri: str, queues: list[Queue]) -> None:
-    """Declare the quorum ones now, before any consumer does: a conflict stops the service at start
-    with the queues' names (nameko's consumer would retry the refused declaration every second,
-    forever, and the service would never be ready)."""
+    """The quorum queues that exist already are declared again now, before any consumer does: one of
+    another type stops the service at start with the queues' names (nameko's consumer would retry
+    the refused declaration every second, forever, and the service would never be ready). Queues
+    that do not exist are left to the consumers: a refused start creates nothing."""
     quorum = {q.name: q for q in queues if (q.queue_arguments or {}).get("x-queue-type") == "quorum"}
     conflicts = []
     with Connection(uri, connect_timeout=5) as connection:
         channel = connection.channel()
         for name, queue in sorted(quorum.items()):
+            bound = queue(channel)
             try:
-                queue(channel).declare()
+                bound.queue_declare(passive=True)
+            except ChannelError:                # not there (404): the channel closed with it
+                channel = connection.channel()
+                continue
+            try:
+                bound.queue_declare()
             except ChannelError as refused:     # PRECONDITION_FAILED, the channel closed with it
                 conflicts.append(f"{name} ({refused})")
                 channel = connection.channel()

@@ -3,7 +3,7 @@
 Each node has its own name, ports and folders, reads empty environment and plugin files (Debian's
 ``rabbitmq-env.conf`` forces the node name; the management plugin's ports would clash with the
 machine's node), and is stopped by the test that started it. The machine's node on 5672 is never
-touched. See docs: /work/shared/engineering.md §2 (checked with RabbitMQ 3.10.8)."""
+touched. Checked with RabbitMQ 3.10.8."""
 from __future__ import annotations
 
 import json
@@ -93,8 +93,6 @@ class RabbitNode:
             raise AssertionError(f"rabbitmqctl {' '.join(args)} on {self.name}: {result.returncode} "
                                  f"{result.stderr.strip()[-500:]}")
         return result
-
-    _ctl = ctl
 
 
 class RabbitCluster:

@@ -47,7 +47,8 @@ def test_rpc_and_events_go_through_quorum_queues(container_factory, rabbit_confi
     assert reply_queues and all(types[name] == "classic" for name in reply_queues)
 
 
-def test_a_classic_queue_of_the_same_name_stops_the_service_with_the_reason(container_factory, rabbit_config):
+def test_a_classic_queue_of_the_same_name_stops_the_service_with_the_reason(container_factory, rabbit_config,
+                                                                          rabbit_manager):
     with Connection(rabbit_config["AMQP_URI"]) as connection:      # as an install before the switch left it
         broker.durable_queue("quorate.on_noted", broker.events_exchange, "test.noted")(
             connection.default_channel).declare()
@@ -55,3 +56,5 @@ def test_a_classic_queue_of_the_same_name_stops_the_service_with_the_reason(cont
                                             "SERVICE_CONTAINER_CLS": CONTAINER_CLASS_PATH})
     with pytest.raises(broker.QueueTypeConflict, match=r"quorate\.on_noted .*inequivalent arg 'x-queue-type'"):
         container.start()
+    queues = {q["name"]: q.get("type") for q in rabbit_manager.get_queues(rabbit_config["vhost"])}
+    assert queues == {"quorate.on_noted": "classic"}, "a refused start creates nothing"
