@@ -749,7 +749,9 @@ def build_parser() -> argparse.ArgumentParser:
     rabbit = gateway_commands.add_parser("rabbitmq-user", help="a RabbitMQ user publishing only its unit's events")
     rabbit.add_argument("unit")
     rabbit.add_argument("--management-url", default=os.environ.get("RABBITMQ_MANAGEMENT_URL",
-                                                                   "http://127.0.0.1:15672"))
+                                                                   "http://127.0.0.1:15672"),
+                        help="the management API; a cluster's nodes separated by ';', the first that answers "
+                             "is used (default: RABBITMQ_MANAGEMENT_URL)")
     rabbit.add_argument("--admin", default=os.environ.get("RABBITMQ_ADMIN", "guest:guest"),
                         help="USER:PASSWORD of a RabbitMQ administrator (default: RABBITMQ_ADMIN)")
     rabbit.set_defaults(handler=cmd_gateway_rabbitmq_user)

@@ -676,7 +676,8 @@ def wait_quiet(stack: Stack, engine, timeout: float = 120) -> dict:
             notify_waiting = connection.execute(text(
                 "SELECT count(*) FROM notify.messages WHERE state IN ('queued', 'sending')")).scalar_one()
         queued = {q["name"]: q["messages"] for q in stack.management.queues(stack.vhost)
-                  if q.get("messages") and q["name"] != "motcua.dead-letter"}
+                  if q.get("messages") and q["name"] != "motcua.dead-letter"
+                  and not q["name"].startswith("rpc.reply-")}     # a late answer to a proxy that gave up
         state = {"outbox_pending": pending, "queues": queued, "notify_waiting": notify_waiting}
         if not any(pending.values()) and not queued and not notify_waiting:
             return {"quiet": True, **state}

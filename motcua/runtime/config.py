@@ -62,6 +62,11 @@ def load_config(path: str | os.PathLike, environ: Mapping[str, str] | None = Non
     return config
 
 
+def truthy(value: Any) -> bool:
+    """A switch from YAML or the environment: ``false``, ``0``, ``no``, ``off`` and empty are off."""
+    return value if isinstance(value, bool) else str(value).strip().lower() not in ("false", "0", "no", "off", "")
+
+
 # Settings that size pools or set times: a wrong one would deadlock a pool or crash a worker later,
 # far from its cause. Checked when the file is read, naming the file and the key.
 POSITIVE_WHOLE_NUMBERS = ("max_workers", "HTTP_MAX_WORKERS", "NOTIFY_SENDERS")

@@ -12,9 +12,11 @@ desks' requests would time out and get a busy service restarted.
 from __future__ import annotations
 
 from eventlet import GreenPool
+from kombu import Queue
 from nameko.containers import ServiceContainer
 from nameko.web.handlers import HttpRequestHandler
 
+from motcua.runtime import broker
 from motcua.runtime.observability import PLATFORM_ENDPOINTS
 
 CONTAINER_CLASS_PATH = "motcua.runtime.container.PlatformContainer"    # as the services' config.yml name it
@@ -50,3 +52,13 @@ class PlatformContainer(ServiceContainer):
         super().__init__(service_cls, config)
         requests = int(config.get("HTTP_MAX_WORKERS") or self.max_workers)
         self._worker_pool = WorkerPools(messages=self.max_workers, requests=requests)
+
+    def start(self):
+        """nameko's ``start`` (every extension set up, then started), with the queue types checked
+        in between, once every queue is known and before any consumer declares one."""
+        self.started = True
+        self.extensions.all.setup()
+        if broker.quorum_queues(self.config):
+            queues = [ext.queue for ext in self.extensions if isinstance(getattr(ext, "queue", None), Queue)]
+            broker.check_queue_types(broker.amqp_uri(self.config), queues)
+        self.extensions.all.start()

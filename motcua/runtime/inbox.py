@@ -24,7 +24,7 @@ from typing import Any
 
 import eventlet
 import structlog
-from kombu import Producer, Queue
+from kombu import Producer
 from nameko.exceptions import ContainerBeingKilled, RemoteError
 from nameko.messaging import Consumer, QueueConsumer
 from prometheus_client import Counter, Histogram
@@ -130,12 +130,12 @@ def first_time(session: Session, table: Table, envelope: Envelope) -> bool:
 
 
 def dead_letter(amqp_uri: str, body: bytes | str, *, service: str, queue: str, reason: str,
-                category: str, headers: dict | None = None) -> None:
+                category: str, headers: dict | None = None, config: dict | None = None) -> None:
     """Publish a message that could not be handled to the dead-letter queue, with the reason."""
     reason = mask_text(reason)[:1000]
     with broker.confirmed_connection(amqp_uri) as connection:
         channel = connection.default_channel
-        broker.declare_topology(channel)
+        broker.declare_topology(channel, config)
         Producer(channel, exchange=broker.dead_letter_exchange).publish(
             body.encode("utf-8") if isinstance(body, str) else bytes(body),
             routing_key=f"{service}.{category}",
@@ -162,7 +162,8 @@ class EventQueueConsumer(QueueConsumer):
     def on_decode_error(self, message, exc):
         queue = (message.delivery_info or {}).get("routing_key", "?")
         dead_letter(self.amqp_uri, message.body, service=self.container.service_name, queue=queue,
-                    reason=f"undecodable body ({message.content_type}): {exc}", category="undecodable")
+                    reason=f"undecodable body ({message.content_type}): {exc}", category="undecodable",
+                    config=self.container.config)
         message.ack()
 
 
@@ -206,8 +207,7 @@ class EventConsumer(Consumer):
         service = self.container.service_name
         config = self.container.config
         self.queue_name = f"{service}.{self.method_name}"
-        self.queue = Queue(self.queue_name, exchange=broker.events_exchange, routing_key=self.event_type,
-                           durable=True)
+        self.queue = broker.durable_queue(self.queue_name, broker.events_exchange, self.event_type, config)
         self.amqp_uri = broker.amqp_uri(config)
         self.wait_seconds = float(config.get("EVENT_WAIT_SECONDS", 30))
         self.batch_size = max(1, int(config.get("EVENT_BATCH_SIZE") or DEFAULT_BATCH_SIZE))
@@ -231,7 +231,7 @@ class EventConsumer(Consumer):
 
     def _dead_letter(self, message, reason: str, category: str) -> None:
         dead_letter(self.amqp_uri, message.body, service=self.container.service_name, queue=self.queue_name,
-                    reason=reason, category=category)
+                    reason=reason, category=category, config=self.container.config)
 
     def handle_message(self, body, message):
         try:

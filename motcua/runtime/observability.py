@@ -21,6 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, His
 from prometheus_client.core import GaugeMetricFamily
 from werkzeug.wrappers import Response
 
+from motcua.runtime import broker
 from motcua.runtime.clock import clock_from_config
 from motcua.runtime.db import Database
 
@@ -161,8 +162,11 @@ def error_response(status: int, message: str, field: str | None = None) -> Respo
 
 
 def broker_reachable(amqp_uri: str, timeout: float = 2.0) -> None:
+    """Reachable if one node of the list answers (kombu moves to the next at once, and pauses only
+    after a round of them all)."""
+    nodes = len(broker.node_uris(amqp_uri))
     with Connection(amqp_uri, connect_timeout=timeout) as connection:
-        connection.ensure_connection(max_retries=1, timeout=timeout)
+        connection.ensure_connection(max_retries=nodes, timeout=timeout * nodes)
 
 
 def health_report(service: str, ping_database, amqp_uri: str) -> dict:

@@ -66,6 +66,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from motcua.runtime import broker
+from motcua.runtime.config import truthy
 from motcua.runtime.db import Database, autocommit
 from motcua.contracts.events import Envelope, validate
 
@@ -128,10 +129,6 @@ def _relayed_here(session: Session, table: Table) -> bool:
     return _relayed.get(getattr(bind, "engine", bind), {}).get(table.fullname, 0) > 0
 
 
-def _true(value) -> bool:
-    return value if isinstance(value, bool) else str(value).strip().lower() not in ("false", "0", "no", "off", "")
-
-
 def add(session: Session, table: Table, envelope: Envelope) -> None:
     """Write an event in the caller's transaction. The rows a transaction adds go in with one
     INSERT when it commits (``_insert_pending``), and stay remembered on the session, so that
@@ -180,8 +177,9 @@ class Relay:
     """Publishes pending outbox rows in order, with confirms; safe with several replicas."""
 
     def __init__(self, engine: Engine, table: Table, amqp_uri: str, service: str, batch: int = 200,
-                 confirm_timeout: float = 30.0):
+                 confirm_timeout: float = 30.0, config: dict | None = None):
         self.engine, self.table, self.service, self.batch = engine, table, service, batch
+        self.config = config      # the queue type of the dead-letter queue it declares
         # Confirms are handled here, a whole batch at a time (``_wait_for_confirms``): not kombu's
         # ``confirm_publish``, which waits for each message before sending the next.
         self.connection = Connection(amqp_uri, connect_timeout=5)
@@ -203,7 +201,7 @@ class Relay:
             self._channel, self._sent, self._acked, self._nacked = channel, 0, 0, []
             self._pending_single = set()
         if not self._declared:
-            broker.declare_topology(channel)
+            broker.declare_topology(channel, self.config)
             self._declared = True
         # Declared above: the producer must not declare on its first publish, a round trip that
         # would wait forever inside ``_one_write``.
@@ -402,7 +400,7 @@ class OutboxRelay(DependencyProvider):
         self.queue: deque[dict] = deque()      # rows committed by this process, not yet published
         # OUTBOX_LISTEN (config or environment): false for polling only, e.g. behind a pooler in
         # transaction mode, where LISTEN does not work.
-        self.listen = _true(config.get("OUTBOX_LISTEN", os.environ.get("OUTBOX_LISTEN", True)))
+        self.listen = truthy(config.get("OUTBOX_LISTEN", os.environ.get("OUTBOX_LISTEN", True)))
         self.notified: set[str] = set()        # announced transactions (ids) whose rows wait
         self.notified_poll = False             # a NOTIFY without an id: poll now
         self.listener = None
@@ -419,7 +417,7 @@ class OutboxRelay(DependencyProvider):
             log.warning("outbox relay disabled by OUTBOX_RELAY=false")
             return
         self.relay = Relay(self.engine, self.table, broker.amqp_uri(self.container.config),
-                           self.container.service_name)
+                           self.container.service_name, config=self.container.config)
         for counter in (PUBLISHED, PUBLISH_FAILURES):   # 0, not "no data", until something happens
             counter.labels(self.container.service_name)
         LISTENING.labels(self.container.service_name).set(0)
@@ -602,7 +600,7 @@ class OutboxRelay(DependencyProvider):
                 state["from_table"] = True
                 self.relay.close()
                 self.relay = Relay(self.engine, self.table, broker.amqp_uri(self.container.config),
-                                   self.container.service_name)
+                                   self.container.service_name, config=self.container.config)
                 eventlet.sleep(backoff)
                 backoff = min(backoff * 2, 30.0)
                 continue

@@ -74,16 +74,30 @@ def unit_permissions(unit: str) -> dict:
     }
 
 
+def _management_api(management_url: str, admin: tuple[str, str]) -> str:
+    """The first node of a ``;``-separated list whose management API answers (users and permissions
+    are the cluster's: any node will do)."""
+    errors = []
+    for url in broker.node_uris(management_url):
+        api = url.rstrip("/") + "/api"
+        try:
+            requests.get(f"{api}/overview", auth=admin, timeout=5).raise_for_status()
+            return api
+        except requests.RequestException as exc:
+            errors.append(f"{url}: {exc}")
+    raise RuntimeError("no RabbitMQ management API answers: " + "; ".join(errors))
+
+
 def rabbitmq_user(config: dict, unit: str, management_url: str, admin: tuple[str, str]) -> tuple[str, str]:
     """Create (or reset) the unit's RabbitMQ user; returns its name and new password."""
     if not re.fullmatch(r"[0-9A-Za-z.\-]+", unit or ""):
         raise Invalid("unit", f"is not a unit code, got {unit!r}")
     uri = broker.amqp_uri(config)
     with Connection(uri) as connection:      # the exchange exists before anyone may publish to it
-        broker.declare_topology(connection.default_channel)
-    vhost = quote(urlparse(uri).path[1:] or "/", safe="")
+        broker.declare_topology(connection.default_channel, config)
+    vhost = quote(urlparse(broker.node_uris(uri)[0]).path[1:] or "/", safe="")    # every node: one vhost
     user, password = unit_user_name(unit), secrets.token_urlsafe(24)
-    api = management_url.rstrip("/") + "/api"
+    api = _management_api(management_url, admin)
     name = quote(user, safe="")
     rules = unit_permissions(unit)
     for method, url, body in (

@@ -14,7 +14,7 @@ import threading
 import time
 
 import structlog
-from kombu import Connection, Queue
+from kombu import Connection
 from kombu.mixins import ConsumerMixin
 from prometheus_client import Counter, Histogram
 
@@ -90,7 +90,7 @@ class Worker(ConsumerMixin):
 
     def start(self) -> "Worker":
         with Connection(self.amqp_uri) as connection:
-            broker.declare_topology(connection.default_channel)
+            broker.declare_topology(connection.default_channel, self.config)
         self.thread.start()
         return self
 
@@ -103,7 +103,7 @@ class Worker(ConsumerMixin):
 
     def _dead_letter(self, message, queue: str, reason: str, category: str) -> None:
         dead_letter(self.amqp_uri, message.body, service="gateway", queue=queue, reason=reason, category=category,
-                    headers={"routing_key": message.delivery_info.get("routing_key", "")})
+                    config=self.config, headers={"routing_key": message.delivery_info.get("routing_key", "")})
         message.ack()
 
     def _retry_later(self, message, exc: Exception) -> None:
@@ -117,7 +117,7 @@ class FeedWorker(Worker):
     name = "feed"
 
     def get_consumers(self, Consumer, channel):
-        queue = Queue(FEED_QUEUE, exchange=broker.events_exchange, routing_key="dossier.#", durable=True)
+        queue = broker.durable_queue(FEED_QUEUE, broker.events_exchange, "dossier.#", self.config)
         return [Consumer(queues=[queue], on_message=self.on_message, prefetch_count=50)]
 
     def on_message(self, message):
@@ -143,7 +143,7 @@ class UnitEventsWorker(Worker):
     name = "unit-events"
 
     def get_consumers(self, Consumer, channel):
-        queue = Queue(UNIT_EVENTS_QUEUE, exchange=broker.units_exchange, routing_key="#", durable=True)
+        queue = broker.durable_queue(UNIT_EVENTS_QUEUE, broker.units_exchange, "#", self.config)
         return [Consumer(queues=[queue], on_message=self.on_message, prefetch_count=20)]
 
     def _routing(self, method, *args):

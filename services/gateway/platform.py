@@ -10,10 +10,12 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 import grpc
+from amqp.exceptions import AMQPError
 import structlog
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
+from kombu.exceptions import OperationalError as KombuOperationalError
 from nameko.exceptions import RemoteError, RpcTimeout
 from nameko.standalone.rpc import ClusterRpcProxy
 from prometheus_client import Counter, Gauge
@@ -40,6 +42,13 @@ STATUS_OF = {Invalid: grpc.StatusCode.INVALID_ARGUMENT, Unauthenticated: grpc.St
 
 
 UNIT_SECONDS = 60.0      # how long the gateway remembers whether a caller's unit was dissolved
+
+# What a standalone proxy raises once its broker node is gone: RuntimeError (nameko's "disconnected,
+# can no longer be used"), a socket error, or the broker's 404 when the proxy reconnects to another
+# node and declares its reply queue again (nameko's reply queues are durable, kombu's default: one
+# whose node is down cannot be declared elsewhere). A service's own errors come back as RemoteError
+# or a refusal, never these.
+BROKER_LOST = (RuntimeError, OSError, AMQPError, KombuOperationalError)
 
 
 class Unavailable(Exception):
@@ -117,6 +126,14 @@ class Platform:
         except RpcTimeout:
             self._drop_proxy()      # its reply may still arrive: never reuse a proxy that gave up waiting
             raise Unavailable(f"{service} did not answer within {timeout:.1f} s") from None
+        except BROKER_LOST as lost:
+            # nameko's standalone proxy never reconnects ("This consumer has been disconnected"): a
+            # new one connects to a node of AMQP_URI that is up. Not called again here: the request
+            # may have gone out, and the caller decides whether to try again.
+            self._drop_proxy()
+            if isinstance(lost, TimeoutError):
+                raise                # the caller's deadline, answered as such
+            raise Unavailable(f"{service}: the connection to the broker was lost ({type(lost).__name__})") from None
 
     def _drop_proxy(self) -> None:
         standalone = getattr(self._local, "standalone", None)

@@ -178,7 +178,7 @@ class Dispatcher(DependencyProvider):
                                            f'"channel": "{event.channel}", "code": "{event.code or ""}"}}',
                             service="notify", queue="notify.messages",
                             reason=f"not delivered after {event.attempts} attempt(s): {event.reason}",
-                            category="undeliverable")
+                            category="undeliverable", config=self.container.config)
 
     def get_dependency(self, worker_ctx):
         return self

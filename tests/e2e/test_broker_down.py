@@ -6,83 +6,23 @@ RabbitMQ here is a node of the test's own (its name, ports, folders and Erlang c
 mid-test and started again; the machine's node on 5672 is never touched."""
 import os
 import shutil
-import subprocess
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 import requests
 from kombu import Connection, Queue
-from nameko.testing.utils import find_free_port
 from sqlalchemy import text
 
 from motcua.contracts.events import new_event
 from motcua.runtime import broker
 from tests.conftest import ROOT
 from tests.e2e.conftest import ServiceProcess, run_cli
+from tests.e2e.rabbit import RabbitNode
 from tests.e2e.test_intake_desk import APPLICANT, DESK_5, DOCUMENTS, MARITAL_STATUS, WARD_5
 
 pytestmark = pytest.mark.skipif(shutil.which("rabbitmq-server") is None, reason="needs rabbitmq-server")
-
-
-class RabbitNode:
-    """``rabbitmq-server`` as a node of its own, in a folder of its own."""
-
-    def __init__(self, folder: Path):
-        self.port = find_free_port()
-        self.name = f"motcua-bd-{uuid.uuid4().hex[:6]}@localhost"
-        (folder / "mnesia").mkdir()
-        (folder / "log").mkdir()
-        (folder / "home").mkdir()
-        (folder / "env.conf").write_text("")
-        (folder / "plugins").write_text("[].\n")
-        # The machine's rabbitmq.conf names 5672: this node reads a file of its own.
-        (folder / "rabbitmq.conf").write_text(f"listeners.tcp.1 = 127.0.0.1:{self.port}\n")
-        if os.geteuid() == 0:
-            # Started as root, the rabbitmq-server wrapper runs the node as the rabbitmq user.
-            for path in (folder, *folder.iterdir()):
-                shutil.chown(path, "rabbitmq", "rabbitmq")
-        self.env = {**os.environ, "HOME": str(folder / "home"),       # its own Erlang cookie
-                    "RABBITMQ_NODENAME": self.name, "RABBITMQ_NODE_PORT": str(self.port),
-                    "RABBITMQ_DIST_PORT": str(self._free_dist_port()),
-                    "RABBITMQ_MNESIA_BASE": str(folder / "mnesia"), "RABBITMQ_LOG_BASE": str(folder / "log"),
-                    "RABBITMQ_CONF_ENV_FILE": str(folder / "env.conf"),
-                    "RABBITMQ_CONFIG_FILE": str(folder / "rabbitmq.conf"),
-                    "RABBITMQ_ENABLED_PLUGINS_FILE": str(folder / "plugins"),
-                    "ERL_CRASH_DUMP": str(folder / "log" / "erl_crash.dump")}
-        self.log = open(folder / "server.out", "a")
-        self.process = None
-        self.uri = f"amqp://guest:guest@127.0.0.1:{self.port}//"
-
-    @staticmethod
-    def _free_dist_port():
-        return find_free_port()
-
-    def start(self):
-        self.process = subprocess.Popen(["rabbitmq-server"], env=self.env, stdout=self.log,
-                                        stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 90
-        while self._ctl("await_startup", timeout=90, check=False).returncode != 0:
-            # await_startup fails at once while the node is not up enough to be asked
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"RabbitMQ node {self.name} did not start (see {self.log.name})")
-            time.sleep(0.5)
-
-    def stop(self):
-        if self.process is not None and self.process.poll() is None:
-            self._ctl("stop", timeout=60, check=False)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        self.process = None
-
-    def _ctl(self, *args, timeout, check=True):
-        return subprocess.run(["rabbitmqctl", "-n", self.name, *args], env=self.env, capture_output=True,
-                              text=True, timeout=timeout, check=check)
 
 
 @pytest.fixture(scope="module")

@@ -201,3 +201,71 @@ def test_a_dissolved_units_tokens_are_refused_from_the_effective_date_naming_the
     assert refused.value.field == "authorization"
     assert "dissolved on 2025-07-01 (merged into 000.60.20.H29)" in str(refused.value)
     assert "issue a token of 000.60.20.H29" in str(refused.value)
+
+
+def test_a_proxy_whose_broker_node_went_away_is_replaced(monkeypatch):
+    """nameko's standalone proxy never reconnects: the call answers UNAVAILABLE, the next call gets a
+    new proxy (connected to a node of AMQP_URI that is up)."""
+    from types import SimpleNamespace
+
+    from amqp.exceptions import NotFound
+
+    from services.gateway import platform as gateway_platform
+    made = []
+
+    class Standalone:
+        def __init__(self, config, timeout):
+            self.config, self.stopped = config, False
+            self._reply_listener = SimpleNamespace(queue_consumer=SimpleNamespace(timeout=None))
+            made.append(self)
+
+        def start(self):
+            return SimpleNamespace(catalog=SimpleNamespace(ping=self.ping))
+
+        def ping(self):
+            if self is made[0]:
+                raise RuntimeError("This consumer has been disconnected, and can no longer be used")
+            if self is made[1]:      # reconnected to another node, its durable reply queue's node down
+                raise NotFound("home node 'n1@localhost' of durable queue 'rpc.reply-…' is down or inaccessible")
+            return "pong"
+
+        def stop(self):
+            self.stopped = True
+
+    monkeypatch.setattr(gateway_platform, "ClusterRpcProxy", Standalone)
+    nodes = "amqp://guest:guest@127.0.0.1:5701//;amqp://guest:guest@127.0.0.1:5702//"
+    platform = gateway_platform.Platform({"DATABASE_URL": "postgresql+psycopg2://nobody@127.0.0.1:1/none",
+                                          "AMQP_URI": nodes})
+    with pytest.raises(gateway_platform.Unavailable, match="connection to the broker was lost"):
+        platform.call("catalog", "ping")
+    assert made[0].stopped
+    with pytest.raises(gateway_platform.Unavailable):
+        platform.call("catalog", "ping")
+    assert platform.call("catalog", "ping") == "pong"
+    assert len(made) == 3 and made[2].config["AMQP_URI"] == nodes
+    platform.close()
+
+
+def test_the_management_api_is_the_first_node_of_the_list_that_answers(monkeypatch):
+    import requests
+
+    from services.gateway import admin
+    asked = []
+
+    class Answer:
+        def raise_for_status(self):
+            pass
+
+    def get(url, auth, timeout):
+        asked.append(url)
+        if "15701" in url:
+            raise requests.ConnectionError("connection refused")
+        return Answer()
+
+    monkeypatch.setattr(admin.requests, "get", get)
+    nodes = "http://127.0.0.1:15701; http://127.0.0.1:15702/ ;http://127.0.0.1:15703"
+    assert admin._management_api(nodes, ("guest", "guest")) == "http://127.0.0.1:15702/api"
+    assert asked == ["http://127.0.0.1:15701/api/overview", "http://127.0.0.1:15702/api/overview"]
+    monkeypatch.setattr(admin.requests, "get", lambda *a, **k: (_ for _ in ()).throw(requests.ConnectionError("down")))
+    with pytest.raises(RuntimeError, match="no RabbitMQ management API answers"):
+        admin._management_api(nodes, ("guest", "guest"))
