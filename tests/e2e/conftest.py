@@ -122,3 +122,17 @@ def clock(tmp_path_factory):
     set_now("2026-02-13T10:00:00+07:00")   # the Friday before Tết 2026
     set_now.path = path
     return set_now
+
+
+@pytest.fixture
+def report(request):
+    """A line in the run's own output, captured or not (pytest -q included): the fault tests'
+    figures (lives, lost, doubled) are what CI should show, not only what it checks."""
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+
+    def write(line: str) -> None:
+        if reporter is None:
+            print(line)
+        else:
+            reporter.write_line(line)
+    return write

@@ -76,7 +76,7 @@ def pair():
         pg.drop()          # also on failure: the clusters are the test's own
 
 
-def test_the_services_carry_on_through_a_failover_losing_and_doubling_nothing(pair, tmp_path):
+def test_the_services_carry_on_through_a_failover_losing_and_doubling_nothing(pair, tmp_path, report):
     started = time.monotonic()
     args = throughput.parse_args([
         "--database-url", pair.url, "--replicas", "1", "--rates", str(RATE), "--duration", str(DURATION),
@@ -129,7 +129,7 @@ def test_the_services_carry_on_through_a_failover_losing_and_doubling_nothing(pa
         messages_doubled = sum(verdict["messages"][ch]["duplicated"] for ch in ("email", "sms"))
         messages_lost = sum(verdict["messages"][ch]["missing"] for ch in ("email", "sms"))
         receive_in_doubt = sum(1 for kind, _, _ in desk.in_doubt if kind == "receive")
-        print(f"\nfailover after {FAIL_OVER_AFTER:g} s of load, standby writable {failover['seconds']:.2f} s after "
+        report(f"[PostgreSQL failover] after {FAIL_OVER_AFTER:g} s of load, standby writable {failover['seconds']:.2f} s after "
               f"the primary stopped; {len(lives)} lives started, {len(completed)} completed, "
               f"{len(lives) - len(completed)} not ({len(unexplained)} unexplained); {len(before)} receipts "
               f"acknowledged before the failover, {kept} on the new primary; 503 answers {dict(desk.unavailable)}, "

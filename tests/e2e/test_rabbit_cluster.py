@@ -150,7 +150,7 @@ def gauge(urls: list[str], name: str, label: str, value: str) -> list[float]:
     return sums
 
 
-def test_lives_survive_a_killed_and_a_restarted_node_exactly_once(cluster, stack):
+def test_lives_survive_a_killed_and_a_restarted_node_exactly_once(cluster, stack, report):
     started = time.monotonic()
     engine = make_engine(stack.args.database_url, pool_size=2, application_name="cluster-test")
     try:
@@ -238,6 +238,13 @@ def test_lives_survive_a_killed_and_a_restarted_node_exactly_once(cluster, stack
             f"{verdict['messages']['email']}; SMS {verdict['messages']['sms']}; dead-lettered "
             f"{verdict['dead_lettered']}; redeliveries recognised {duplicates:.0f}; "
             f"{accounting['events']} events; {time.monotonic() - started:.0f} s")
+        report(f"[RabbitMQ cluster] {len(lives)} lives, {len(done)} completed while {log[0][1]} was killed and "
+               f"{log[2][1]} restarted; {len(waiting)} overdue dossiers announced once each by 2 routing replicas; "
+               f"lost: {sum(v['missing'] for v in verdict['rows'].values())} rows, "
+               f"{sum(v['missing'] for v in verdict['events'].values())} events; doubled: "
+               f"{sum(v['duplicated'] for v in verdict['rows'].values())} rows, "
+               f"{sum(v['duplicated'] for v in verdict['events'].values())} events; exactly once: "
+               f"{verdict['exactly_once']}")
         assert verdict["exactly_once"], verdict
 
         # Still quorum queues after the failures, every one with its three members.

@@ -11,6 +11,8 @@ from urllib.parse import quote
 
 import pytest
 import requests
+import time
+
 import yaml
 from sqlalchemy import delete, text
 from sqlalchemy.orm import Session
@@ -73,7 +75,9 @@ def stack(process_env, engine, clock, tmp_path_factory):
     env = {**process_env, "CLOCK_FILE": str(clock.path), "CATALOGUE_CACHE_SECONDS": "1"}
     clock("2026-06-29T09:00:00+07:00")
     run_cli(["catalog", "load", str(folder / "catalogue.yml")], env)
-    services = {name: ServiceProcess(name, env, folder).start() for name in ("catalog", "intake", "routing", "fees")}
+    # The catalogue last: its relay publishes the load's units at start, and the other services'
+    # queues must be there to take them (a fresh broker has none until each service first runs).
+    services = {name: ServiceProcess(name, env, folder).start() for name in ("intake", "routing", "fees", "catalog")}
     try:
         yield services, env, folder
     finally:
@@ -93,8 +97,16 @@ def receive(intake, catalog, desk) -> requests.Response:
 
 
 def received(intake, catalog, desk) -> str:
-    answer = wait_for(lambda: (r := receive(intake, catalog, desk)).status_code == 201 and r)
-    return answer.json()["code"]
+    """A receipt, tried until intake's copy of the catalogue has the test's wards (filled from the
+    catalogue's events after the load)."""
+    answers = []
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        answers.append(receive(intake, catalog, desk))
+        if answers[-1].status_code == 201:
+            return answers[-1].json()["code"]
+        time.sleep(0.2)
+    raise AssertionError(f"no receipt in 20 s: {answers[-1].status_code} {answers[-1].text}")
 
 
 def dossier(service, code, desk):
