@@ -1,5 +1,6 @@
 """The portal sync's tables, in the ``portal`` schema."""
-from sqlalchemy import BigInteger, Column, DateTime, Identity, Index, Integer, SmallInteger, Table, Text, UniqueConstraint
+from sqlalchemy import (BigInteger, Column, DateTime, Identity, Index, Integer, SmallInteger, Table, Text,
+                        UniqueConstraint)
 
 from motcua.runtime.db import service_metadata
 from motcua.runtime.inbox import inbox_table

@@ -13,8 +13,8 @@ operator when the portal stays away.
 from __future__ import annotations
 
 import time as wall
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Callable
 
 import eventlet
 import structlog
@@ -77,7 +77,7 @@ class Syncer:
             allowed, wait = self.limiter.allow("portal")
             if allowed:
                 return
-            self.sleep(wait)
+            self.sleep(max(wait, 0.001))    # a wait rounded to nothing would never refill the bucket
 
 
 class Sender(DependencyProvider):
