@@ -9,6 +9,10 @@ and the record leaves the row leased until its lease ends: it is sent again with
 idempotency key, which the portal drops. Nothing is ever given up: a failure waits (doubling, up
 to ``PORTAL_BACKOFF_MAX_SECONDS``) and is tried again; the pending gauges and the alert tell an
 operator when the portal stays away.
+
+Retries, leases and the portal's pauses follow the wall clock, never ``CLOCK_FILE``: they are about
+the portal's real availability, not a dossier's (possibly simulated) time. The lag is measured from
+the change's own instant.
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ import structlog
 from eventlet.event import Event
 from nameko.extensions import DependencyProvider
 
+from motcua.runtime.clock import system_now
 from motcua.runtime.db import Database, autocommit
 from motcua.runtime.ratelimit import RateLimiter
 from services.portal import metrics, store
@@ -103,7 +108,6 @@ class Sender(DependencyProvider):
                 dependency.after_commit.append(lambda info: self.wake())
 
     def start(self) -> None:
-        from motcua.runtime.clock import clock_from_config
         if not self.url:
             log.warning("PORTAL_URL is not set: status changes are queued, not sent")
             return
@@ -118,7 +122,7 @@ class Sender(DependencyProvider):
         self.client = PortalClient(self.url, self.mapping, config.get("PORTAL_TOKEN") or None,
                                    float(config.get("PORTAL_TIMEOUT_SECONDS", 10)))
         self.syncer = Syncer(claim=claim, client=self.client, outcomes=OutcomeWriter(engine),
-                             now=clock_from_config(config), policy=self.policy, limiter=self.limiter)
+                             now=system_now, policy=self.policy, limiter=self.limiter)
         self.running = True
         self.container.spawn_managed_thread(self._run, identifier="portal-sender")
 
