@@ -3,7 +3,7 @@ recorded, the gauges' figures, and the reconciliation's reads and re-sends."""
 from __future__ import annotations
 
 from dataclasses import asdict, fields
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import and_, exists, func, select, update
 from sqlalchemy.dialects.postgresql import insert
@@ -53,10 +53,14 @@ def save_outcome(connection: Connection, row: SyncRow) -> None:
 
 
 def pending(session: Session, now: datetime) -> list:
-    """(unit, rows waiting, age of the oldest waiting change in seconds) for the gauges."""
-    rows = session.execute(select(s.c.unit, func.count(), func.min(s.c.changed_at)).where(
-        s.c.state == "pending").group_by(s.c.unit)).all()
-    return [(unit, count, max((now - oldest).total_seconds(), 0.0)) for unit, count, oldest in rows]
+    """(unit, rows waiting, age of the oldest waiting change in seconds) for the gauges: every unit
+    with a change waiting, and at 0 every unit with a change in the last day (a unit whose changes
+    all went through reads 0, not "no data"; a day's rows, read through ``ix_sync_rows_changed``)."""
+    waiting = s.c.state == "pending"
+    rows = session.execute(select(s.c.unit, func.count().filter(waiting), func.min(s.c.changed_at).filter(waiting))
+                           .where(waiting | (s.c.changed_at >= now - timedelta(days=1))).group_by(s.c.unit)).all()
+    return [(unit, count, max((now - oldest).total_seconds(), 0.0) if oldest else 0.0)
+            for unit, count, oldest in rows]
 
 
 def sent_between(connection: Connection, start: datetime, end: datetime) -> list[SyncRow]:

@@ -8,20 +8,15 @@ and then throttles (429 + Retry-After): the dossier's whole life still reaches t
 statuses 2 -> 4 -> 9 -> 10, in order, once each. The portal then forgets one of them and
 ``motcua portal reconcile`` finds and re-sends it.
 """
-import json
 import os
-import signal
-import subprocess
-import sys
 import time
 
 import pytest
 import requests
-from nameko.testing.utils import find_free_port
 from sqlalchemy import text
 
-from tests.conftest import ROOT
 from tests.e2e.conftest import ServiceProcess, run_cli
+from tests.e2e.test_notify import Fake
 from tests.e2e.test_intake_desk import APPLICANT, wait_for
 from tests.e2e.test_routing import (DESK, LAND_REGISTRY, REGISTRY, TAX, TAX_OFFICER, intake_status,
                                     receive_land_transfer, work_step)
@@ -29,13 +24,12 @@ from tests.e2e.test_routing import (DESK, LAND_REGISTRY, REGISTRY, TAX, TAX_OFFI
 OUTAGE_SECONDS = float(os.environ.get("PORTAL_E2E_OUTAGE_SECONDS", "20"))
 
 
-class FakePortalProcess:
+class FakePortalProcess(Fake):
+    """The fake national portal in its own process, and the test's hands on it."""
+
     def __init__(self, out):
-        self.port, self.out = find_free_port(), out
+        super().__init__("tests.fakes.national_portal", out)
         self.url = f"http://127.0.0.1:{self.port}"
-        self.process = subprocess.Popen([sys.executable, "-m", "tests.fakes.national_portal", "--port",
-                                         str(self.port), "--out", str(out)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
-        assert self.process.stdout.readline().strip() == "ready"
 
     def control(self, **body):
         assert requests.post(self.url + "/_control", json=body, timeout=5).status_code == 200
@@ -44,11 +38,7 @@ class FakePortalProcess:
         return requests.get(self.url + "/_held", timeout=5).json()["data"]
 
     def attempts(self) -> list[dict]:
-        return [json.loads(line) for line in self.out.read_text().splitlines()] if self.out.exists() else []
-
-    def stop(self):
-        self.process.send_signal(signal.SIGTERM)
-        self.process.wait(timeout=10)
+        return self.lines()
 
 
 @pytest.fixture(scope="module")

@@ -1,11 +1,13 @@
 """A fake national public-service portal for tests: a real HTTP server that records the status
 changes it receives, can fail for a while, refuse connections for a while, throttle, and forget.
 
-    python -m tests.fakes.national_portal --port P --out FILE     (prints "ready"; SIGTERM stops it)
+    python -m tests.fakes.national_portal --port P --out FILE [--fail-first N]
+                                                                  (prints "ready"; SIGTERM stops it)
 
 or in a test's own process: ``FakePortal().start()`` … ``.stop()``.
 
-* ``POST /api/DongBoHoSoMC`` (the path of services/portal/data/portal-fields.yml): every attempt is
+* ``POST /api/DongBoHoSoMC`` (the path of services/portal/data/portal-fields.yml): 503 to the first
+  N sends (``--fail-first``), then as follows. Every attempt is
   appended to FILE as a JSON line ``{"at", "answer", "key", "record"}``; accepted records are held,
   deduplicated by the ``Idempotency-Key`` header (a repeat answers 200, ``duplicate``, held once).
 * ``GET /api/TraCuuHoSo?TuNgay=yyyyMMdd&DenNgay=yyyyMMdd``: ``{"data": [held records whose
@@ -32,8 +34,8 @@ SEND_PATH, QUERY_PATH = "/api/DongBoHoSoMC", "/api/TraCuuHoSo"
 
 
 class PortalState:
-    def __init__(self, out: Path | None = None):
-        self.out = out
+    def __init__(self, out: Path | None = None, fail_first: int = 0):
+        self.out, self.fail_first = out, fail_first
         self.lock = threading.Lock()
         self.held: dict[str, dict] = {}          # key -> record, in the order accepted
         self.attempts: list[dict] = []
@@ -50,7 +52,8 @@ class PortalState:
         record = (body or {}).get("data", [None])[0] if isinstance(body, dict) else None
         with self.lock:
             entry = {"at": time.time(), "key": key, "record": record}
-            if time.monotonic() < self.fail_until:
+            if self.fail_first > 0 or time.monotonic() < self.fail_until:
+                self.fail_first = max(self.fail_first - 1, 0)
                 self._log({**entry, "answer": self.fail_status})
                 return self.fail_status, {"error_code": "-1", "message": "tạm thời không phục vụ"}, {}
             if self.throttle_next > 0:
@@ -140,8 +143,8 @@ def make_handler(portal: FakePortal) -> type[BaseHTTPRequestHandler]:
 
 
 class FakePortal:
-    def __init__(self, port: int = 0, out: Path | None = None):
-        self.state = PortalState(out)
+    def __init__(self, port: int = 0, out: Path | None = None, fail_first: int = 0):
+        self.state = PortalState(out, fail_first)
         self.port = port
         self.server: ThreadingHTTPServer | None = None
         self.thread: threading.Thread | None = None
@@ -183,8 +186,9 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--out", required=True)
+    parser.add_argument("--fail-first", type=int, default=0)
     args = parser.parse_args()
-    portal = FakePortal(args.port, Path(args.out)).start()
+    portal = FakePortal(args.port, Path(args.out), args.fail_first).start()
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())
