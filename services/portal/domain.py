@@ -125,6 +125,7 @@ class SyncRow:
     last_error: str | None = None
     sent_at: datetime | None = None
     resends: int = 0
+    queued_at: datetime | None = None      # when this service heard of it (the database's clock)
 
     @property
     def key(self) -> str:
@@ -166,7 +167,8 @@ class SyncRow:
 def next_in_order(rows: Iterable[SyncRow]) -> list[SyncRow]:
     """Of these rows, those that may be sent now: per dossier, the first one not sent, and only
     when every earlier change of that dossier has been sent (a change that has not arrived yet
-    holds the later ones back). The same rule as ``store.claim``'s SQL, for the tests' fakes."""
+    holds the later ones back). ``store.claim``'s SQL rule, for the tests' fakes (without its wait
+    for a predecessor that never comes)."""
     by_code: dict[str, list[SyncRow]] = {}
     for row in rows:
         by_code.setdefault(row.code, []).append(row)

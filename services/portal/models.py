@@ -1,6 +1,6 @@
 """The portal sync's tables, in the ``portal`` schema."""
 from sqlalchemy import (BigInteger, Column, DateTime, Identity, Index, Integer, SmallInteger, Table, Text,
-                        UniqueConstraint)
+                        UniqueConstraint, func)
 
 from motcua.runtime.db import service_metadata
 from motcua.runtime.inbox import inbox_table
@@ -28,6 +28,7 @@ sync_rows = Table(
     Column("last_error", Text),
     Column("sent_at", DateTime(timezone=True)),
     Column("resends", Integer, nullable=False, server_default="0"),    # re-sent by a reconciliation
+    Column("queued_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     UniqueConstraint("code", "seq"),
 )
 Index("ix_sync_rows_due", sync_rows.c.next_attempt_at, postgresql_where=sync_rows.c.state == "pending")

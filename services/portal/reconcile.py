@@ -24,14 +24,15 @@ class Report:
     last: date
     portal_records: int
     platform_sent: int
-    missing: list = field(default_factory=list)      # idempotency keys queued again
+    missing: list = field(default_factory=list)      # idempotency keys of the changes the portal lacks
     queued: int = 0
+    dry_run: bool = False
 
     def lines(self) -> list[str]:
-        verb = "queued again" if self.queued else "to queue again (dry run)" if self.missing else "queued again"
+        done = "dry run, nothing queued" if self.dry_run else f"queued again: {self.queued}"
         return [f"period {self.first} to {self.last}: the portal holds {self.portal_records} status change(s), "
                 f"the platform sent {self.platform_sent}",
-                f"missing at the portal: {len(self.missing)}; {verb}: {self.queued or len(self.missing)}",
+                f"missing at the portal: {len(self.missing)}; {done}",
                 *(f"  {key}" for key in self.missing)]
 
 
@@ -41,7 +42,7 @@ def reconcile(engine: Engine, client, fields, first: date, last: date, *, dry_ru
     with autocommit(engine) as connection:
         sent = store.sent_between(connection, start, end)
     missing = differences(sent, held_keys(records, fields))
-    report = Report(first, last, len(records), len(sent), [row.key for row in missing])
+    report = Report(first, last, len(records), len(sent), [row.key for row in missing], dry_run=dry_run)
     if missing and not dry_run:
         with autocommit(engine) as connection:
             report.queued = store.resend(connection, [row.id for row in missing])

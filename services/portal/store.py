@@ -23,22 +23,26 @@ def row_of(record) -> SyncRow:
 
 def add(session: Session, row: SyncRow) -> bool:
     """Queue a status change; False if that (code, seq) is already queued (the same change told twice)."""
-    values = {k: v for k, v in asdict(row).items() if k != "id"}
+    values = {k: v for k, v in asdict(row).items() if k not in ("id", "queued_at")}
     inserted = session.execute(insert(s).values(**values).on_conflict_do_nothing(
         index_elements=["code", "seq"]).returning(s.c.id)).first()
     return inserted is not None
 
 
-def claim(connection: Connection, now: datetime, lease_until: datetime, limit: int = 20) -> list[SyncRow]:
+def claim(connection: Connection, now: datetime, lease_until: datetime, limit: int = 20,
+          gap_seconds: float = 600) -> list[SyncRow]:
     """Rows due now whose dossier's earlier changes have all been sent, leased to this process
     (one statement, autocommit). Only a dossier's first unsent change qualifies, so however many
     replicas send, a dossier's statuses reach the portal one after the other, in ``seq`` order.
-    A change whose predecessor has not arrived yet waits for it."""
+    A change whose predecessor has not arrived yet waits for it, for ``gap_seconds`` after it was
+    queued: a predecessor that has not come by then never will (a dossier already under way when
+    the sync was deployed), and the dossier's sync starts from there."""
     before = aliased(s)
-    previous_sent = exists().where(and_(before.c.code == s.c.code, before.c.seq == s.c.seq - 1,
-                                        before.c.state == "sent"))
+    same = and_(before.c.code == s.c.code, before.c.seq == s.c.seq - 1)
+    previous_sent = exists().where(same, before.c.state == "sent")
+    never_came = ~exists().where(same) & (s.c.queued_at <= func.now() - timedelta(seconds=gap_seconds))
     due = (select(s.c.id).where(s.c.state == "pending", s.c.next_attempt_at <= now,
-                                (s.c.seq == 1) | previous_sent)
+                                (s.c.seq == 1) | previous_sent | never_came)
            .order_by(s.c.next_attempt_at).limit(limit).with_for_update(skip_locked=True))
     leased = connection.execute(update(s).where(s.c.id.in_(due.scalar_subquery())).values(
         attempts=s.c.attempts + 1, next_attempt_at=lease_until).returning(s)).all()

@@ -115,9 +115,11 @@ class Sender(DependencyProvider):
         database = next(d for d in self.container.dependencies if isinstance(d, Database))
         engine = database.engine
 
+        gap = float(config.get("PORTAL_GAP_SECONDS", 600))
+
         def claim(now, lease_until):
             with autocommit(engine) as connection:
-                return store.claim(connection, now, lease_until, limit=CLAIM_LIMIT)
+                return store.claim(connection, now, lease_until, limit=CLAIM_LIMIT, gap_seconds=gap)
 
         self.client = PortalClient(self.url, self.mapping, config.get("PORTAL_TOKEN") or None,
                                    float(config.get("PORTAL_TIMEOUT_SECONDS", 10)))

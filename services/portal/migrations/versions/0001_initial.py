@@ -45,6 +45,7 @@ def upgrade() -> None:
     sa.Column('last_error', sa.Text(), nullable=True),
     sa.Column('sent_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('resends', sa.Integer(), server_default='0', nullable=False),
+    sa.Column('queued_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_sync_rows')),
     sa.UniqueConstraint('code', 'seq', name=op.f('uq_sync_rows_code_seq')),
     schema='portal'
