@@ -22,12 +22,12 @@ from datetime import datetime, timedelta
 
 import eventlet
 import structlog
-from eventlet.event import Event
 from nameko.extensions import DependencyProvider
 
 from motcua.runtime.clock import system_now
 from motcua.runtime.db import Database, autocommit
 from motcua.runtime.ratelimit import RateLimiter
+from motcua.runtime.rounds import Rounds
 from services.portal import metrics, store
 from services.portal.client import PortalClient, PortalError
 from services.portal.domain import Failed, Policy, load_mapping
@@ -101,11 +101,10 @@ class Sender(DependencyProvider):
         self.limiter = RateLimiter(per_minute=rate * 60, burst=max(1, int(config.get("PORTAL_BURST", 1))))
         self.mapping = load_mapping(config.get("PORTAL_FIELDS_FILE"))      # checked at start, not at first send
         self.url = config.get("PORTAL_URL") or None
-        self.running = False
-        self.wakeup = Event()
+        self.loop = Rounds("portal-sender", lambda: self.syncer.round(self.mapping), poll=self.poll, full=CLAIM_LIMIT)
         for dependency in self.container.dependencies:
             if isinstance(dependency, Database):
-                dependency.after_commit.append(lambda info: self.wake())
+                dependency.after_commit.append(lambda info: self.loop.wake())
 
     def start(self) -> None:
         if not self.url:
@@ -125,29 +124,12 @@ class Sender(DependencyProvider):
                                    float(config.get("PORTAL_TIMEOUT_SECONDS", 10)))
         self.syncer = Syncer(claim=claim, client=self.client, outcomes=OutcomeWriter(engine),
                              now=system_now, policy=self.policy, limiter=self.limiter)
-        self.running = True
-        self.container.spawn_managed_thread(self._run, identifier="portal-sender")
+        self.loop.start(self.container)
 
     def stop(self) -> None:
-        self.running = False
-        self.wake()
+        self.loop.stop()
 
     kill = stop
-
-    def wake(self) -> None:
-        if self.running and not self.wakeup.ready():
-            self.wakeup.send(True)
-
-    def _run(self) -> None:
-        while self.running:
-            self.wakeup = Event()
-            try:
-                sent = self.syncer.round(self.mapping)
-            except Exception:   # the database away: try again at the next poll
-                log.warning("portal sync round failed", exc_info=True)
-                sent = 0
-            if sent < CLAIM_LIMIT:
-                self.wakeup.wait(timeout=self.poll)
 
     def get_dependency(self, worker_ctx):
         return self
