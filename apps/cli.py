@@ -407,6 +407,44 @@ def cmd_report_ii06a(args) -> int:
     return 0
 
 
+def cmd_portal_reconcile(args) -> int:
+    """What the national portal holds for a period against what the platform sent; the differences
+    are queued again for the portal service to send."""
+    from datetime import date
+
+    from motcua.runtime.db import database_url, make_engine
+    from services.portal.client import PortalClient, PortalError
+    from services.portal.domain import MappingInvalid, load_mapping
+    from services.portal.reconcile import reconcile
+
+    try:
+        first, last = date.fromisoformat(getattr(args, "from")), date.fromisoformat(args.to)
+    except ValueError as error:
+        raise UsageError(f"--from/--to: an ISO date YYYY-MM-DD ({error})") from None
+    if last < first:
+        raise UsageError("--to: the period ends before it starts")
+    config = _config(SERVICES["portal"])
+    if not config.get("PORTAL_URL"):
+        raise UsageError("PORTAL_URL is not set: the portal cannot be asked")
+    try:
+        fields = load_mapping(config.get("PORTAL_FIELDS_FILE"))
+    except MappingInvalid as error:
+        raise UsageError(str(error)) from None
+    client = PortalClient(config["PORTAL_URL"], fields, config.get("PORTAL_TOKEN") or None,
+                          float(config.get("PORTAL_TIMEOUT_SECONDS", 10)))
+    engine = make_engine(database_url(config), pool_size=1, application_name="motcua-portal-reconcile")
+    try:
+        report = reconcile(engine, client, fields, first, last, dry_run=args.dry_run)
+    except PortalError as error:
+        print(f"motcua portal reconcile: the portal could not be asked: {error}", file=sys.stderr)
+        return 1
+    finally:
+        client.close()
+        engine.dispose()
+    print("\n".join(report.lines()))
+    return 0
+
+
 def cmd_report_fees(args) -> int:
     from sqlalchemy.orm import Session
 
@@ -716,6 +754,15 @@ def build_parser() -> argparse.ArgumentParser:
     fees_report.add_argument("--to", required=True, help="last day, ISO date")
     fees_report.add_argument("--format", choices=("json", "csv"), default="json")
     fees_report.set_defaults(handler=cmd_report_fees)
+
+    portal = commands.add_parser("portal", help="the national public-service portal's status sync")
+    portal_commands = portal.add_subparsers(dest="portal_command", required=True, parser_class=_Parser)
+    reconcile = portal_commands.add_parser("reconcile", help="compare a period with what the portal holds and "
+                                                             "send again what it lost")
+    reconcile.add_argument("--from", required=True, help="first day, ISO date (local)")
+    reconcile.add_argument("--to", required=True, help="last day, ISO date (local)")
+    reconcile.add_argument("--dry-run", action="store_true", help="report the differences, queue nothing")
+    reconcile.set_defaults(handler=cmd_portal_reconcile)
 
     fees = commands.add_parser("fees", help="fees and charges")
     fees_commands = fees.add_subparsers(dest="fees_command", required=True, parser_class=_Parser)

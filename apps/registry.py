@@ -28,9 +28,9 @@ class ServiceSpec:
 
 
 # The built services, in start-up order. Ports: catalog 8001, intake 8002, routing 8003,
-# fees 8004, notify 8005; the gateway's /metrics and /health 8006, its gRPC 50051.
+# fees 8004, notify 8005; the gateway's /metrics and /health 8006, its gRPC 50051; portal 8007.
 SERVICES = {spec.name: spec for spec in (ServiceSpec("catalog", 8001), ServiceSpec("intake", 8002),
                                                  ServiceSpec("routing", 8003), ServiceSpec("fees", 8004),
-                                                 ServiceSpec("notify", 8005),
+                                                 ServiceSpec("notify", 8005), ServiceSpec("portal", 8007),
                                                  ServiceSpec("gateway", 8006, nameko=False))}
 DEFAULT_CATALOGUE = SERVICES_DIR / "catalog" / "data" / "catalogue.yml"

@@ -28,8 +28,9 @@ from motcua.runtime.db import make_engine
 from apps.demo import memory_broker
 from apps.demo.providers import Providers, officials_file
 
-# The nameko services (the gRPC gateway is a process of its own, outside the demo).
-SERVICES = {name: spec for name, spec in ALL_SERVICES.items() if getattr(spec, "nameko", True)}
+# The nameko services (the gRPC gateway is a process of its own, outside the demo). The national
+# portal's sync is left out: the demo has no portal to send to.
+SERVICES = {name: spec for name, spec in ALL_SERVICES.items() if getattr(spec, "nameko", True) and name != "portal"}
 FAR_AWAY_SECONDS = 10 * 365 * 86400     # timers the demo fires itself never fire on their own
 GATEWAY_MERCHANT, GATEWAY_SECRET = "motcua-demo", "demo-gateway-secret"
 

@@ -792,6 +792,35 @@ def health() -> dict:
         timeseries("Gateway: hệ thống đang theo dõi", "Unit systems subscribed to their feed now (all replicas).",
                    [q("sum(motcua_gateway_subscribers)", "subscribers")], unit="short", thresholds=NEUTRAL,
                    w=12, decimals=0),
+        row("Cổng Dịch vụ công quốc gia (đồng bộ trạng thái)"),
+        stat("Cổng DVC: thay đổi chờ gửi", "Dossier status changes not yet accepted by the national portal, "
+             "every unit (read from the database: max over replicas, summed over units).",
+             [q("sum(max by (unit) (motcua_portal_sync_pending))")], unit="short",
+             thresholds=steps("green", (100, "yellow"), (1000, "red")), w=6, decimals=0),
+        stat("Cổng DVC: chờ lâu nhất", "Age of the oldest status change the national portal has not accepted "
+             "(the sync's lag now; the alert MotcuaPortalSyncLagging fires past 15 minutes).",
+             [q("max(max by (unit) (motcua_portal_sync_oldest_pending_seconds))")], unit="s",
+             thresholds=steps("green", (300, "yellow"), (900, "red")), w=6),
+        timeseries("Cổng DVC: độ trễ đồng bộ (p50, p99)", "From a dossier's status change to the national portal "
+                   "accepting it, over the last hour (rolling).",
+                   [q(quantile(phi, "motcua_portal_sync_lag_seconds_bucket", "1h"), f"p{round(phi * 100)}")
+                    for phi in (0.5, 0.99)],
+                   unit="s", thresholds=steps("green", (300, "yellow"), (900, "red")), line=True, w=12),
+        timeseries("Cổng DVC: lỗi gửi theo đơn vị và lý do", "Attempts that failed per hour, by receiving unit "
+                   "and reason (throttled: 429, unavailable: 5xx, unreachable: no answer, rejected: another 4xx); "
+                   "each change is tried again until accepted.",
+                   [q("sum by (unit, reason) (increase(motcua_portal_sync_failures_total[1h]))",
+                      "{{unit}} · {{reason}}", interval="1h")],
+                   unit="short", thresholds=NONE_BAD, bars=True, stack=True, legend="right", w=12, decimals=0),
+        timeseries("Cổng DVC: chờ gửi theo đơn vị", "Status changes not yet accepted by the national portal, by "
+                   "receiving unit (max over replicas).",
+                   [q("max by (unit) (motcua_portal_sync_pending)", "{{unit}}")], unit="short",
+                   thresholds=steps("green", (100, "yellow"), (1000, "red")), line=True, legend="right", w=12,
+                   decimals=0),
+        timeseries("Cổng DVC: đã gửi mỗi giờ", "Status changes the national portal accepted per hour: first "
+                   "acceptances, and re-sends after a reconciliation (motcua portal reconcile) found them missing.",
+                   [q("sum by (kind) (increase(motcua_portal_sync_sent_total[1h]))", "{{kind}}", interval="1h")],
+                   unit="short", thresholds=NEUTRAL, bars=True, w=12, decimals=0),
         row("RabbitMQ"),
         timeseries("Hàng đợi: sẵn sàng", "Messages ready for delivery, per queue (RabbitMQ's per-object "
                    "metrics).", [q("sum by (queue) (rabbitmq_queue_messages_ready)", "{{queue}}")], unit="short",
@@ -805,7 +834,8 @@ def health() -> dict:
     ]
     return dashboard("motcua-health", "Sức khỏe dịch vụ", "Service health: targets up per job; rate, errors and "
                      "duration (p50, p99) of every entry point; events consumed; the outbox's backlog and lag; "
-                     "dead letters; the gateway's calls, unit events and feed lag; RabbitMQ queues (ready, unacked, consumers).", panels,
+                     "dead letters; the gateway's calls, unit events and feed lag; the national portal's status sync "
+                     "(pending, lag, failures); RabbitMQ queues (ready, unacked, consumers).", panels,
                      variables=[query_variable("service", "Dịch vụ",
                                                "label_values(motcua_entrypoint_calls_total, service)",
                                                multi=True, include_all=True)],

@@ -178,6 +178,13 @@ SCHEMAS: dict[tuple[str, int], Schema] = {
         "The result was handed to the citizen (status 10), early, on time or late.",
         code="str", returned_at="instant", appointment_date="date", result_class="str",
     ),
+    ("dossier.status_changed", 1): schema(
+        "The dossier's national status changed (codes 1-10; ``channel`` the national channel code "
+        "1-3). ``seq`` numbers the dossier's status changes from 1, without gaps: the national "
+        "portal's sync sends them in that order. Intake, which holds the status, is its only source.",
+        code="str", seq="int", status="int", previous_status="int?", channel="int", procedure_code="str",
+        handling_agency="str", changed_at="instant",
+    ),
     # --- routing (the handling agencies) ---
     ("dossier.step_started", 1): schema(
         "An agency accepted the hand-over of a step: the dossier is being processed (status 4).",

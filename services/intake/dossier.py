@@ -24,7 +24,7 @@ from motcua.contracts.calendar import (
 from motcua.contracts.events import Envelope, new_event
 from motcua.contracts.refusals import Conflict, Invalid
 from motcua.contracts.text import fold
-from motcua.contracts.vocabulary import STATUS_VI, Status
+from motcua.contracts.vocabulary import CHANNELS, STATUS_VI, Status
 from services.intake import domain
 
 # action -> (statuses it is allowed in, the status it leads to; None: depends on the event)
@@ -201,6 +201,7 @@ class Dossier:
         """Submitted by the citizen online: it waits for a desk officer (status 1)."""
         dossier = cls._new(code, submission, secret, now)
         dossier._record(now, actor, "submit", None, Status.SUBMITTED_ONLINE, {"channel": submission.channel})
+        dossier._status_changed(now, None, Status.SUBMITTED_ONLINE)
         dossier._emit("dossier.submitted_online", now, {
             "code": code, "procedure_code": dossier.procedure_code, "procedure_version": dossier.procedure_version,
             "submitted_at": iso(now)})
@@ -226,9 +227,9 @@ class Dossier:
         self.received_at, self.received_by, self.appointment_date = now, actor.name, date_
         self.book_year, self.book_volume, self.book_line = book.year, book.volume, book.line
         self.book_unit = self.unit
-        self._change(now, actor, "receive", Status.RECEIVED, {**note, "appointment_date": date_.isoformat()},
-                     new=new)
-        return self._emit("dossier.received", now, {
+        changed = self._change(now, actor, "receive", Status.RECEIVED,
+                               {**note, "appointment_date": date_.isoformat()}, new=new)
+        return changed + self._emit("dossier.received", now, {
             "code": self.code, "procedure_code": self.procedure_code, "procedure_version": self.procedure_version,
             "channel": self.channel, "received_at": iso(now), "appointment_date": date_.isoformat(),
             "time_limit": self.procedure["time_limit"], "handling_agency": self.handling_agency,
@@ -242,9 +243,10 @@ class Dossier:
         target = require("refuse", self.status)
         was_received = self.status == Status.RECEIVED
         self.refusal = {"reason": reason, "official": actor.name, "refused_at": iso(now)}
-        self._change(now, actor, "refuse", target, {"reason": reason})
-        return self._emit("dossier.refused", now, {"code": self.code, "reason": reason, "official": actor.name,
-                                                   "refused_at": iso(now), "received": was_received})
+        changed = self._change(now, actor, "refuse", target, {"reason": reason})
+        return changed + self._emit("dossier.refused", now, {
+            "code": self.code, "reason": reason, "official": actor.name, "refused_at": iso(now),
+            "received": was_received})
 
     def request_supplement(self, actor: Actor, reason: str, documents: Sequence[domain.Presented], now: datetime,
                            *, desk_name: str, agency: Mapping | None = None) -> list[Envelope]:
@@ -264,9 +266,9 @@ class Dossier:
         }
         self.supplement_requested_at = now
         self.clock_stops = [*self.clock_stops, {"start": iso(now), "end": None}]
-        self._change(now, actor, "request_supplement", target,
-                     {"reason": reason, "requested_by": self.supplement["requested_by"]})
-        return self._emit("dossier.supplement_requested", now, {
+        changed = self._change(now, actor, "request_supplement", target,
+                               {"reason": reason, "requested_by": self.supplement["requested_by"]})
+        return changed + self._emit("dossier.supplement_requested", now, {
             "code": self.code, "requested_by": self.supplement["requested_by"],
             "documents": self.supplement["documents"], "reason": reason, "requested_at": iso(now),
             "number": self.supplement["number"]})
@@ -294,14 +296,15 @@ class Dossier:
         self.documents = [*self.documents, *[vars(d) for d in presented]]
         # The clock runs again; the new appointment date is routing's to count (it keeps the
         # deadline with every clock stop) and comes back as dossier.deadline_changed.
-        self._change(now, actor, "receive_supplement", Status(self.supplement["status_before"]), {})
-        return self._emit("dossier.supplement_received", now, {"code": self.code, "received_at": iso(now)},
-                          version=2)
+        changed = self._change(now, actor, "receive_supplement", Status(self.supplement["status_before"]), {})
+        return changed + self._emit("dossier.supplement_received", now,
+                                    {"code": self.code, "received_at": iso(now)}, version=2)
 
     def withdraw(self, actor: Actor, reason: str, now: datetime) -> list[Envelope]:
         target = require("withdraw", self.status)
-        self._change(now, actor, "withdraw", target, {"reason": reason})
-        return self._emit("dossier.withdrawn", now, {"code": self.code, "reason": reason, "withdrawn_at": iso(now)})
+        changed = self._change(now, actor, "withdraw", target, {"reason": reason})
+        return changed + self._emit("dossier.withdrawn", now,
+                                    {"code": self.code, "reason": reason, "withdrawn_at": iso(now)})
 
     def return_result(self, actor: Actor, collected_by: str, now: datetime) -> list[Envelope]:
         """Status 10: only once processed (9) and with nothing outstanding at fees."""
@@ -312,8 +315,9 @@ class Dossier:
             raise Conflict("fees", f"fees of dossier {self.code} are not settled ({outstanding})")
         result = result_class(now, self.appointment_date)
         self.returned_at, self.returned_to, self.result_class = now, collected_by, result
-        self._change(now, actor, "return", target, {"collected_by": collected_by, "result_class": result})
-        return self._emit("dossier.returned", now, {"code": self.code, "returned_at": iso(now),
+        changed = self._change(now, actor, "return", target,
+                               {"collected_by": collected_by, "result_class": result})
+        return changed + self._emit("dossier.returned", now, {"code": self.code, "returned_at": iso(now),
                                                     "appointment_date": self.appointment_date.isoformat(),
                                                     "result_class": result})
 
@@ -328,21 +332,18 @@ class Dossier:
             return []
         target = require("start_step", self.status)
         self.transferred_at = self.transferred_at or started_at
-        self._change(now, agency, "step_started", target, {"step": step})
-        return []
+        return self._change(now, agency, "step_started", target, {"step": step})
 
     def request_obligation(self, agency: Actor, description: str, now: datetime) -> list[Envelope]:
         target = require("request_obligation", self.status)
-        self._change(now, agency, "obligation_requested", target, {"description": description})
-        return []
+        return self._change(now, agency, "obligation_requested", target, {"description": description})
 
     def processed(self, agency: Actor, result: str, note: str | None, processed_at: datetime,
                   now: datetime) -> list[Envelope]:
         require("processed", self.status)
         target = processed_status(result)
         self.processed_at = processed_at
-        self._change(now, agency, "processed", target, {"result": result, "note": note})
-        return []
+        return self._change(now, agency, "processed", target, {"result": result, "note": note})
 
     def fees_reported(self, event_type: str, payload: Mapping, now: datetime) -> list[Envelope]:
         """Each fees event comes on its own queue, so they may arrive in any order: keep sums (which
@@ -356,9 +357,8 @@ class Dossier:
         target = Status(self.status)
         if self.fees_settled and target == Status.OBLIGATION_REQUESTED and event_type != "fees.charged":
             target = Status.PROCESSING          # the obligation is paid: processing goes on
-        self._change(now, Actor("fees", None), event_type.replace(".", "_"), target,
-                     {key: payload[key] for key in ("amount", "method", "receipt_number") if key in payload})
-        return []
+        return self._change(now, Actor("fees", None), event_type.replace(".", "_"), target,
+                                   {key: payload[key] for key in ("amount", "method", "receipt_number") if key in payload})
 
     def deadline_changed(self, due_date: date | None, reason: str, now: datetime) -> list[Envelope]:
         """Routing moved the dossier's deadline (the clock ran again after a supplement or a
@@ -413,12 +413,30 @@ class Dossier:
         self.appointment_date = new_date
 
     def _change(self, now: datetime, actor: Actor, action: str, status_to: Status, note: dict, *,
-                new: bool = False) -> None:
+                new: bool = False) -> list[Envelope]:
         """The one place a status changes: recorded in the history with where it came from (nowhere
         for a dossier received at the desk: it never waited online)."""
         status_from = None if new else self.status
         self.status = int(status_to)
         self._record(now, actor, action, status_from, status_to, note)
+        if status_from == int(status_to):
+            return []
+        return self._status_changed(now, status_from, status_to)
+
+    def status_changes(self) -> int:
+        """How many times the national status changed (its first setting included): the history's
+        entries that moved it. A step started by a second agency, a fee paid, a date moved are
+        recorded but change nothing here."""
+        return sum(1 for e in self.history if e.status_from is None or e.status_from != e.status_to)
+
+    def _status_changed(self, now: datetime, status_from: int | None, status_to: Status) -> list[Envelope]:
+        """Every change of the national status, numbered per dossier (``seq``), for the national
+        portal's sync (services/portal): one dossier, one sequence, whatever agencies it passes."""
+        return self._emit("dossier.status_changed", now, {
+            "code": self.code, "seq": self.status_changes(), "status": int(status_to),
+            "previous_status": None if status_from is None else int(status_from),
+            "channel": CHANNELS[self.channel], "procedure_code": self.procedure_code,
+            "handling_agency": self.handling_agency, "changed_at": iso(now)})
 
     def _record(self, now: datetime, actor: Actor, action: str, status_from: int | None, status_to: int,
                 note: dict) -> None:

@@ -20,12 +20,12 @@ from typing import Callable
 import eventlet
 import structlog
 from eventlet import GreenPool
-from eventlet.event import Event
 from nameko.extensions import DependencyProvider
 
 from motcua.runtime import broker
 from motcua.runtime.db import Database, UnitOfWork, autocommit
 from motcua.runtime.inbox import dead_letter, transient
+from motcua.runtime.rounds import Rounds
 from services.notify import channels as channel_module, metrics, store
 from services.notify.handlers import RecordFailure, RecordSent, handle
 from services.notify.messages import MessageFailed, MessageRetried, MessageSent, Policy
@@ -48,8 +48,9 @@ class Dispatcher(DependencyProvider):
         self.senders = GreenPool(int(config.get("NOTIFY_SENDERS", 8)))
         self.channels = channel_module.build_channels(config)
         self.amqp_uri = broker.amqp_uri(config)
-        self.running = False
-        self.wakeup = Event()
+        # kept-open SMTP connections unused for a while are closed after each round
+        self.loop = Rounds("notify-dispatcher", self.round, poll=self.poll, full=CLAIM_LIMIT,
+                           after_round=lambda: channel_module.close_idle(self.channels))
         for dependency in self.container.dependencies:
             if isinstance(dependency, Database):
                 dependency.after_commit.append(self.queued)
@@ -61,12 +62,10 @@ class Dispatcher(DependencyProvider):
         self.uow = lambda: SqlUnitOfWork(UnitOfWork(database.sessions, database.after_commit))
         self.sent_uow = lambda: SentUnitOfWork(database.engine)
         self.now: Callable[[], datetime] = clock_from_config(self.container.config)
-        self.running = True
-        self.container.spawn_managed_thread(self._run, identifier="notify-dispatcher")
+        self.loop.start(self.container)
 
     def stop(self) -> None:
-        self.running = False
-        self.wake()
+        self.loop.stop()
         channel_module.close_all(self.channels)
 
     kill = stop
@@ -77,21 +76,7 @@ class Dispatcher(DependencyProvider):
             self.wake()
 
     def wake(self) -> None:
-        if self.running and not self.wakeup.ready():
-            self.wakeup.send(True)
-
-    def _run(self) -> None:
-        while self.running:
-            self.wakeup = Event()
-            try:
-                sent = self.round()
-            except Exception:   # database or broker down: try again at the next poll
-                log.warning("dispatch round failed", exc_info=True)
-                sent = 0
-            channel_module.close_idle(self.channels)      # kept-open SMTP connections unused for a while
-            # A full lease may have left more; otherwise the next commit (or the poll) wakes it.
-            if sent < CLAIM_LIMIT:
-                self.wakeup.wait(timeout=self.poll)
+        self.loop.wake()
 
     def round(self) -> int:
         now = self.now()

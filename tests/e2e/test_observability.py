@@ -45,7 +45,7 @@ def load_dashboards():
 @pytest.fixture(scope="module")
 def stack(process_env, catalog_process, engine, clock, tmp_path_factory):
     with engine.begin() as connection:
-        for schema in ("intake", "routing", "fees", "notify"):
+        for schema in ("intake", "routing", "fees", "notify", "portal"):
             tables = connection.execute(text(
                 "SELECT string_agg(format('%I.%I', schemaname, tablename), ', ') FROM pg_tables "
                 "WHERE schemaname = :s AND tablename <> 'alembic_version'"), {"s": schema}).scalar_one()
@@ -54,6 +54,7 @@ def stack(process_env, catalog_process, engine, clock, tmp_path_factory):
     smtp = Fake("tests.fakes.smtp_server", folder / "mail.jsonl")
     sms = Fake("tests.fakes.http_gateway", folder / "sms.jsonl", "--fail-first", "2")
     broken = Fake("tests.fakes.http_gateway", folder / "hook.jsonl", "--fail-always")
+    national_portal = Fake("tests.fakes.national_portal", folder / "portal.jsonl", "--fail-first", "3")
     officials = folder / "officials.yml"
     officials.write_text("units:\n" + "".join(
         f'  "{unit}":\n    email: ["lanh-dao-{unit}@example.gov.vn"]\n    webhook: "http://127.0.0.1:{broken.port}/hook"\n'
@@ -69,6 +70,9 @@ def stack(process_env, catalog_process, engine, clock, tmp_path_factory):
                 "intake-2": ServiceProcess("intake", env, folder / "replica"),
                 "routing": ServiceProcess("routing", env, folder), "fees": ServiceProcess("fees", env, folder),
                 "notify": ServiceProcess("notify", notify_env, folder),
+                "portal": ServiceProcess("portal", {**process_env, "PORTAL_URL": f"http://127.0.0.1:{national_portal.port}",
+                                                    "PORTAL_BACKOFF_SECONDS": "0.3", "CLOCK_FILE": str(clock.path)},
+                                         folder),
                 "gateway": ServiceProcess("gateway", {**env, "GATEWAY_GRPC_ADDRESS": f"127.0.0.1:{find_free_port()}",
                                                       "GATEWAY_FEED_POLL_SECONDS": "0.2"}, folder)}
     prometheus = None
@@ -81,6 +85,7 @@ def stack(process_env, catalog_process, engine, clock, tmp_path_factory):
         targets = {"catalog": [catalog_url], "intake": [services["intake"].url, services["intake-2"].url],
                    "routing": [services["routing"].url], "fees": [services["fees"].url],
                    "notify": [services["notify"].url], "gateway": [services["gateway"].url],
+                   "portal": [services["portal"].url],
                    "rabbitmq": ["http://127.0.0.1:15692"]}
         for job in config["scrape_configs"]:
             job["static_configs"] = [{"targets": [url.split("//")[1] for url in targets[job["job_name"]]]}]
@@ -113,7 +118,7 @@ def stack(process_env, catalog_process, engine, clock, tmp_path_factory):
             prometheus.wait(timeout=20)
         for service in services.values():
             service.stop()
-        for fake in (smtp, sms, broken):
+        for fake in (smtp, sms, broken, national_portal):
             fake.stop()
 
 # --- the traffic ----------------------------------------------------------------------------------

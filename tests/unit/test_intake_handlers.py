@@ -70,7 +70,13 @@ def consume(uow, envelope, now=MON):
 
 
 def types(events) -> list[str]:
-    return [e.type for e in events]
+    """The events a use case caused, less the status changes every change of status announces
+    (their own tests: test_status_changes_*)."""
+    return [e.type for e in events if e.type != "dossier.status_changed"]
+
+
+def facts(uow) -> list:
+    return [e for e in uow.events if e.type != "dossier.status_changed"]
 
 
 def state(uow):
@@ -134,7 +140,7 @@ def test_receive_in_person_is_recorded_once_as_received():
     assert received["history"][0]["note"] == {"channel": "in_person", "appointment_date": "2026-03-05"}
     assert uow.dossiers.loads == [] and uow.saves == 1 and uow.commits == 1
     assert types(uow.events) == ["dossier.received"]
-    payload = uow.events[0].payload
+    payload = facts(uow)[0].payload
     assert payload["code"] == code and payload["appointment_date"] == "2026-03-05"
     assert payload["channel"] == "in_person" and payload["handling_agency"] == WARD_5
     assert payload["applicant"] == {"name": "Nguyễn Thị Lan", "phone": "0903123456", "email": "lan@example.vn"}
@@ -226,7 +232,7 @@ def test_submit_online_waits_at_status_1():
     assert submitted["tracking_book"] is None and uow.dossiers.lines == {}
     assert [(h["action"], h["status_from"], h["status_to"]) for h in submitted["history"]] == [("submit", None, 1)]
     assert types(uow.events) == ["dossier.submitted_online"]
-    assert uow.events[0].payload["procedure_code"] == MARITAL
+    assert facts(uow)[0].payload["procedure_code"] == MARITAL
 
 
 def test_accept_an_online_submission():
@@ -239,7 +245,7 @@ def test_accept_an_online_submission():
     assert [(h["action"], h["status_from"], h["status_to"]) for h in accepted["history"]] == \
         [("submit", None, 1), ("receive", 1, 2)]
     assert uow.dossiers.loads == [(code, True)] and uow.saves == 1
-    assert types(uow.events) == ["dossier.received"] and uow.events[0].payload["channel"] == "online"
+    assert types(uow.events) == ["dossier.received"] and facts(uow)[0].payload["channel"] == "online"
     public = run(uow, "public_status", actor=None, code=code, body=accepted["secret"])
     assert [e["status"] for e in public["history"]] == [1, 2]
 
@@ -277,7 +283,7 @@ def test_refuse(received):
     assert refused["status"] == 3
     assert refused["refusal"] == {"reason": "Không thuộc thẩm quyền", "official": DESK.name,
                                   "refused_at": MON.isoformat()}
-    assert types(uow.events) == ["dossier.refused"] and uow.events[0].payload["received"] is received
+    assert types(uow.events) == ["dossier.refused"] and facts(uow)[0].payload["received"] is received
     assert refused_unchanged(uow, run, uow, "refuse", code=code, body={"reason": "again"}).field == "status"
 
 
@@ -302,14 +308,14 @@ def test_request_and_receive_the_supplement_moves_the_appointment():
     assert asked["supplement"]["requested_by"] == "desk" and asked["supplement"]["status_before"] == 2
     assert asked["supplement"]["contact"] == "Bộ phận tiếp nhận và trả kết quả, UBND Phường 5"
     assert types(uow.events) == ["dossier.supplement_requested"]
-    assert uow.events[0].payload["documents"] == [{"name": "Tờ khai có chữ ký", "form": "original", "count": 1}]
+    assert facts(uow)[0].payload["documents"] == [{"name": "Tờ khai có chữ ký", "form": "original", "count": 1}]
     # Brought two working days later: the clock runs again; routing counts the new deadline.
     back = run(uow, "receive_supplement", at(5, 9), code=code, body=BROUGHT)
     assert back["status"] == 2 and back["clock_stopped"] is False
     assert back["appointment_date"] == "2026-03-05" and back["appointment_history"] == []
     assert back["documents"][-1] == {"name": "to khai co chu ky", "form": "original", "count": 1}
     assert types(uow.events) == ["dossier.supplement_received"]
-    assert (uow.events[0].version, uow.events[0].payload) == (2, {"code": code, "received_at": at(5, 9).isoformat()})
+    assert (facts(uow)[0].version, facts(uow)[0].payload) == (2, {"code": code, "received_at": at(5, 9).isoformat()})
     # Routing's deadline, two working days later, becomes the appointment date; redelivered, nothing.
     moved = deadline(code, "2026-03-09", previous=None)
     consume(uow, moved, at(5, 9))
@@ -364,7 +370,7 @@ def test_an_agency_asks_for_the_supplement_through_routing():
                    official="Phạm Văn Cường", asked_at="2026-03-03T10:00:00+07:00", documents=ASKED["documents"])
     consume(uow, second, at(3, 10))
     assert types(uow.events) == ["dossier.supplement_rejected"]
-    assert uow.events[0].payload["agency"] == JUSTICE
+    assert facts(uow)[0].payload["agency"] == JUSTICE
     after = run(uow, "get", code=code)
     assert after["status"] == 5 and after["history"][-1]["action"] == "supplement_rejected"
     assert after["supplement"] == dossier["supplement"]
@@ -399,7 +405,7 @@ def test_return_needs_processing_and_settled_fees():
     returned = run(uow, "return", at(4, 11), code=code, body=body)
     assert returned["status"] == 10 and returned["result_class"] == "early"
     assert returned["returned_to"] == "Nguyễn Thị Lan"
-    assert types(uow.events) == ["dossier.returned"] and uow.events[0].payload["result_class"] == "early"
+    assert types(uow.events) == ["dossier.returned"] and facts(uow)[0].payload["result_class"] == "early"
     public = run(uow, "public_status", actor=None, code=code, body=returned["secret"])
     assert public["result_class"] == "Trước hạn" and public["status_text"] == "Đã trả kết quả"
 
@@ -582,3 +588,41 @@ def test_the_time_left_is_read_in_the_units_office_hours_by_the_desk_and_the_cit
     assert run(uow, "public_status", at(9), actor=None, code=code, body=received["secret"])["remaining"] == STOPPED_TEXT
     withdrawn = run(uow, "withdraw", at(9), code=code, body={"reason": "không làm nữa"})
     assert withdrawn["status"] == 7 and withdrawn["remaining"] is None
+
+
+def _status_changes(uow) -> list[tuple[int, int]]:
+    return [(e.payload["seq"], e.payload["status"]) for e in uow.events if e.type == "dossier.status_changed"]
+
+
+def test_status_changes_are_numbered_per_dossier_and_only_real_changes_count():
+    """The national portal's sync (services/portal) sends what these events say: one sequence per
+    dossier, whatever the agencies; a second agency's step, a fee, a moved date change no status."""
+    uow = FakeUnitOfWork()
+    code = receive(uow)["code"]
+    seen = _status_changes(uow)
+    received = [e for e in uow.events if e.type == "dossier.status_changed"][0].payload
+    assert received == {**received, "code": code, "previous_status": None, "channel": 1, "procedure_code": MARITAL,
+                        "changed_at": MON.isoformat()}
+    consume(uow, event("fees.charged", code=code, amount=10000, charged_at=MON.isoformat()))
+    seen += _status_changes(uow)
+    for step, agency in ((1, WARD_5), (2, DISTRICT)):          # linked: two agencies, one status 4
+        consume(uow, event("dossier.step_started", code=code, agency=agency, step=step,
+                           started_at=at(3).isoformat()), at(3))
+        seen += _status_changes(uow)
+    consume(uow, event("fees.paid", code=code, amount=10000, method="cash", paid_at=at(3).isoformat()))
+    seen += _status_changes(uow)
+    _processed(uow, code)
+    seen += _status_changes(uow)
+    run(uow, "return", at(4, 11), code=code, body={"collected_by": "Nguyễn Thị Lan"})
+    seen += _status_changes(uow)
+    assert seen == [(1, 2), (2, 4), (3, 9), (4, 10)]
+
+
+def test_status_changes_of_an_online_dossier_start_at_submission():
+    uow = FakeUnitOfWork()
+    code = online(uow)["code"]
+    seen = _status_changes(uow)
+    run(uow, "refuse", code=code, body={"reason": "Không thuộc thẩm quyền"})
+    seen += _status_changes(uow)
+    assert seen == [(1, 1), (2, 3)]
+    assert [e.payload["channel"] for e in uow.events if e.type == "dossier.status_changed"] == [2]
