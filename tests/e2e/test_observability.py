@@ -23,6 +23,7 @@ from tests.conftest import ROOT
 from tests.e2e.conftest import ServiceProcess, amqp, run_cli
 from tests.e2e.test_intake_desk import APPLICANT, wait_for
 from tests.e2e.test_notify import Fake
+from tests.fakes.unit_keys import UnitKeys
 
 DISTRICT = "000.00.20.H29"
 WARDS = ["000.01.20.H29", *[f"000.{n:02d}.20.H29" for n in range(3, 18)]]
@@ -60,8 +61,10 @@ def stack(process_env, catalog_process, engine, clock, tmp_path_factory):
         f'  "{unit}":\n    email: ["lanh-dao-{unit}@example.gov.vn"]\n    webhook: "http://127.0.0.1:{broken.port}/hook"\n'
         for unit in [*DESKS, "000.41.20.H29", "000.42.20.H29", "000.24.20.H29"]))
     clock("2026-03-02T08:00:00+07:00")
+    # The ward whose own system publishes through the gateway signs with a key of the test's.
+    keys = UnitKeys(folder / "keys", (WARDS[2],))
     env = {**process_env, "CLOCK_FILE": str(clock.path), "ROUTING_SCAN_SECONDS": "0.5",
-           "GATEWAY_MERCHANTS": f"{MERCHANT}={SECRET}"}
+           "GATEWAY_MERCHANTS": f"{MERCHANT}={SECRET}", **keys.env}
     notify_env = {**process_env, "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(smtp.port),
                   "SMS_GATEWAY_URL": f"http://127.0.0.1:{sms.port}/sms", "OFFICIALS_FILE": str(officials),
                   "NOTIFY_BACKOFF_SECONDS": "0.3", "NOTIFY_MAX_ATTEMPTS": "2", "QUIET_HOURS": "00:00-00:00"}
@@ -111,7 +114,7 @@ def stack(process_env, catalog_process, engine, clock, tmp_path_factory):
                 return False
 
         wait_for(ready, timeout=30)
-        yield {**services, "catalog": catalog_url, "prometheus": url, "sms": sms, "smtp": smtp}
+        yield {**services, "catalog": catalog_url, "prometheus": url, "sms": sms, "smtp": smtp, "keys": keys}
     finally:
         if prometheus is not None:
             prometheus.terminate()
@@ -269,7 +272,9 @@ def test_every_panel_and_recording_rule_returns_data(stack, clock):
     token = run_cli(["gateway", "token", "issue", WARDS[2]], gateway.env).stdout.strip()
     ward_system = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "ward_system.py"), "--token", token, "--timeout", "60",
-         "--target", gateway.env["GATEWAY_GRPC_ADDRESS"]],
+         "--target", gateway.env["GATEWAY_GRPC_ADDRESS"], "--unit", WARDS[2],
+         "--key-id", stack["keys"].key_ids[WARDS[2]],
+         "--key-file", str(stack["keys"].private_dir / f"{stack['keys'].key_ids[WARDS[2]]}.pem")],
         env={**gateway.env, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=120)
     assert ward_system.returncode == 0, ward_system.stdout + ward_system.stderr
     # Today's new dossiers at every desk: being processed, within their deadline.

@@ -2,17 +2,13 @@
 fees and the gateway) on real PostgreSQL and RabbitMQ. This session is not eventlet-patched:
 grpcio cannot run in a patched process (see tests/conftest.py)."""
 import socket
-from datetime import datetime, timezone
-from pathlib import Path
 
 import pytest
 from nameko.testing.utils import find_free_port
 from sqlalchemy import text
 
-from motcua.contracts.signing import KeyRegistry
-from motcua.runtime import keys
-from motcua_client import sign_event
 
+from tests.fakes.unit_keys import KEYS_FROM, UnitKeys  # noqa: F401
 from tests.e2e.conftest import (ServiceProcess, amqp, catalog_process, clock, process_env, run_cli,  # noqa: F401
                                 vhost)
 
@@ -50,28 +46,6 @@ class Gateway(ServiceProcess):
         self.target = f"127.0.0.1:{self.grpc_port}"
 
 
-KEYS_FROM = datetime(2026, 1, 1, tzinfo=timezone.utc)      # before the tests' clock (March 2026)
-
-
-class UnitKeys:
-    """Test keys, made here: one Ed25519 key per unit, its registry and its private key files."""
-
-    def __init__(self, folder: Path, units=(DISTRICT, WARD_3, WARD_5, LAND_REGISTRY, TAX)):
-        self.registry_file, self.private_dir = folder / "registry.yml", folder / "private"
-        registry, self.key_ids, self.private = KeyRegistry(), {}, {}
-        for unit in units:
-            registry, key, private = keys.new_key(registry, unit, KEYS_FROM)
-            keys.write_private_key(self.private_dir, key.key_id, private)
-            self.key_ids[unit], self.private[unit] = key.key_id, private
-        keys.write_registry(self.registry_file, registry)
-        # The platform signs the hand-overs of the agencies working on it with these keys, and the
-        # gateway verifies the units' events with the registry.
-        self.env = {"MOTCUA_KEY_REGISTRY": str(self.registry_file), "MOTCUA_SIGNING_KEYS": str(self.private_dir)}
-
-    def sign(self, unit: str, event: dict) -> dict:
-        return sign_event(event, unit, self.key_ids[unit], self.private[unit])
-
-
 class Token(str):
     """A unit's token, knowing its unit and signing key: ``client_for`` signs with them."""
     unit: str
@@ -81,7 +55,7 @@ class Token(str):
 
 @pytest.fixture(scope="module")
 def unit_keys(tmp_path_factory) -> UnitKeys:
-    return UnitKeys(tmp_path_factory.mktemp("keys"))
+    return UnitKeys(tmp_path_factory.mktemp("keys"), (DISTRICT, WARD_3, WARD_5, LAND_REGISTRY, TAX))
 
 
 @pytest.fixture(scope="module")
