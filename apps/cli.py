@@ -383,18 +383,23 @@ def cmd_reorganise_apply(args) -> int:
 
 # --- reports ---------------------------------------------------------------------------------
 
+def _period(args):
+    """``--from`` and ``--to`` as a period; a bad one is a usage error naming the option."""
+    from motcua.contracts.periods import parse_period
+    from motcua.contracts.refusals import Refusal
+    try:
+        return parse_period(getattr(args, "from"), args.to)
+    except Refusal as error:
+        raise UsageError(f"--{error.field}: {error.reason}") from None
+
+
 def cmd_report_ii06a(args) -> int:
     from sqlalchemy.orm import Session
 
     from motcua.runtime.db import database_url, make_engine
-    from motcua.contracts.periods import parse_period
-    from motcua.contracts.refusals import Refusal
     from services.routing import reports
 
-    try:
-        period = parse_period(getattr(args, "from"), args.to)
-    except Refusal as error:
-        raise UsageError(f"--{error.field}: {error.reason}") from None
+    period = _period(args)
     engine = make_engine(database_url(_config(SERVICES["routing"])), pool_size=1, application_name="motcua-report")
     with Session(engine) as session:
         report = reports.ii06a(session, args.unit, period)
@@ -449,15 +454,10 @@ def cmd_report_fees(args) -> int:
     from sqlalchemy.orm import Session
 
     from motcua.runtime.db import database_url, make_engine
-    from motcua.contracts.periods import parse_period
-    from motcua.contracts.refusals import Refusal
     from services.fees import store
     from services.fees.service import report_csv
 
-    try:
-        period = parse_period(getattr(args, "from"), args.to)
-    except Refusal as error:
-        raise UsageError(f"--{error.field}: {error.reason}") from None
+    period = _period(args)
     engine = make_engine(database_url(_config(SERVICES["fees"])), pool_size=1, application_name="motcua-report")
     with Session(engine) as session:
         rows = store.report(session, args.unit, period.begin, period.end)
@@ -618,17 +618,12 @@ def cmd_verify_handoffs(args) -> int:
     """Every signed hand-over (routing) and unit event (gateway) of the period verified again."""
     from sqlalchemy.orm import Session
 
-    from motcua.contracts.periods import parse_period
-    from motcua.contracts.refusals import Refusal
     from motcua.runtime import keys
     from motcua.runtime.db import database_url, make_engine
     from services.gateway import ingest
     from services.routing import signatures
 
-    try:
-        period = parse_period(getattr(args, "from"), args.to)
-    except Refusal as error:
-        raise UsageError(f"--{error.field}: {error.reason}") from None
+    period = _period(args)
     routing_config = _config(SERVICES["routing"])
     try:
         registry = keys.read_registry(keys.registry_path(args.registry or routing_config.get("KEY_REGISTRY")))

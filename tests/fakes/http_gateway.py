@@ -18,13 +18,14 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import signal
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from tests.fakes.serving import serve_until_stopped
 
 _STATUS = re.compile(r"^/status/([1-5][0-9][0-9])/?$")
 _DELAY = re.compile(r"^/delay/([0-9]+(?:\.[0-9]+)?)(?:/.*)?$")
@@ -108,23 +109,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="record a message at once but answer only after this long")
     args = parser.parse_args(argv)
 
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
     gateway = Gateway(args.out, args.fail_first, args.fail_always)
     gateway.answer_delay = args.answer_delay
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(gateway))
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
-    thread.start()
-    print("ready", flush=True)
-    try:
-        while not stop.wait(0.2):
-            pass
-    finally:
-        server.shutdown()
-        server.server_close()
-    return 0
+    return serve_until_stopped(args.port, make_handler(gateway))
 
 
 if __name__ == "__main__":

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+
+from tests.fakes.serving import serve_until_stopped
 
 
 class Zns:
@@ -89,22 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--error", type=int, default=None, metavar="CODE")
     args = parser.parse_args(argv)
 
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(Zns(args.out, args.token, args.fail_first,
-                                                                            args.error)))
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
-    thread.start()
-    print("ready", flush=True)
-    try:
-        while not stop.wait(0.2):
-            pass
-    finally:
-        server.shutdown()
-        server.server_close()
-    return 0
+    return serve_until_stopped(args.port, make_handler(Zns(args.out, args.token, args.fail_first, args.error)))
 
 
 if __name__ == "__main__":
