@@ -129,10 +129,12 @@ def report(request):
     """A line in the run's own output, captured or not (pytest -q included): the fault tests'
     figures (lives, lost, doubled) are what CI should show, not only what it checks."""
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
 
     def write(line: str) -> None:
-        if reporter is None:
+        if reporter is None or capture is None:
             print(line)
-        else:
+            return
+        with capture.global_and_fixture_disabled():     # else the line goes into the captured output
             reporter.write_line(line)
     return write

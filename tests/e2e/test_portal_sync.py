@@ -3,7 +3,7 @@ portal service as real processes on RabbitMQ and PostgreSQL, and a fake national
 test's own (tests/fakes/national_portal.py, a real HTTP server in its own process).
 
 A land transfer passes three steps at two agencies (linked, liên thông) while the portal is out
-of service (503) for ``PORTAL_E2E_OUTAGE_SECONDS`` (default 20: the issue's "a minute" made short)
+of service (503) for ``PORTAL_E2E_OUTAGE_SECONDS`` (default 60: the issue's "a minute")
 and then throttles (429 + Retry-After): the dossier's whole life still reaches the portal as
 statuses 2 -> 4 -> 9 -> 10, in order, once each. The portal then forgets one of them and
 ``motcua portal reconcile`` finds and re-sends it.
@@ -21,7 +21,7 @@ from tests.e2e.test_intake_desk import APPLICANT, wait_for
 from tests.e2e.test_routing import (DESK, LAND_REGISTRY, REGISTRY, TAX, TAX_OFFICER, intake_status,
                                     receive_land_transfer, work_step)
 
-OUTAGE_SECONDS = float(os.environ.get("PORTAL_E2E_OUTAGE_SECONDS", "20"))
+OUTAGE_SECONDS = float(os.environ.get("PORTAL_E2E_OUTAGE_SECONDS", "60"))
 
 
 class FakePortalProcess(Fake):
