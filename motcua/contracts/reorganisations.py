@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from typing import Mapping
+from typing import Callable, Iterable, Mapping
 
 ALL = "all"
 
@@ -63,3 +63,19 @@ def dissolved(unit: Mapping | None, day: date) -> str | None:
     if not unit or not unit.get("dissolved_on"):
         return None
     return unit.get("successor") if date.fromisoformat(str(unit["dissolved_on"])) <= day else None
+
+
+LATE_NAME = "sắp xếp đơn vị hành chính (đã có hiệu lực khi hồ sơ đến)"
+
+
+def already_in_force(units: Iterable[str], entry: Callable[[str], Mapping | None], day: date) -> Reorganisation | None:
+    """For a dossier that reaches a service after its units were dissolved (the service was down
+    or behind across the effective date, so ``catalog.units_reorganised`` came first): the moves
+    its units' catalogue entries give on ``day``, to apply as the event would have; None if none.
+    The entry names one successor per unit: every procedure of a dissolved unit goes there."""
+    transfers = []
+    for code in sorted(set(units)):
+        successor = dissolved(entry(code), day)
+        if successor is not None:
+            transfers.append(Transfer((code,), successor))
+    return Reorganisation(LATE_NAME, day, tuple(transfers)) if transfers else None

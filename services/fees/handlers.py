@@ -16,7 +16,7 @@ from motcua.contracts.actors import Actor
 from motcua.contracts.calendar import TZ, local_date
 from motcua.contracts.events import Envelope
 from motcua.contracts.refusals import Forbidden, NotFound
-from motcua.contracts.reorganisations import Reorganisation
+from motcua.contracts.reorganisations import Reorganisation, already_in_force
 from motcua.runtime.inbox import NotYet
 from services.fees import domain
 from services.fees.account import METHODS, Account, receipt_label, receipt_view
@@ -112,6 +112,9 @@ def open_account(event: Envelope, uow) -> None:
         procedure_version=p["procedure_version"], procedure=procedure, payer=p["applicant"]["name"],
         opened_at=datetime.fromisoformat(p["received_at"]), quantities=p.get("quantities") or {},
         conditions=frozenset(p.get("conditions") or []), now=uow.now)
+    late = already_in_force([account.unit], uow.unit, local_date(uow.now))
+    if late is not None:           # its desk merged before the dossier got here: collected at the successor
+        events += account.move_to(late.successor(account.unit))
     uow.save(account, events)
 
 

@@ -158,9 +158,10 @@ class SqlUnitOfWork:
 
     def __init__(self, session: Session, *, now: datetime, emit: Callable[[Session, Envelope], None],
                  procedure: Callable[[str, int], dict | None] | None = None,
-                 correlation_id: str | None = None):
+                 correlation_id: str | None = None, unit: Callable[[str], dict | None] | None = None):
         self.session, self.now, self._emit = session, now, emit
         self.procedure = procedure or (lambda code, version: None)
+        self.unit = unit or (lambda code: None)      # a desk's catalogue entry, fetched before the transaction
         self.correlation_id = correlation_id
         self.accounts = SqlAccountRepository(session)
         self.books = SqlBooks(session)

@@ -245,14 +245,15 @@ class FeesService(PlatformService):
     def _apply(self, events) -> None:
         """A batch of events (``motcua.runtime.inbox``) in one transaction, each recorded in the
         inbox with its effect; the pinned versions are read from the local copy before it opens."""
-        pinned = {}
+        pinned, units = {}, {}
         for event in events:
             if event.type == "dossier.received":
                 key = (event.payload["procedure_code"], event.payload["procedure_version"])
                 pinned[key] = self.catalog.get_procedure(key[0], version=key[1])
+                units[event.unit] = self.catalog.get_unit(event.unit)
         with self.db.transaction() as session:
             uow = SqlUnitOfWork(session, now=self.now(), emit=self.outbox,
-                                procedure=lambda code, version: pinned.get((code, version)))
+                                procedure=lambda code, version: pinned.get((code, version)), unit=units.get)
             for event in events:
                 with about(event):
                     if first_time(session, models.processed_events, event):

@@ -11,7 +11,7 @@ from motcua.contracts.actors import Actor
 from motcua.contracts.calendar import local_date
 from motcua.contracts.events import Envelope
 from motcua.contracts.refusals import Invalid, NotFound
-from motcua.contracts.reorganisations import Reorganisation
+from motcua.contracts.reorganisations import Reorganisation, already_in_force
 from motcua.runtime.inbox import NotYet, about
 from services.routing.unit_of_work import UnitOfWork
 from services.routing.domain import OVERDUE, deadline_state
@@ -216,6 +216,9 @@ def start(event: Envelope, uow: UnitOfWork) -> None:
     if procedure is None:
         raise LookupError(f"catalogue has no {p['procedure_code']} version {p['procedure_version']}")
     workflow, events = Workflow.start(event, procedure, uow.now, uow.calendar)
+    late = already_in_force([workflow.unit, *(s.agency for s in workflow.steps)], uow.unit, local_date(uow.now))
+    if late is not None:           # its units merged before it got here: moved as the event moves the others
+        events += workflow.reorganised(late, uow.now)
     uow.workflows.add(workflow)
     uow.save(workflow, events)
 

@@ -102,6 +102,7 @@ class RoutingService(PlatformService):
             self.db, self.outbox, read_only=read_only, now=self.now(), calendar=default_calendar(),
             procedure_version=lambda code, version: self.catalog.get_procedure(code, version=version),
             office_hours=lambda unit: office_hours_of(self.catalog.get_unit(unit)),
+            unit=self.catalog.get_unit,
             correlation_id=self.correlation_id, signer=key_files(self.config).signer,
             at_risk_working_days=int(self.config.get("AT_RISK_WORKING_DAYS", 1)))
 

@@ -325,11 +325,13 @@ class UnitOfWork(ABC):
     def __init__(self, *, now: datetime, calendar: WorkingCalendar,
                  procedure_version: Callable[[str, int], dict | None], correlation_id: str | None = None,
                  at_risk_working_days: int = 1,
-                 office_hours: Callable[[str], OfficeHours] = lambda unit: DEFAULT_OFFICE_HOURS):
+                 office_hours: Callable[[str], OfficeHours] = lambda unit: DEFAULT_OFFICE_HOURS,
+                 unit: Callable[[str], dict | None] = lambda code: None):
         self.now = now
         self.calendar = calendar
         self.procedure_version = procedure_version
         self.office_hours = office_hours
+        self.unit = unit                  # a unit's catalogue entry (the local copy)
         self.correlation_id = correlation_id
         self.at_risk_working_days = at_risk_working_days
         self.emitted: list[Envelope] = []

@@ -83,6 +83,10 @@ class FakeUnitOfWork:
         self.counters: dict[tuple[str, int], int] = {}
         self.outbox: list = []                      # every event saved, in order
         self.emitted: list = []                     # the events of the last command
+        self.units: dict[str, dict] = {}            # code -> catalogue entry (none: not dissolved)
+
+    def unit(self, code: str) -> dict | None:
+        return self.units.get(code)
 
     def procedure(self, code: str, version: int) -> dict | None:
         return copy.deepcopy(self.procedures.get((code, version)))

@@ -452,3 +452,20 @@ def test_a_reorganisation_moves_open_accounts_to_the_successor_desk_and_its_rece
         uow.run(handle, cash(2000))
     uow.run(handle, cash(2000, actor=Actor("Lê Thị Hoa", OTHER_DESK)))
     assert [(r.unit, r.number) for r in uow.accounts.stored[CODE].receipts] == [(DESK, 1), (OTHER_DESK, 1)]
+
+
+def test_an_account_opened_after_its_desk_was_dissolved_is_kept_at_the_successor(uow):
+    """fees was behind across the effective date: catalog.units_reorganised came first, then
+    dossier.received of a dossier of the old desk. The desk's catalogue entry says where it went."""
+    uow.now = datetime(2026, 3, 3, 2, 0, tzinfo=timezone.utc)                   # 3 March, 9:00 local
+    uow.units[DESK] = {"code": DESK, "dissolved_on": "2026-03-03", "successor": OTHER_DESK}
+    opened(uow)
+    assert uow.accounts.stored[CODE].unit == OTHER_DESK
+    uow.run(handle, cash(2000, actor=Actor("Lê Thị Hoa", OTHER_DESK)))
+    assert [(r.unit, r.number) for r in uow.accounts.stored[CODE].receipts] == [(OTHER_DESK, 1)]
+
+
+def test_an_account_of_a_desk_dissolved_later_stays_there(uow):
+    uow.units[DESK] = {"code": DESK, "dissolved_on": "2026-07-01", "successor": OTHER_DESK}
+    opened(uow)
+    assert uow.accounts.stored[CODE].unit == DESK

@@ -556,3 +556,29 @@ def test_a_reorganisation_moves_an_open_step_with_a_row_of_the_control_slip(uow)
     assert workflow.unit == DISTRICT and workflow.steps[0].agency == new_land
     assert workflow.view()["control_slip"][-1]["from"] == LAND
     assert workflow.view()["control_slip"][-1]["to"] == new_land
+
+
+def test_a_dossier_that_arrives_after_its_units_were_dissolved_starts_at_the_successors():
+    """Routing was behind across the effective date: catalog.units_reorganised came first, then
+    dossier.received of a dossier received at the old desk the day before. The catalogue entries
+    say where its units went; the workflow starts there, the moves recorded as the event does."""
+    successor, new_land = "000.60.20.H29", "000.45.20.H29"
+    uow = FakeUnitOfWork(at("04T08:00:00"))
+    entries = {DISTRICT: {"code": DISTRICT, "dissolved_on": "2026-03-04", "successor": successor},
+               LAND: {"code": LAND, "dissolved_on": "2026-03-04", "successor": new_land},
+               TAX: {"code": TAX}}
+    uow.unit = entries.get
+    run(uow, received(received_at="03T16:00:00"))
+    workflow = uow.stored()
+    assert workflow.code == CODE and workflow.unit == successor
+    assert [s.agency for s in workflow.steps] == [new_land, TAX, new_land]
+    assert [a.action for a in workflow.actions][-3:] == ["unit_reorganised", "step_reorganised", "step_reorganised"]
+    assert workflow.view()["control_slip"][-1]["to"] == new_land           # the open step's hand-over
+
+
+def test_a_unit_dissolved_later_or_not_at_all_moves_nothing_on_receipt():
+    uow = FakeUnitOfWork(at("03T08:00:00"))
+    uow.unit = {DISTRICT: {"code": DISTRICT, "dissolved_on": "2026-03-04", "successor": "000.60.20.H29"}}.get
+    run(uow, received())
+    assert uow.stored().unit == DISTRICT and uow.stored().steps[0].agency == LAND
+    assert "unit_reorganised" not in [a.action for a in uow.stored().actions]
