@@ -28,6 +28,7 @@ from motcua.runtime import broker  # noqa: E402
 from apps.registry import SERVICES  # noqa: E402
 from motcua.runtime.db import make_engine  # noqa: E402
 from motcua.runtime.migrations import upgrade  # noqa: E402
+from tests.fakes import oidc_provider  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL",
@@ -56,9 +57,10 @@ def engine(database_url):
 
 @pytest.fixture
 def service_config(rabbit_config, database_url):
-    """A nameko config for a service under test: its own vhost, the test database, a free port."""
+    """A nameko config for a service under test: its own vhost, the test database, a free port;
+    officials signed in by the session's OpenID provider (tests/fakes/officials.py)."""
     return {**rabbit_config, "DATABASE_URL": database_url, "OUTBOX_POLL_SECONDS": 0.2,
-            "WEB_SERVER_ADDRESS": f"127.0.0.1:{find_free_port()}"}
+            "WEB_SERVER_ADDRESS": f"127.0.0.1:{find_free_port()}", **oidc_provider.provider().settings()}
 
 
 class EventTap:

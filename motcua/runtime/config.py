@@ -59,6 +59,7 @@ def load_config(path: str | os.PathLike, environ: Mapping[str, str] | None = Non
         raise ConfigError(f"{path}: must be a mapping of settings")
     config = _walk(raw, os.environ if environ is None else environ, str(path))
     check_numbers(config, str(path))
+    check_auth(config, str(path))
     return config
 
 
@@ -82,3 +83,23 @@ def check_numbers(config: Mapping[str, Any], source: str) -> None:
         value = config.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
             raise ConfigError(f"{source}: {key} must be a number of seconds, 0 or more, not {value!r}")
+
+
+AUTH_MODES = ("oidc", "dev-headers")
+DEPLOYMENTS = ("development", "production")
+
+
+def check_auth(config: Mapping[str, Any], source: str) -> None:
+    """``AUTH_MODE`` (``oidc``, the default, or ``dev-headers``) and ``DEPLOYMENT``: trusting the
+    X-Official/X-Unit headers lets anyone who reaches the service act as any official, so a
+    production deployment refuses to start with it rather than run open."""
+    mode = str(config.get("AUTH_MODE") or "oidc").strip()
+    deployment = str(config.get("DEPLOYMENT") or "development").strip()
+    if mode not in AUTH_MODES:
+        raise ConfigError(f"{source}: AUTH_MODE must be one of {', '.join(AUTH_MODES)}, not {mode!r}")
+    if deployment not in DEPLOYMENTS:
+        raise ConfigError(f"{source}: DEPLOYMENT must be one of {', '.join(DEPLOYMENTS)}, not {deployment!r}")
+    if mode == "dev-headers" and deployment == "production":
+        raise ConfigError(f"{source}: AUTH_MODE=dev-headers trusts the X-Official/X-Unit headers (anyone could act "
+                          f"as any official) and is refused with DEPLOYMENT=production: sign in with OpenID "
+                          f"Connect (AUTH_MODE=oidc, OIDC_ISSUER, OIDC_AUDIENCE)")

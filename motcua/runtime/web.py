@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 from typing import Any, Callable
-from urllib.parse import unquote
 
 from nameko.web.handlers import HttpRequestHandler
 from werkzeug.wrappers import Response
 
-from motcua.contracts.refusals import Invalid, Refusal, Unauthenticated
+from motcua.contracts.actors import Actor
+from motcua.contracts.refusals import Forbidden, Invalid, Refusal, Unauthenticated
+from motcua.runtime import auth
 from motcua.runtime.inbox import transient
 from motcua.runtime.observability import error_response, json_response
 
@@ -24,6 +25,26 @@ class HttpEntrypoint(HttpRequestHandler):
     COMMIT itself (then the outcome is unknown; sent again, such a command meets the state it
     left, e.g. a 409 for a step already accepted)."""
 
+    def setup(self):
+        super().setup()
+        self.authenticator = auth.for_container(self.container)   # a bad setting: the service does not start
+
+    def handle_request(self, request):
+        # 2. who is calling and may they call this route: before the body is read
+        try:
+            request.environ[ACTOR_KEY] = self.authenticator.authorise(
+                self.container.service_name, self.method, self.url, request.headers)
+        except Refusal as refusal:
+            response = error_response(refusal.status, str(refusal), refusal.field)
+            if refusal.status == 401:
+                response.headers["WWW-Authenticate"] = 'Bearer realm="motcua"'
+            return response
+        except auth.ProviderUnavailable as exc:
+            response = error_response(503, f"the identity provider is out of reach, try again: {exc}")
+            response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+            return response
+        return super().handle_request(request)
+
     def response_from_exception(self, exc):
         if transient(exc):
             response = error_response(503, f"service unavailable, try again: {type(exc).__name__}")
@@ -33,17 +54,27 @@ class HttpEntrypoint(HttpRequestHandler):
 
 
 http = HttpEntrypoint.decorator
+ACTOR_KEY = "motcua.actor"
 
 
-def official(request) -> tuple[str, str]:
-    """The acting official (``X-Official``, percent-encoded UTF-8: headers are Latin-1) and unit (``X-Unit``)."""
-    name = unquote(request.headers.get("X-Official") or "").strip()
-    unit = (request.headers.get("X-Unit") or "").strip()
-    if not name:
-        raise Unauthenticated("X-Official", "header is required: the acting official")
-    if not unit:
-        raise Unauthenticated("X-Unit", "header is required: the official's unit")
-    return name, unit
+def official(request) -> Actor:
+    """The acting official of a request: name, unit, roles and the scope the route grants them,
+    as the entry point established them (motcua/runtime/auth.py)."""
+    actor = request.environ.get(ACTOR_KEY)
+    if actor is None:
+        raise Unauthenticated("authorization", "this route is public: it has no acting official")
+    return actor
+
+
+def report_unit(request) -> str | None:
+    """The unit a report covers: ``?unit=`` (none: every unit) for a district-wide reader; for
+    anyone else their own unit, and asking for another is refused."""
+    actor, asked = official(request), request.args.get("unit") or None
+    if actor.district_wide:
+        return asked
+    if asked not in (None, actor.unit):
+        raise Forbidden("unit", f"an official of {actor.unit} reads the report of {actor.unit} only, not {asked}")
+    return actor.unit
 
 
 def json_body(request) -> Any:

@@ -24,7 +24,7 @@ from motcua.runtime.inbox import about, event_consumer, first_time
 from motcua.runtime.observability import DatabaseGauge, PlatformService, error_response, json_response
 from motcua.runtime.outbox import OutboxRelay
 from motcua.runtime.rpc import rpc
-from motcua.runtime.web import answer, http, json_body, official
+from motcua.runtime.web import answer, http, json_body, official, report_unit
 from services.fees import domain, forms, models, store
 from services.fees.account import receipt_view
 from services.fees.handlers import (HANDLERS, QUESTIONS, CancelReceipt, CloseCash, GatewayCallback, ImportSettlement,
@@ -94,7 +94,7 @@ class FeesService(PlatformService):
     def _answer(self, request, make, *, with_body: bool = True, raw_body: bool = False):
         """``make(actor, body)`` is the command of an official's request."""
         def call():
-            actor = Actor(*official(request))
+            actor = official(request)
             body = (request.get_data(as_text=True) if raw_body else json_body(request) if with_body else None)
             command = make(actor, body)
             result = self._handle(command)
@@ -153,7 +153,7 @@ class FeesService(PlatformService):
     @http("GET", "/api/v1/receipts/<int:year>/<int:number>.<string:fmt>")
     def http_receipt(self, request, year, number, fmt):
         def call():
-            actor = Actor(*official(request))
+            actor = official(request)
             account, receipt = self._handle(ShowReceipt(actor, year, number))
             if fmt == "json":
                 return receipt_view(receipt)
@@ -223,7 +223,7 @@ class FeesService(PlatformService):
             if fmt not in ("json", "csv"):
                 raise domain.FeeError("format", "must be json or csv")
             with self.db.transaction() as session:
-                rows = store.report(session, args.get("unit") or None, period.begin, period.end)
+                rows = store.report(session, report_unit(request), period.begin, period.end)
             if fmt == "csv":
                 return Response(report_csv(rows), mimetype="text/csv")
             return {"from": period.first.isoformat(), "to": period.last.isoformat(), "units": rows}

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Callable, Mapping
 
+from motcua.contracts import access
 from motcua.contracts.actors import Actor
 from motcua.contracts.calendar import local_date
 from motcua.contracts.events import Envelope
@@ -51,8 +52,10 @@ def load(uow, code: str, actor: Actor | None, *, for_update: bool = True, read_o
     if dossier is None:
         raise NotFound("code", f"no dossier with code {code}")
     if actor is not None and actor.unit is not None and actor.unit != dossier.unit:
-        # A handling agency may read a dossier routed to it; only the receiving desk acts on it.
-        if not (read_only and actor.unit == dossier.handling_agency):
+        # A handling agency may read a dossier routed to it (unless the route grants its own unit
+        # only), a district-wide reader any dossier; only the receiving desk acts on it.
+        routed = actor.unit == dossier.handling_agency and actor.scope != access.OWN
+        if not (read_only and (routed or actor.district_wide)):
             raise Forbidden("code", f"dossier {code} belongs to another unit")
     return dossier
 

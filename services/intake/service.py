@@ -82,7 +82,7 @@ class IntakeService(PlatformService):
 
     def _answer(self, request, type_: str, code: str | None = None, *, status: int = 200, with_body: bool = True):
         def call():
-            actor = Actor(*official(request))
+            actor = official(request)
             try:
                 result = self._handle(type_, actor, code, json_body(request) if with_body else None)
             except handlers.Incomplete:
@@ -95,7 +95,7 @@ class IntakeService(PlatformService):
         return answer(call, status=status)
 
     def _query(self, request, query):
-        return answer(lambda: self._call(query, Actor(*official(request))))
+        return answer(lambda: self._call(query, official(request)))
 
     # --- the desk's HTTP API -------------------------------------------------------------
 
@@ -360,7 +360,7 @@ def book_rows(session, actor: Actor, unit: str | None, start, end, unit_of=lambd
     """The book's lines of ``unit`` (default: the official's own) between two dates; also the book
     of a desk a reorganisation merged into the official's (``unit_of``: the catalogue's entry)."""
     unit = unit or actor.unit
-    if unit != actor.unit and (unit_of(unit) or {}).get("successor") != actor.unit:
+    if unit != actor.unit and not actor.district_wide and (unit_of(unit) or {}).get("successor") != actor.unit:
         raise Forbidden("unit", f"an official of {actor.unit} cannot read the book of {unit}")
     period = parse_period(start, end)
     return unit, store.tracking_book(session, unit, period.begin, period.end), period.first, period.last

@@ -22,7 +22,7 @@ from motcua.runtime.observability import DatabaseGauge, PlatformService
 from motcua.runtime.outbox import OutboxRelay
 from motcua.runtime.rpc import rpc
 from motcua.runtime.timer import configured_timer
-from motcua.runtime.web import answer, http, json_body, official
+from motcua.runtime.web import answer, http, json_body, official, report_unit
 from services.routing import domain, forms, handlers, models, reports, store
 from services.routing.unit_of_work import SqlUnitOfWork
 from services.routing.workflow import DESK
@@ -115,7 +115,7 @@ class RoutingService(PlatformService):
 
     def _answer(self, request, command, *args, with_body: bool = True):
         def call():
-            actor = Actor(*official(request))
+            actor = official(request)
             extra = (json_body(request),) if with_body else ()
             result = self._handle(command(actor, *args, *extra))
             if request.method == "POST" and isinstance(result, dict):
@@ -204,7 +204,7 @@ class RoutingService(PlatformService):
             if fmt == "html":
                 return Response(forms.render_html(form, data), mimetype="text/html")
             raise domain.NotFound("format", f"no such format {fmt}")
-        return answer(lambda: make(Actor(*official(request))))
+        return answer(lambda: make(official(request)))
 
     @http("GET", "/api/v1/dossiers/<string:code>/control-slip.<string:fmt>")
     def http_control_slip(self, request, code, fmt):
@@ -226,7 +226,7 @@ class RoutingService(PlatformService):
             if fmt not in ("json", "csv"):
                 raise domain.Invalid("format", "must be json or csv")
             with self.db.transaction() as session:
-                result = reports.ii06a(session, args.get("unit") or None, period)
+                result = reports.ii06a(session, report_unit(request), period)
             if fmt == "csv":
                 return Response(reports.as_csv(result), mimetype="text/csv",
                                 headers={"Content-Disposition": f'attachment; filename="ii06a-{period.first}-{period.last}.csv"'})

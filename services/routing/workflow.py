@@ -508,7 +508,10 @@ class Workflow:
     # --- reading -----------------------------------------------------------------------------------------
 
     def readable_by(self, actor: Actor) -> None:
-        """Readable by the receiving desk and by every agency the procedure routes the dossier to."""
+        """Readable by the receiving desk, by every agency the procedure routes the dossier to, and
+        by a district-wide reader (an auditor)."""
+        if actor.district_wide:
+            return
         if actor.unit != self.unit and actor.unit not in {s.agency for s in self.steps}:
             raise Forbidden("code", f"dossier {self.code} is not routed to {actor.unit}")
 

@@ -1,0 +1,80 @@
+"""The access table (motcua/contracts/access.py): every HTTP route of every service is in it, no
+role writes across the district, and the gateway's unit systems have a role of their own."""
+import inspect
+
+import pytest
+from nameko.extensions import ENTRYPOINT_EXTENSIONS_ATTR
+from nameko.web.handlers import HttpRequestHandler
+
+from apps.registry import SERVICES
+from apps.together import service_class
+from motcua.contracts import access
+from motcua.runtime.web import HttpEntrypoint
+
+
+def declared_routes(checked: bool | None = None):
+    """(service, method, path) of every ``@http`` entry point of every built service; ``checked``
+    True: only those of the platform's entry point (which applies the table), False: the others."""
+    for spec in SERVICES.values():
+        if not spec.nameko:
+            continue
+        cls = service_class(spec)
+        for _, member in inspect.getmembers(cls, callable):
+            for entrypoint in getattr(member, ENTRYPOINT_EXTENSIONS_ATTR, ()):
+                if isinstance(entrypoint, HttpRequestHandler) and \
+                        checked in (None, isinstance(entrypoint, HttpEntrypoint)):
+                    for method in entrypoint.method.split(","):
+                        yield spec.name, method, entrypoint.url
+
+
+ROUTES = sorted(set(declared_routes()))
+
+
+def test_the_services_declare_routes_at_all():
+    assert len(ROUTES) > 40 and {service for service, _, _ in ROUTES} >= {"catalog", "intake", "routing", "fees",
+                                                                          "notify"}
+
+
+@pytest.mark.parametrize("service,method,path", ROUTES)
+def test_every_route_is_in_the_table(service, method, path):
+    assert access.http_rule(service, method, path) is not None, f"{method} {path} of {service} is not in the table"
+
+
+def test_a_route_missing_from_the_table_is_refused_and_the_table_lists_no_route_that_does_not_exist():
+    assert access.http_rule("intake", "DELETE", "/api/v1/dossiers/<string:code>") is None
+    listed = {(rule.service, rule.method, rule.path) for rule in access.HTTP_RULES}
+    assert listed - set(ROUTES) == set()
+
+
+def test_only_public_routes_bypass_the_platforms_entry_point():
+    unchecked = sorted(set(declared_routes(checked=False)))
+    assert unchecked and all(path in ("/health", "/metrics") for _, _, path in unchecked)
+    assert all(access.http_rule(*route).public for route in unchecked)
+
+
+def test_no_role_writes_across_the_district_and_the_unit_system_has_no_http_route():
+    for rule in access.HTTP_RULES:
+        if rule.method != "GET":
+            assert access.DISTRICT not in rule.grants.values(), rule
+        assert access.UNIT_SYSTEM not in rule.grants, rule
+
+
+def test_the_widest_scope_of_several_roles_counts():
+    rule = access.http_rule("intake", "GET", "/api/v1/dossiers/<string:code>")
+    assert rule.scope_of({"desk_officer"}) == access.OWN
+    assert rule.scope_of({"desk_officer", "specialist"}) == access.ROUTED
+    assert rule.scope_of({"auditor", "desk_officer"}) == access.DISTRICT
+    assert rule.scope_of({"unknown"}) is None and rule.scope_of(set()) is None
+
+
+def test_an_auditor_reads_and_never_writes():
+    for rule in access.HTTP_RULES:
+        if access.AUDITOR in rule.grants:
+            assert rule.method == "GET", rule
+
+
+def test_the_gateways_methods_are_the_unit_systems():
+    assert access.grpc_scope("/motcua.v1.DeskService/ReceiveDossier", {access.UNIT_SYSTEM}) == access.OWN
+    assert access.grpc_scope("/motcua.v1.AgencyService/CompleteStep", {access.UNIT_SYSTEM}) == access.ROUTED
+    assert access.grpc_scope("/motcua.v1.DeskService/ReceiveDossier", {access.DESK_OFFICER}) is None
+    assert access.grpc_scope("/motcua.v1.DeskService/Nothing", {access.UNIT_SYSTEM}) is None
