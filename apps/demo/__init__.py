@@ -136,9 +136,10 @@ def run(*, days: int = 5, seed: int = 1, scale: float = 1.0, units: list[str] | 
             driver.run(begin, end)
             stack.quiesce()
             views = driver.final_views()
-            ii06a = driver._call("GET", "routing", f"/api/v1/reports/ii06a?from={first}&to={last}")
+            district = {"X-Official": "demo", "X-Unit": chosen[0].code, "X-Roles": "district_operator"}
+            ii06a = driver._call("GET", "routing", f"/api/v1/reports/ii06a?from={first}&to={last}", headers=district)
             fees_rows = driver._call("GET", "fees", f"/api/v1/reports/fees?from={first}&to={last}",
-                                     headers={"X-Official": "demo", "X-Unit": chosen[0].code})["units"]
+                                     headers=district)["units"]
         finally:
             stack.stop()
     except KeyboardInterrupt:

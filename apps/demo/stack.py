@@ -126,6 +126,9 @@ class Stack:
             "EVENT_WAIT_SECONDS": 2, "OUTBOX_POLL_SECONDS": 5, "NOTIFY_POLL_SECONDS": 5,
             # Before each tick the demo waits for every outbox row to be marked published.
             "OUTBOX_MARK_SECONDS": 0,
+            # The demo's officials are played by the driver on one machine: the development mode's
+            # X-Official/X-Unit headers, not an identity provider (README, "Sign-in").
+            "AUTH_MODE": "dev-headers",
             "SMS_GATEWAY_URL": f"{providers_url}/sms", "SMS_GATEWAY_KEY": "demo", "OFFICIALS_FILE": str(officials),
         }
         if memory_broker.is_memory(self.amqp_uri):

@@ -5,7 +5,6 @@ import signal
 import subprocess
 import sys
 import time
-from urllib.parse import quote
 
 import pytest
 import requests
@@ -14,6 +13,7 @@ from nameko.testing.utils import find_free_port
 from apps.registry import SERVICES
 from tests.conftest import ROOT
 from tests.e2e.conftest import run_cli, wait_healthy
+from tests.fakes.officials import official_headers
 
 
 def children_of(pid: int) -> list[int]:
@@ -122,7 +122,7 @@ def test_migrate_is_idempotent(process_env):
     assert "catalog: migrated to head" in first.stderr and "catalog: migrated to head" in second.stderr
 
 
-DESK_5 = {"X-Official": quote("Trần Văn Bình"), "X-Unit": "000.05.20.H29"}
+DESK_5 = official_headers("Trần Văn Bình", "000.05.20.H29")
 MARITAL_STATUS = {
     "procedure_code": "1.004873", "channel": "in_person", "sets": 1,
     "applicant": {"name": "Nguyễn Thị Lan", "id_number": "079203001234", "address": "12 Lê Đức Thọ, Phường 5",

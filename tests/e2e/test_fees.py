@@ -1,7 +1,6 @@
 """Fees end to end: catalog, intake, routing and fees as real processes; the online gateway is a
 signed HTTP callback sent by the test (issue 6, done when)."""
 import io
-from urllib.parse import quote
 
 import eventlet
 import pytest
@@ -12,9 +11,12 @@ from sqlalchemy import text
 from services.fees.domain import sign
 from tests.e2e.conftest import ServiceProcess, run_cli
 from tests.e2e.test_intake_desk import APPLICANT, wait_for
+from tests.fakes.officials import official_headers
 
 WARD_5 = "000.05.20.H29"
-DESK = {"X-Official": quote("Trần Văn Bình"), "X-Unit": WARD_5}
+# A ward's official: its desk, and the steps of the ward's own procedures.
+DESK = official_headers("Trần Văn Bình", WARD_5, ["desk_officer", "specialist"])
+HEAD = official_headers("Nguyễn Thị Lan", WARD_5, "unit_head")     # imports the bank's settlements
 CERTIFIED_COPY = "2.000815"       # 2,000 VND a page, 1,000 from page 3, at most 200,000 a copy; same day
 MERCHANT, SECRET = "motcua-go-vap", "a-test-secret"
 
@@ -178,14 +180,14 @@ def test_a_day_at_one_desk_balances_and_a_tampered_settlement_line_is_reported(s
     first = codes[0]["code"]
     good = ("transaction_id,order,amount,currency,paid_at\n"
             f"TX-1001,{first},5000,VND,2026-03-02T09:10:00+07:00\n")
-    matched = requests.post(fees + "/api/v1/gateway/settlements", headers=DESK, data=good.encode(), timeout=10).json()
+    matched = requests.post(fees + "/api/v1/gateway/settlements", headers=HEAD, data=good.encode(), timeout=10).json()
     assert matched["balanced"] and matched["matched"] == ["TX-1001"]
     tampered = good.replace(",5000,", ",500,") + f"TX-9999,{first},1000,VND,2026-03-02T11:00:00+07:00\n"
-    report = requests.post(fees + "/api/v1/gateway/settlements", headers=DESK, data=tampered.encode(),
+    report = requests.post(fees + "/api/v1/gateway/settlements", headers=HEAD, data=tampered.encode(),
                            timeout=10).json()
     assert not report["balanced"] and report["extra"] == ["TX-9999"]
     assert report["mismatched"][0]["transaction_id"] == "TX-1001" and report["mismatched"][0]["field"] == "amount"
-    malformed = requests.post(fees + "/api/v1/gateway/settlements", headers=DESK, timeout=10,
+    malformed = requests.post(fees + "/api/v1/gateway/settlements", headers=HEAD, timeout=10,
                               data=b"transaction_id,order,amount,currency,paid_at\nTX-1,x,abc,VND,2026-03-02\n")
     assert malformed.status_code == 400 and malformed.json()["field"] == "line 2"
 

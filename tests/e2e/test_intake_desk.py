@@ -3,7 +3,6 @@ routing's and fees' events published by the test in the shared contract (issue 3
 import io
 import json
 import time
-from urllib.parse import quote
 
 import eventlet
 import pytest
@@ -16,11 +15,12 @@ from motcua.runtime import broker
 from motcua.contracts.events import new_event
 from tests.conftest import EventTap
 from tests.e2e.conftest import amqp, ServiceProcess
+from tests.fakes.officials import official_headers
 
 WARD_5 = "000.05.20.H29"
 WARD_7 = "000.07.20.H29"
-DESK_5 = {"X-Official": quote("Trần Văn Bình"), "X-Unit": WARD_5}   # names percent-encoded (UTF-8)
-DESK_7 = {"X-Official": quote("Lê Thị Hoa"), "X-Unit": WARD_7}
+DESK_5 = official_headers("Trần Văn Bình", WARD_5)
+DESK_7 = official_headers("Lê Thị Hoa", WARD_7)
 MARITAL_STATUS = "1.004873"   # 3 working days, a flat fee, received at the wards
 APPLICANT = {"name": "Nguyễn Thị Lan", "id_number": "079203001234", "address": "12 Lê Đức Thọ, Phường 5",
              "phone": "0903123456", "email": "lan@example.vn"}
@@ -176,7 +176,7 @@ def test_another_unit_cannot_see_or_act(intake):
     other_unit = receive(intake, headers=DESK_7, unit=WARD_5)
     assert other_unit.status_code == 403 and other_unit.json()["field"] == "unit"
     no_header = requests.get(f"{intake.url}/api/v1/dossiers/{code}", timeout=10)
-    assert no_header.status_code == 401 and no_header.json()["field"] == "X-Official"
+    assert no_header.status_code == 401 and no_header.json()["field"] == "authorization"
 
 
 @pytest.mark.parametrize("change, status, field", [

@@ -6,7 +6,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 import requests
@@ -17,9 +16,11 @@ from motcua.contracts.events import new_event
 from tests.conftest import ROOT, EventTap, dead_letters
 from tests.e2e.conftest import amqp, ServiceProcess
 from tests.e2e.test_intake_desk import APPLICANT, DOCUMENTS, MARITAL_STATUS, publish, wait_for
+from tests.fakes.officials import official_headers
 
 WARD_5, TAX = "000.05.20.H29", "000.42.20.H29"
-DESK = {"X-Official": quote("Trần Văn Bình"), "X-Unit": WARD_5}
+DESK = official_headers("Trần Văn Bình", WARD_5)
+OPERATOR = official_headers("Phạm Văn Hùng", "000.00.20.H29", "district_operator")    # edits the templates
 
 
 class Fake:
@@ -161,14 +162,14 @@ def test_an_online_submission_refused_before_receipt_is_not_an_error(stack):
 
 def test_templates_are_validated_when_saved(stack):
     base = stack["notify"].url + "/api/v1/templates"
-    broken = requests.put(f"{base}/received/sms", headers=DESK, timeout=5,
+    broken = requests.put(f"{base}/received/sms", headers=OPERATOR, timeout=5,
                           json={"body": "Ho so {{ code } da nhan"})
     assert broken.status_code == 400 and broken.json()["field"] == "body"
-    unknown = requests.put(f"{base}/received/sms", headers=DESK, timeout=5, json={"body": "Ho so {{ nothing_here }}"})
+    unknown = requests.put(f"{base}/received/sms", headers=OPERATOR, timeout=5, json={"body": "Ho so {{ nothing_here }}"})
     assert unknown.status_code == 400
-    too_long = requests.put(f"{base}/received/sms", headers=DESK, timeout=5, json={"body": "{{ code }} " + "x" * 400})
+    too_long = requests.put(f"{base}/received/sms", headers=OPERATOR, timeout=5, json={"body": "{{ code }} " + "x" * 400})
     assert too_long.status_code == 400 and "306" in too_long.json()["error"]
-    saved = requests.put(f"{base}/returned/sms", headers=DESK, timeout=5,
+    saved = requests.put(f"{base}/returned/sms", headers=OPERATOR, timeout=5,
                          json={"body": "Ho so {{ code }} da tra ket qua. Cam on {{ name }}."})
     assert saved.status_code == 200 and saved.json()["preview"]["text"].startswith("Ho so ")
     listed = {(t["key"], t["channel"]): t for t in requests.get(base, timeout=5).json()["templates"]}

@@ -7,7 +7,6 @@ In a module of its own: no other notify process may take the messages meanwhile.
 import time
 from collections import Counter
 from datetime import datetime, timedelta, timezone
-from urllib.parse import quote
 
 import requests
 from sqlalchemy import insert, select
@@ -16,9 +15,10 @@ from services.notify import models
 from tests.e2e.conftest import ServiceProcess
 from tests.e2e.test_intake_desk import APPLICANT, DOCUMENTS, MARITAL_STATUS, wait_for
 from tests.e2e.test_notify import Fake
+from tests.fakes.officials import official_headers
 
 WARD_5 = "000.05.20.H29"
-DESK = {"X-Official": quote("Trần Văn Bình"), "X-Unit": WARD_5}
+DESK = official_headers("Trần Văn Bình", WARD_5)
 VN = timezone(timedelta(hours=7))
 
 

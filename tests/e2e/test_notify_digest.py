@@ -3,7 +3,6 @@ received the working day before, what is due today and what is overdue (issue 5)
 
 In a module of its own: its notify runs on the moved clock, and no other notify may claim the digest."""
 import time
-from urllib.parse import quote
 
 import requests
 from sqlalchemy import text
@@ -11,9 +10,11 @@ from sqlalchemy import text
 from tests.e2e.conftest import ServiceProcess
 from tests.e2e.test_intake_desk import APPLICANT, DOCUMENTS, MARITAL_STATUS, wait_for
 from tests.e2e.test_notify import Fake
+from tests.fakes.officials import official_headers
 
 WARD_5 = "000.05.20.H29"
-DESK = {"X-Official": quote("Trần Văn Bình"), "X-Unit": WARD_5}
+DESK = official_headers("Trần Văn Bình", WARD_5)
+OPERATOR = official_headers("Phạm Văn Hùng", "000.00.20.H29", "district_operator")    # edits the templates
 HEAD = "truong.phuong5@example.gov.vn"
 
 
@@ -92,7 +93,7 @@ def test_a_busy_desk_gets_counts_and_n_codes_and_a_broken_template_fails_once_fo
         assert "Danh sách đầy đủ: http://desk.example/api/v1/due" in body
 
         # an official's template: valid with the sample (it has overdue codes), broken on a day without
-        saved = requests.put(f"{notify.url}/api/v1/templates/daily_digest/email", headers=DESK, timeout=10,
+        saved = requests.put(f"{notify.url}/api/v1/templates/daily_digest/email", headers=OPERATOR, timeout=10,
                              json={"subject": "Tổng hợp", "body": "Quá hạn lâu nhất: {{ overdue[0] }}"})
         assert saved.status_code == 200, saved.text
         clock("2026-03-06T07:31:00+07:00")            # Friday: nobody is overdue (routing said nothing)

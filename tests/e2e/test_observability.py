@@ -8,7 +8,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 import requests
@@ -24,6 +23,7 @@ from tests.e2e.conftest import ServiceProcess, amqp, run_cli
 from tests.e2e.test_intake_desk import APPLICANT, wait_for
 from tests.e2e.test_notify import Fake
 from tests.fakes.unit_keys import UnitKeys
+from tests.fakes.officials import official_headers
 
 DISTRICT = "000.00.20.H29"
 WARDS = ["000.01.20.H29", *[f"000.{n:02d}.20.H29" for n in range(3, 18)]]
@@ -32,8 +32,8 @@ LAND_TRANSFER, CERTIFIED_COPY, HOUSEHOLD_BUSINESS = "1.013831", "2.000815", "2.0
 MERCHANT, SECRET = "motcua-go-vap", "a-test-secret"
 
 
-def headers(unit: str, name: str = "Cán bộ một cửa") -> dict:
-    return {"X-Official": quote(name), "X-Unit": unit}
+def headers(unit: str, name: str = "Cán bộ một cửa", role: str = "desk_officer") -> dict:
+    return official_headers(name, unit, role)
 
 
 def load_dashboards():
@@ -150,7 +150,7 @@ def process_all_steps(stack, code, unit):
         view = routed(stack, code, unit)
         stage = [s for s in view["steps"] if s["stage"] == view["stage"]]
         for step in stage:
-            who = headers(step["agency"], "Chuyên viên")
+            who = headers(step["agency"], "Chuyên viên", "specialist")
             if step["state"] == "done":
                 continue
             if step["state"] == "handed_over":
@@ -161,7 +161,7 @@ def process_all_steps(stack, code, unit):
         last = not any(s["stage"] > view["stage"] for s in view["steps"])
         path = "return-to-desk" if last else "transfer"
         assert requests.post(f"{stack['routing'].url}/api/v1/dossiers/{code}/{path}",
-                             headers=headers(stage[0]["agency"], "Chuyên viên"), json={}, timeout=10).status_code == 200
+                             headers=headers(stage[0]["agency"], "Chuyên viên", "specialist"), json={}, timeout=10).status_code == 200
         if last:
             return
 
@@ -236,7 +236,7 @@ def late_land_dossier(stack, clock, received: str, late: str):
     clock(received)
     code = receive(stack, DISTRICT, LAND_TRANSFER)
     view = routed(stack, code, DISTRICT)
-    registry = headers("000.41.20.H29", "Chuyên viên")
+    registry = headers("000.41.20.H29", "Chuyên viên", "specialist")
     first = view["steps"][0]["id"]
     for action, body in (("acceptance", {}), ("completion", {"result": "done"})):
         requests.post(f"{stack['routing'].url}/api/v1/dossiers/{code}/steps/{first}/{action}", headers=registry,
@@ -244,7 +244,7 @@ def late_land_dossier(stack, clock, received: str, late: str):
     requests.post(f"{stack['routing'].url}/api/v1/dossiers/{code}/transfer", headers=registry, json={}, timeout=10)
     tax_step = routed(stack, code, DISTRICT)["steps"][1]["id"]
     requests.post(f"{stack['routing'].url}/api/v1/dossiers/{code}/steps/{tax_step}/acceptance",
-                  headers=headers("000.42.20.H29"), json={}, timeout=10)
+                  headers=headers("000.42.20.H29", "Chuyên viên", "specialist"), json={}, timeout=10)
     clock(late)
     wait_for(lambda: routed(stack, code, DISTRICT)["overdue_at"], timeout=20)
     return code
@@ -263,7 +263,7 @@ def test_every_panel_and_recording_rule_returns_data(stack, clock):
         clock(next_day)                  # a working day later: the missing apology is flagged
         wait_for(lambda: any(a["action"] == "overdue" for a in routed(stack, code, DISTRICT)["actions"]), timeout=10)
         time.sleep(1.5)
-        assert requests.post(f"{stack['routing'].url}/api/v1/dossiers/{code}/apology", headers=headers("000.42.20.H29"),
+        assert requests.post(f"{stack['routing'].url}/api/v1/dossiers/{code}/apology", headers=headers("000.42.20.H29", "Trưởng phòng", "unit_head"),
                              json={"reason": "Chờ xác minh nghĩa vụ tài chính"}, timeout=10).status_code == 200
         process_all_steps(stack, code, DISTRICT)     # the tax office finishes late; the dossier ends late
         time.sleep(4)                    # several scrapes between the rounds: counters move, rates exist

@@ -7,7 +7,6 @@ wards other tests use. From the effective date (Wednesday 1 July 2026, Asia/Ho_C
 desks refuse receipts naming the successor; the dossiers in flight finish at the successor with their
 codes, deadlines and history; report II.06a balances across the date, every dossier counted once,
 under the unit that holds it, the roll-ups agreeing with the scan of the workflows."""
-from urllib.parse import quote
 
 import pytest
 import requests
@@ -23,6 +22,7 @@ from services.routing import reports
 from tests.conftest import ROOT
 from tests.e2e.conftest import ServiceProcess, run_cli
 from tests.e2e.test_intake_desk import APPLICANT, wait_for
+from tests.fakes.officials import official_headers
 
 WARD_A, WARD_B, MERGED = "000.98.20.H29", "000.99.20.H29", "000.88.20.H29"
 OURS = (WARD_A, WARD_B, MERGED)
@@ -31,7 +31,11 @@ READ_MODELS = ("intake", "routing", "fees", "notify")
 
 
 def official(name: str, unit: str) -> dict:
-    return {"X-Official": quote(name), "X-Unit": unit}
+    """A ward's official: its desk, and the steps of the ward's own procedures."""
+    return official_headers(name, unit, ["desk_officer", "specialist"])
+
+
+AUDITOR = official_headers("Đỗ Văn Khải", "000.00.20.H29", "auditor")     # reads report II.06a
 
 
 DESK_A, DESK_B, DESK_M = (official("Trần Văn Bình", WARD_A), official("Lê Thị Hoa", WARD_B),
@@ -116,7 +120,8 @@ def dossier(service, code, desk):
 
 def report(engine, routing, first, last):
     """II.06a of our units from routing's API (the roll-ups) and from the scan of the workflows."""
-    answer = requests.get(f"{routing.url}/api/v1/reports/ii06a", params={"from": first, "to": last}, timeout=10)
+    answer = requests.get(f"{routing.url}/api/v1/reports/ii06a", params={"from": first, "to": last}, timeout=10,
+                          headers=AUDITOR)
     assert answer.status_code == 200, answer.text
     with Session(engine) as session:
         scanned = reports.ii06a(session, None, parse_period(first, last), scan=True)

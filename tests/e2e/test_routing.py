@@ -3,7 +3,6 @@ time moved through the shared clock file (issue 4, done when)."""
 import io
 import json
 import time
-from urllib.parse import quote
 
 import pytest
 import requests
@@ -14,6 +13,7 @@ from motcua.contracts.events import new_event
 from tests.conftest import EventTap, dead_letters
 from tests.e2e.conftest import amqp, ServiceProcess, run_cli
 from tests.e2e.test_intake_desk import APPLICANT, publish, wait_for
+from tests.fakes.officials import official_headers
 
 DISTRICT = "000.00.20.H29"
 LAND_REGISTRY, TAX = "000.41.20.H29", "000.42.20.H29"
@@ -21,12 +21,14 @@ LAND_TRANSFER = "1.013831"      # land registry 3 days, tax 3 days, land registr
 
 
 def official(name: str, unit: str) -> dict:
-    return {"X-Official": quote(name), "X-Unit": unit}
+    """An agency's official: its specialist, and its head (who signs the apology letters)."""
+    return official_headers(name, unit, ["specialist", "unit_head"])
 
 
-DESK = official("Trần Văn Bình", DISTRICT)
+DESK = official_headers("Trần Văn Bình", DISTRICT)
 REGISTRY = official("Lê Văn Đức", LAND_REGISTRY)
 TAX_OFFICER = official("Phạm Thị Mai", TAX)
+HOME_AFFAIRS = official_headers("Võ Thị Thu", "000.00.20.H29", "district_operator")    # reads report II.06a
 
 
 @pytest.fixture(scope="module")
@@ -306,15 +308,16 @@ def test_a_refusal_of_a_dossier_routing_never_had(stack, received, dead_lettered
 
 def test_report_ii06a_balances(stack, process_env):
     _, (routing, _) = stack
-    report = requests.get(routing.url + "/api/v1/reports/ii06a", timeout=10,
+    report = requests.get(routing.url + "/api/v1/reports/ii06a", timeout=10, headers=HOME_AFFAIRS,
                           params={"unit": DISTRICT, "from": "2026-03-01", "to": "2026-03-31"}).json()
     total = report["total"]
     assert total["balanced"] and total["received"] == total["resolved"] + total["pending"]
     assert total["received"] >= 4 and total["early"] >= 1 and total["overdue"] >= 1
-    csv_text = requests.get(routing.url + "/api/v1/reports/ii06a", timeout=10, params={
+    csv_text = requests.get(routing.url + "/api/v1/reports/ii06a", timeout=10, headers=HOME_AFFAIRS, params={
         "unit": DISTRICT, "from": "2026-03-01", "to": "2026-03-31", "format": "csv"}).text
     assert "Đất đai" in csv_text and "Tổng cộng" in csv_text
-    bad = requests.get(routing.url + "/api/v1/reports/ii06a", params={"from": "2026-03-31", "to": "x"}, timeout=10)
+    bad = requests.get(routing.url + "/api/v1/reports/ii06a", params={"from": "2026-03-31", "to": "x"}, timeout=10,
+                       headers=HOME_AFFAIRS)
     assert bad.status_code == 400 and bad.json()["field"] == "to"
     # The same report from the command line, as the Home Affairs office runs it.
     cli = run_cli(["report", "ii06a", "--unit", DISTRICT, "--from", "2026-03-01", "--to", "2026-03-31"], process_env)

@@ -2,16 +2,17 @@
 (``10:16, 04/12/2026``, ``09/12/2026``), while the JSON API keeps ISO values. Catalog and intake run as
 real processes; the page is also rendered by headless Chromium."""
 import re
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 import pytest
 import requests
 
 from tests.e2e.conftest import ServiceProcess
 from tests.e2e.test_catalog_page import render
+from tests.fakes.officials import official_headers
 
 WARD_5 = "000.05.20.H29"
-DESK_5 = {"X-Official": quote("Trần Văn Bình"), "X-Unit": WARD_5}
+DESK_5 = official_headers("Trần Văn Bình", WARD_5)
 MARITAL_STATUS = "1.004873"   # 3 working days
 APPLICANT = {"name": "Nguyễn Thị Lan", "id_number": "079203001234", "address": "12 Lê Đức Thọ, Phường 5",
              "phone": "0903123456", "email": "lan@example.vn"}

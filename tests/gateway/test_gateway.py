@@ -22,6 +22,7 @@ from motcua_client import Client, GatewayError
 from tests.conftest import ROOT, dead_letters
 from tests.e2e.test_intake_desk import wait_for as wait_until
 from tests.gateway.conftest import DISTRICT, LAND_REGISTRY, TAX, WARD_3, WARD_5, Gateway, amqp, run_cli
+from tests.fakes.officials import official_headers
 
 MARITAL_STATUS = "1.004873"      # ward, 3 working days, lệ phí; the ward handles it itself
 APPLICANT = {"name": "Nguyễn Thị Lan", "id_number": "079203001234", "address": "12 Lê Đức Thọ, Phường 3",
@@ -450,7 +451,7 @@ def test_a_crashed_gateway_loses_no_event_of_the_feeds(stack, token, engine):
     codes = []
     for _ in range(5):
         answer = requests.post(intake.url + "/api/v1/dossiers", json=dossier(), timeout=10,
-                               headers={"X-Official": "Tr%E1%BA%A7n", "X-Unit": WARD_5})
+                               headers=official_headers("Trần", WARD_5))
         assert answer.status_code == 201, answer.text
         codes.append(answer.json()["code"])
     gateway.start()
