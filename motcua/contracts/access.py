@@ -103,7 +103,7 @@ HTTP_RULES: tuple[Rule, ...] = (
     _rule("routing", "GET", "/api/v1/reports/ii06a", unit_head=OWN, **_READERS),
     # fees: the desk's cashier, the Finance office's reports and settlements, the gateway's callback
     _public("fees", "POST", "/api/v1/gateway/callback"),
-    _rule("fees", "GET", "/api/v1/quote", desk_officer=OWN, unit_head=OWN, specialist=OWN, **_READERS),
+    _public("fees", "GET", "/api/v1/quote"),       # what a procedure costs: the catalogue's, no one's data
     _rule("fees", "GET", "/api/v1/dossiers/<string:code>", **_DESK, **_READERS),
     _rule("fees", "POST", "/api/v1/dossiers/<string:code>/payments", **_DESK),
     _rule("fees", "POST", "/api/v1/receipts/<int:year>/<int:number>/cancellation", **_DESK),

@@ -185,10 +185,13 @@ def parse_payment(actor: Actor | None, body: Any) -> PaymentRequest:
 
 def pay(command: Pay, uow) -> dict:
     """Record a payment; the same (method, reference) twice records one payment."""
+    account = _account(uow, command.code)
+    if command.actor is not None and account.unit != command.actor.unit:
+        # another desk's dossier is refused before its payment is judged (the official's scope first)
+        raise Forbidden("code", f"dossier {command.code} belongs to another desk")
     request = parse_payment(command.actor, command.body)
     # A reference already used for this dossier is the aggregate's to judge; for another dossier,
     # the save refuses it (a unique constraint, also against a payment recorded at this moment).
-    account = _account(uow, command.code)
     events = account.pay(actor=command.actor, method=request.method, amount=request.amount,
                          reference=request.reference, now=uow.now, numbers=uow.receipt_number)
     if events:

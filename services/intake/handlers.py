@@ -154,8 +154,8 @@ def accept(command: Command, uow) -> dict:
 # --- refusal, supplement, withdrawal, return ---------------------------------------------------
 
 def refuse(command: Command, uow) -> dict:
+    dossier = load(uow, command.code, command.actor)     # another unit's dossier: refused before its body
     reason = _text(command.body)
-    dossier = load(uow, command.code, command.actor)
     dossier.refuse(command.actor, reason, command.now)
     uow.save(dossier)
     return _answer(dossier, command, uow)
@@ -174,8 +174,8 @@ def _desk_name(uow, dossier: Dossier) -> str:
 
 
 def request_supplement(command: Command, uow) -> dict:
-    reason, documents = _supplement_asked(command.body)
     dossier = load(uow, command.code, command.actor)
+    reason, documents = _supplement_asked(command.body)
     dossier.request_supplement(command.actor, reason, documents, command.now, desk_name=_desk_name(uow, dossier))
     uow.save(dossier)
     return _answer(dossier, command, uow)
@@ -191,16 +191,16 @@ def receive_supplement(command: Command, uow) -> dict:
 
 
 def withdraw(command: Command, uow) -> dict:
-    reason = _text(command.body)
     dossier = load(uow, command.code, command.actor)
+    reason = _text(command.body)
     dossier.withdraw(command.actor, reason, command.now)
     uow.save(dossier)
     return _answer(dossier, command, uow)
 
 
 def return_result(command: Command, uow) -> dict:
-    collected_by = _text(command.body, "collected_by")
     dossier = load(uow, command.code, command.actor)
+    collected_by = _text(command.body, "collected_by")
     dossier.return_result(command.actor, collected_by, command.now)
     uow.save(dossier)
     return _answer(dossier, command, uow)

@@ -102,10 +102,15 @@ class UnknownDossier(NotYet):
     on its way); put back, then dead-lettered with this reason if it never comes."""
 
 
-def _workflow(uow: UnitOfWork, code: str, *, for_update: bool = True) -> Workflow:
+def _workflow(uow: UnitOfWork, code: str, *, for_update: bool = True, actor: Actor | None = None) -> Workflow:
+    """The workflow of ``code``; with ``actor``, refused (403) unless it is routed to the
+    official's unit (or they read the whole district): the scope first, before the body or the
+    state of the dossier is judged."""
     workflow = uow.workflows.get(code, for_update=for_update)
     if workflow is None:
         raise NotFound("code", f"no dossier {code} in routing")
+    if actor is not None and actor.unit:
+        workflow.readable_by(actor)
     return workflow
 
 
@@ -117,37 +122,37 @@ def _view(workflow: Workflow, uow: UnitOfWork) -> dict:
 # --- agency commands -------------------------------------------------------------------------
 
 def accept(command: Accept, uow: UnitOfWork) -> dict:
-    workflow = _workflow(uow, command.code)
+    workflow = _workflow(uow, command.code, actor=command.actor)
     uow.save(workflow, workflow.accept(command.actor, command.step, uow.now))
     return _view(workflow, uow)
 
 
 def complete(command: Complete, uow: UnitOfWork) -> dict:
-    workflow = _workflow(uow, command.code)
+    workflow = _workflow(uow, command.code, actor=command.actor)
     uow.save(workflow, workflow.complete(command.actor, command.step, command.body, uow.now, uow.calendar))
     return _view(workflow, uow)
 
 
 def transfer(command: Transfer, uow: UnitOfWork) -> dict:
-    workflow = _workflow(uow, command.code)
+    workflow = _workflow(uow, command.code, actor=command.actor)
     uow.save(workflow, workflow.transfer(command.actor, command.body, uow.now, uow.calendar))
     return _view(workflow, uow)
 
 
 def return_to_desk(command: ReturnToDesk, uow: UnitOfWork) -> dict:
-    workflow = _workflow(uow, command.code)
+    workflow = _workflow(uow, command.code, actor=command.actor)
     uow.save(workflow, workflow.return_to_desk(command.actor, command.body, uow.now, uow.calendar))
     return _view(workflow, uow)
 
 
 def request_obligation(command: RequestObligation, uow: UnitOfWork) -> dict:
-    workflow = _workflow(uow, command.code)
+    workflow = _workflow(uow, command.code, actor=command.actor)
     uow.save(workflow, workflow.request_obligation(command.actor, command.body, uow.now, uow.calendar))
     return _view(workflow, uow)
 
 
 def apologise(command: Apologise, uow: UnitOfWork) -> dict:
-    workflow = _workflow(uow, command.code)
+    workflow = _workflow(uow, command.code, actor=command.actor)
     uow.save(workflow, workflow.apologise(command.actor, command.body, uow.now, uow.calendar))
     return _view(workflow, uow)
 
@@ -155,13 +160,11 @@ def apologise(command: Apologise, uow: UnitOfWork) -> dict:
 # --- questions -------------------------------------------------------------------------------
 
 def propose_apology(command: ProposeApology, uow: UnitOfWork) -> dict:
-    return _workflow(uow, command.code, for_update=False).apology_proposal(uow.now, uow.calendar)
+    return _workflow(uow, command.code, for_update=False, actor=command.actor).apology_proposal(uow.now, uow.calendar)
 
 
 def get_dossier(command: GetDossier, uow: UnitOfWork) -> dict:
-    workflow = _workflow(uow, command.code, for_update=False)
-    workflow.readable_by(command.actor)
-    return _view(workflow, uow)
+    return _view(_workflow(uow, command.code, for_update=False, actor=command.actor), uow)
 
 
 def read_forms(command: ReadForms, uow: UnitOfWork) -> dict:

@@ -172,7 +172,7 @@ def test_templates_are_validated_when_saved(stack):
     saved = requests.put(f"{base}/returned/sms", headers=OPERATOR, timeout=5,
                          json={"body": "Ho so {{ code }} da tra ket qua. Cam on {{ name }}."})
     assert saved.status_code == 200 and saved.json()["preview"]["text"].startswith("Ho so ")
-    listed = {(t["key"], t["channel"]): t for t in requests.get(base, timeout=5).json()["templates"]}
+    listed = {(t["key"], t["channel"]): t for t in requests.get(base, headers=OPERATOR, timeout=5).json()["templates"]}
     assert listed[("returned", "sms")]["version"] == 1 and listed[("received", "sms")]["version"] == 0
 
 
