@@ -139,9 +139,14 @@ def http_rule(service: str, method: str, path: str) -> Rule | None:
     return _BY_ROUTE.get((service, method.upper(), path))
 
 
+_GRPC_BY_NAME = {full.rsplit("/", 1)[1]: full for full in GRPC_RULES}
+assert len(_GRPC_BY_NAME) == len(GRPC_RULES), "a gRPC method name is used by two services"
+
+
 def grpc_scope(method: str, roles) -> str | None:
-    """The scope ``roles`` have on a gRPC method (``/package.Service/Method``), or None: refused."""
-    grants = GRPC_RULES.get(method) or {}
+    """The scope ``roles`` have on a gRPC method (``/package.Service/Method`` or its bare name),
+    or None: refused."""
+    grants = GRPC_RULES.get(_GRPC_BY_NAME.get(method, method)) or {}
     scopes = {grants[role] for role in roles if role in grants}
     return next((scope for scope in (DISTRICT, ROUTED, OWN) if scope in scopes), None)
 

@@ -15,6 +15,7 @@ from typing import Mapping
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
+from motcua.contracts import access
 from motcua.contracts.refusals import Forbidden, Invalid, NotFound, Unauthenticated
 from motcua.contracts.reorganisations import dissolved
 from services.gateway.models import credentials
@@ -48,6 +49,19 @@ def authenticate(session: Session, token: str, now: datetime) -> tuple[str, str]
     if not valid:
         raise Unauthenticated("authorization", "unknown, revoked or expired token")
     return row.unit, token_id
+
+
+# A unit's token acts as its unit system: the role of the access table (motcua/contracts/access.py)
+# whose gRPC methods it may call, for its own unit and the dossiers routed to it.
+ROLES = frozenset({access.UNIT_SYSTEM})
+
+
+def require_allowed(method: str) -> str:
+    """The scope a unit system's token has on ``method``; Forbidden when the table does not list it."""
+    scope = access.grpc_scope(method, ROLES)
+    if scope is None:
+        raise Forbidden("method", f"{access.UNIT_SYSTEM} may not call {method}: not in the access table")
+    return scope
 
 
 def require_active_unit(unit: str, entry: Mapping | None, day: date) -> None:

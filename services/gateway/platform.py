@@ -198,8 +198,9 @@ class Answer:
         self.code = grpc.StatusCode.OK
         self.caller: Caller | None = None
 
-    def authenticate(self) -> Caller:
+    def authenticate(self, method: str) -> Caller:
         self.unit, self.credential = self.platform.authenticate(self.context)
+        credentials.require_allowed(method)
         credentials.require_active_unit(self.unit, self.platform.unit_entry(self.unit),
                                         local_date(self.platform.now()))
         remaining = self.context.time_remaining()
@@ -269,12 +270,12 @@ def handler(platform_of: Callable[[Any], Platform], method: str, dossier_of: Cal
         if streaming:
             def stream(self, request, context):
                 with answering(platform_of(self), method, context) as answer:
-                    yield from fn(self, request, answer.authenticate(), context)
+                    yield from fn(self, request, answer.authenticate(method), context)
             return stream
 
         def unary(self, request, context):
             with answering(platform_of(self), method, context) as answer:
-                caller = answer.authenticate()
+                caller = answer.authenticate(method)
                 answer.dossier = dossier_of(request)
                 return fn(self, request, caller, context)
         return unary

@@ -78,3 +78,19 @@ def test_the_gateways_methods_are_the_unit_systems():
     assert access.grpc_scope("/motcua.v1.AgencyService/CompleteStep", {access.UNIT_SYSTEM}) == access.ROUTED
     assert access.grpc_scope("/motcua.v1.DeskService/ReceiveDossier", {access.DESK_OFFICER}) is None
     assert access.grpc_scope("/motcua.v1.DeskService/Nothing", {access.UNIT_SYSTEM}) is None
+
+
+def test_every_gateway_method_is_in_the_table_and_a_unit_token_may_call_it():
+    import re
+    from pathlib import Path
+
+    from motcua.contracts.refusals import Forbidden
+    from services.gateway import credentials
+
+    server = (Path(__file__).resolve().parents[2] / "services/gateway/server.py").read_text()
+    methods = re.findall(r'@handler\(_platform, "(\w+)"', server)
+    assert len(methods) >= 20
+    for method in methods:
+        assert credentials.require_allowed(method) in access.SCOPES, method
+    with pytest.raises(Forbidden, match="unit_system may not call DeleteEverything"):
+        credentials.require_allowed("DeleteEverything")
