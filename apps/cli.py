@@ -510,6 +510,26 @@ def _gateway_config() -> dict:
     return _config(_service("gateway"))
 
 
+def cmd_token(args) -> int:
+    """An official's access token from the district's identity provider, printed on stdout: for
+    ``curl -H "Authorization: Bearer $(motcua token --username lan)"`` against a service."""
+    import getpass
+
+    from motcua.contracts.refusals import Refusal
+    from motcua.runtime.auth import ProviderUnavailable, request_token
+    issuer = args.issuer or os.environ.get("OIDC_ISSUER") or _config(SERVICES["intake"]).get("OIDC_ISSUER")
+    if not issuer:
+        raise UsageError("no identity provider: give --issuer or set OIDC_ISSUER (README, \"Sign-in\")")
+    password = os.environ.get("MOTCUA_PASSWORD") or getpass.getpass(f"password of {args.username}: ")
+    try:
+        token = request_token(issuer, args.client_id, args.username, password,
+                              client_secret=os.environ.get("OIDC_CLIENT_SECRET") or None)
+    except (Refusal, ProviderUnavailable) as exc:
+        raise UsageError(str(exc)) from None
+    print(token)
+    return 0
+
+
 def cmd_gateway_token_issue(args) -> int:
     from services.gateway import admin
     token = admin.issue_token(_gateway_config(), args.unit, label=args.label or "", days=args.days)
@@ -698,6 +718,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="a clock stop (waiting for the citizen), END may be empty; repeatable")
     due.add_argument("--overrides", help="calendar overrides file (default: MOTCUA_CALENDAR_OVERRIDES or the shipped one)")
     due.set_defaults(handler=cmd_due_date)
+
+    token = commands.add_parser("token", help="an official's access token from the identity provider (for curl)")
+    token.add_argument("--username", required=True, help="the official's user name at the provider")
+    token.add_argument("--issuer", help="the provider's issuer URL (default: OIDC_ISSUER)")
+    token.add_argument("--client-id", default="motcua-cli",
+                       help="a client with the password grant enabled (default motcua-cli); its secret, if "
+                            "any, in OIDC_CLIENT_SECRET; the password in MOTCUA_PASSWORD or asked")
+    token.set_defaults(handler=cmd_token)
 
     calendar = commands.add_parser("calendar", help="the working-day calendar")
     calendar_commands = calendar.add_subparsers(dest="calendar_command", required=True, parser_class=_Parser)

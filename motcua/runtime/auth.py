@@ -22,6 +22,8 @@ from __future__ import annotations
 import json
 import threading
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
@@ -239,6 +241,35 @@ class Authenticator:
         return Actor(name, unit, roles, scope)
 
 
+def request_token(issuer: str, client_id: str, username: str, password: str, *,
+                  client_secret: str | None = None, scope: str = "openid", timeout: float = 10.0) -> str:
+    """An access token of ``username`` from the provider's token endpoint (found through its
+    discovery document), by the password grant (Keycloak: "Direct access grants" on the client):
+    for a developer's or an operator's own calls, never for a service."""
+    issuer = issuer.rstrip("/")
+    endpoint = _fetch_json(f"{issuer}/.well-known/openid-configuration", timeout).get("token_endpoint")
+    if not endpoint:
+        raise ProviderUnavailable(f"{issuer}: its discovery document names no token_endpoint")
+    form = {"grant_type": "password", "client_id": client_id, "username": username, "password": password,
+            "scope": scope, **({"client_secret": client_secret} if client_secret else {})}
+    request = urllib.request.Request(endpoint, data=urllib.parse.urlencode(form).encode(), method="POST",
+                                     headers={"Content-Type": "application/x-www-form-urlencoded"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            answer = json.loads(response.read().decode("utf-8"))
+    except urllib.error.HTTPError as exc:      # the provider's refusal names the reason (invalid_grant ...)
+        try:
+            reason = json.loads(exc.read().decode("utf-8"))
+        except ValueError:
+            reason = {}
+        raise Unauthenticated("username", f"the provider refused: {reason.get('error_description') or reason.get('error') or exc}") from None
+    except (OSError, ValueError) as exc:
+        raise ProviderUnavailable(f"cannot reach {endpoint}: {exc}") from None
+    if not answer.get("access_token"):
+        raise ProviderUnavailable(f"{endpoint} answered without an access_token")
+    return answer["access_token"]
+
+
 def for_container(container) -> Authenticator:
     """One authenticator per service container (its HTTP entry points share the key cache)."""
     found = getattr(container, "_motcua_authenticator", None)
@@ -248,4 +279,4 @@ def for_container(container) -> Authenticator:
     return found
 
 
-__all__ = ["Authenticator", "ProviderKeys", "ProviderUnavailable", "Settings", "for_container"]
+__all__ = ["Authenticator", "ProviderKeys", "ProviderUnavailable", "Settings", "for_container", "request_token"]

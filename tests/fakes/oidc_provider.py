@@ -2,9 +2,10 @@
 
 The server is a real HTTP server in a process of its own
 (``python -m tests.fakes.oidc_provider --port P --dir DIR``) serving the discovery document
-(``/.well-known/openid-configuration``) and the key set (``/jwks``, read from ``DIR/jwks.json`` at
-every request, so that a key rotated by the test is served at once). Every request is appended to
-``DIR/requests.log`` (how a test counts the services' fetches).
+(``/.well-known/openid-configuration``), the key set (``/jwks``, read from ``DIR/jwks.json`` at
+every request, so that a key rotated by the test is served at once) and a token endpoint for the
+password grant (``/token``: the users of ``DIR/users.json``, what ``motcua token`` asks). Every
+request is appended to ``DIR/requests.log`` (how a test counts the services' fetches).
 
 The keys are made by the test (:class:`OidcProvider`), which keeps the private keys and mints the
 tokens with ``mint(...)``: the process only publishes the public halves, as a real provider does.
@@ -25,8 +26,10 @@ import time
 import uuid
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+from urllib.parse import parse_qsl
 
 import jwt
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
@@ -44,7 +47,7 @@ def make_handler(directory: Path, issuer: str) -> type[BaseHTTPRequestHandler]:
             with (directory / "requests.log").open("a") as out:
                 out.write(self.path + "\n")
             if self.path == "/.well-known/openid-configuration":
-                body = {"issuer": issuer, "jwks_uri": f"{issuer}/jwks",
+                body = {"issuer": issuer, "jwks_uri": f"{issuer}/jwks", "token_endpoint": f"{issuer}/token",
                         "id_token_signing_alg_values_supported": ["RS256", "ES256", "EdDSA"]}
             elif self.path == "/jwks":
                 body = json.loads((directory / "jwks.json").read_text())
@@ -53,6 +56,33 @@ def make_handler(directory: Path, issuer: str) -> type[BaseHTTPRequestHandler]:
                 return
             data = json.dumps(body).encode()
             self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_POST(self):
+            """The token endpoint, password grant only: a user of ``DIR/users.json`` gets a token
+            signed with the provider's current key (``DIR/signing.json``)."""
+            with (directory / "requests.log").open("a") as out:
+                out.write(self.path + "\n")
+            form = dict(parse_qsl(self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()))
+            users_file = directory / "users.json"
+            users = json.loads(users_file.read_text()) if users_file.exists() else {}
+            user = users.get(form.get("username", ""))
+            if self.path != "/token" or form.get("grant_type") != "password":
+                status, body = 400, {"error": "unsupported_grant_type"}
+            elif user is None or user["password"] != form.get("password"):
+                status, body = 401, {"error": "invalid_grant", "error_description": "Invalid user credentials"}
+            else:
+                signing = json.loads((directory / "signing.json").read_text())
+                now = int(time.time())
+                claims = {"iss": issuer, "aud": AUDIENCE, "azp": form.get("client_id"), "iat": now,
+                          "exp": now + 300, "sub": form["username"], **user["claims"]}
+                token = jwt.encode(claims, signing["pem"], algorithm=signing["alg"], headers={"kid": signing["kid"]})
+                status, body = 200, {"access_token": token, "token_type": "Bearer", "expires_in": 300}
+            data = json.dumps(body).encode()
+            self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
@@ -124,8 +154,21 @@ class OidcProvider:
             temporary = path.with_suffix(".tmp")
             temporary.write_text(json.dumps({"keys": self.published}))
             os.replace(temporary, path)     # the server never reads half a file
+            # what the token endpoint signs with (a provider holds its own private keys)
+            pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                        serialization.NoEncryption()).decode()
+            signing = self.directory / "signing.tmp"
+            signing.write_text(json.dumps({"kid": kid, "alg": alg, "pem": pem}))
+            os.replace(signing, self.directory / "signing.json")
         self.kid = kid
         return kid
+
+    def add_user(self, username: str, password: str, **claims) -> None:
+        """A user the token endpoint knows (``motcua token``), with the claims of their tokens."""
+        path = self.directory / "users.json"
+        users = json.loads(path.read_text()) if path.exists() else {}
+        users[username] = {"password": password, "claims": claims}
+        path.write_text(json.dumps(users, ensure_ascii=False))
 
     def fetches(self, path: str = "/jwks") -> int:
         log = self.directory / "requests.log"

@@ -150,3 +150,23 @@ def test_official_headers_are_a_bearer_token_of_the_session_provider():
     (value,) = official_headers(NAME, UNIT, "specialist").values()
     claims = jwt.decode(value.split(" ", 1)[1], options={"verify_signature": False})
     assert (claims["name"], claims["unit"], claims["roles"]) == (NAME, UNIT, ["specialist"])
+
+
+def test_a_service_with_production_settings_and_dev_mode_refuses_to_start(monkeypatch, capsys):
+    from apps.cli import main
+    monkeypatch.setenv("DEPLOYMENT", "production")
+    monkeypatch.setenv("AUTH_MODE", "dev-headers")
+    assert main(["run", "intake"]) == 2
+    error = capsys.readouterr().err
+    assert "services/intake/config.yml" in error and "AUTH_MODE=dev-headers" in error and "production" in error
+
+
+@pytest.mark.parametrize("service", ["intake", "routing", "fees", "notify"])
+def test_each_official_service_declares_the_sign_in_settings(service):
+    from apps.registry import SERVICES
+    from motcua.runtime.config import load_config
+    config = load_config(SERVICES[service].config_file, {"OIDC_ISSUER": "https://sso.example.gov.vn/realms/motcua"})
+    settings = Settings.from_config(config)
+    assert (settings.mode, settings.issuer, settings.audience) == ("oidc", "https://sso.example.gov.vn/realms/motcua",
+                                                                   "motcua")
+    assert settings.algorithms == ("RS256", "ES256", "EdDSA") and settings.claim_roles == "roles"
