@@ -2,7 +2,7 @@
 desk, by transfer and through the online gateway's signed callback, numbered receipts, refunds,
 settlement, and the Finance office's reconciliation per desk.
 
-Desk HTTP API under /api/v1/ (``X-Official`` percent-encoded UTF-8, ``X-Unit``), the public
+Desk HTTP API under /api/v1/ (the official signed in: motcua/runtime/auth.py), the public
 quote, the gateway callback, RPC for the gateway and intake, the consumers of intake's and
 routing's events.
 """

@@ -1,6 +1,6 @@
 """The reception desk (Bộ phận tiếp nhận và trả kết quả): thin entry points over ``handlers``.
 
-Desk HTTP API under /api/v1/ (the acting official in ``X-Official``, the unit in ``X-Unit``),
+Desk HTTP API under /api/v1/ (the official signed in: motcua/runtime/auth.py),
 the public status lookup, RPC for the other services and the gateway, and the consumers of
 what routing and fees report.
 """

@@ -1,8 +1,7 @@
 """Inter-agency routing (liên thông): workflows, legal deadlines, overdue detection, apologies.
 
-Agency HTTP API under /api/v1/ (the acting official in ``X-Official``, percent-encoded UTF-8,
-the agency in ``X-Unit``), report II.06a, the forms Mẫu 04 and 05, RPC for the gateway, the
-consumers of intake's and fees' events, and the scheduler that detects breaches as they happen.
+Agency HTTP API under /api/v1/ (the official signed in: motcua/runtime/auth.py), report II.06a,
+the forms Mẫu 04 and 05, RPC for the gateway, the consumers of intake's and fees' events, and the scheduler that detects breaches as they happen.
 """
 from __future__ import annotations
 
