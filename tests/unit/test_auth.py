@@ -170,3 +170,17 @@ def test_each_official_service_declares_the_sign_in_settings(service):
     assert (settings.mode, settings.issuer, settings.audience) == ("oidc", "https://sso.example.gov.vn/realms/motcua",
                                                                    "motcua")
     assert settings.algorithms == ("RS256", "ES256", "EdDSA") and settings.claim_roles == "roles"
+
+
+def test_the_key_cache_has_a_lifetime_and_unknown_keys_refetch_at_most_once_per_interval(idp):
+    from motcua.runtime.auth import ProviderKeys, _fetch_json
+    now = [0.0]
+    keys = ProviderKeys(idp.issuer, cache_seconds=300, refetch_seconds=10, fetch=_fetch_json, clock=lambda: now[0])
+    assert keys.get(idp.kid) is not None and keys.fetches == 1
+    assert keys.get(idp.kid) is not None and keys.fetches == 1          # cached
+    assert keys.get("unknown") is None and keys.fetches == 1            # too soon to ask again
+    now[0] = 11
+    assert keys.get("unknown") is None and keys.fetches == 2            # asked once more
+    assert keys.get("unknown") is None and keys.fetches == 2
+    now[0] = 400
+    assert keys.get(idp.kid) is not None and keys.fetches == 3          # the cache's lifetime passed
