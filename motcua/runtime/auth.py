@@ -34,8 +34,9 @@ import structlog
 
 from motcua.contracts import access
 from motcua.contracts.actors import Actor
-from motcua.contracts.refusals import Forbidden, Unauthenticated
+from motcua.contracts.refusals import Forbidden, Refusal, Unauthenticated
 from motcua.runtime.config import ConfigError, check_auth
+from motcua.runtime.observability import error_response
 
 log = structlog.get_logger("motcua.auth")
 
@@ -270,6 +271,29 @@ def request_token(issuer: str, client_id: str, username: str, password: str, *,
     return answer["access_token"]
 
 
+ACTOR_KEY = "motcua.actor"      # where the request keeps its Actor (motcua.runtime.web.official)
+RETRY_AFTER_SECONDS = 2
+
+
+def admit(authenticator: Authenticator, service: str, method: str, path: str, request):
+    """The entry point's step before the body is read: the request's Actor recorded, and None;
+    or the refusal's response (401 with ``WWW-Authenticate``, 403 naming the roles and the route,
+    503 when the provider's keys cannot be read)."""
+    try:
+        request.environ[ACTOR_KEY] = authenticator.authorise(service, method, path, request.headers)
+    except Refusal as refusal:
+        response = error_response(refusal.status, str(refusal), refusal.field)
+        if refusal.status == 401:
+            response.headers["WWW-Authenticate"] = 'Bearer realm="motcua"'
+        return response
+    except ProviderUnavailable as exc:
+        log.warning("identity provider out of reach", error=str(exc))
+        response = error_response(503, f"the identity provider is out of reach, try again: {exc}")
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
+    return None
+
+
 def for_container(container) -> Authenticator:
     """One authenticator per service container (its HTTP entry points share the key cache)."""
     found = getattr(container, "_motcua_authenticator", None)
@@ -279,4 +303,5 @@ def for_container(container) -> Authenticator:
     return found
 
 
-__all__ = ["Authenticator", "ProviderKeys", "ProviderUnavailable", "Settings", "for_container", "request_token"]
+__all__ = ["ACTOR_KEY", "Authenticator", "ProviderKeys", "ProviderUnavailable", "Settings", "admit", "for_container",
+           "request_token"]

@@ -23,26 +23,17 @@ class HttpEntrypoint(HttpRequestHandler):
     reach: a restart, a failover to the standby) is a 503 with ``Retry-After``, not a 500: try
     again in a moment. Its transaction did not commit, unless the connection broke during the
     COMMIT itself (then the outcome is unknown; sent again, such a command meets the state it
-    left, e.g. a 409 for a step already accepted)."""
+    left, e.g. a 409 for a step already accepted). Before the body is read, the caller is signed
+    in and the route checked against the access table (motcua/runtime/auth.py)."""
 
     def setup(self):
         super().setup()
         self.authenticator = auth.for_container(self.container)   # a bad setting: the service does not start
 
     def handle_request(self, request):
-        # 2. who is calling and may they call this route: before the body is read
-        try:
-            request.environ[ACTOR_KEY] = self.authenticator.authorise(
-                self.container.service_name, self.method, self.url, request.headers)
-        except Refusal as refusal:
-            response = error_response(refusal.status, str(refusal), refusal.field)
-            if refusal.status == 401:
-                response.headers["WWW-Authenticate"] = 'Bearer realm="motcua"'
-            return response
-        except auth.ProviderUnavailable as exc:
-            response = error_response(503, f"the identity provider is out of reach, try again: {exc}")
-            response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
-            return response
+        refused = auth.admit(self.authenticator, self.container.service_name, self.method, self.url, request)  # 2.
+        if refused is not None:
+            return refused
         return super().handle_request(request)
 
     def response_from_exception(self, exc):
@@ -54,13 +45,12 @@ class HttpEntrypoint(HttpRequestHandler):
 
 
 http = HttpEntrypoint.decorator
-ACTOR_KEY = "motcua.actor"
 
 
 def official(request) -> Actor:
     """The acting official of a request: name, unit, roles and the scope the route grants them,
     as the entry point established them (motcua/runtime/auth.py)."""
-    actor = request.environ.get(ACTOR_KEY)
+    actor = request.environ.get(auth.ACTOR_KEY)
     if actor is None:
         raise Unauthenticated("authorization", "this route is public: it has no acting official")
     return actor

@@ -184,3 +184,26 @@ def test_the_key_cache_has_a_lifetime_and_unknown_keys_refetch_at_most_once_per_
     assert keys.get("unknown") is None and keys.fetches == 2
     now[0] = 400
     assert keys.get(idp.kid) is not None and keys.fetches == 3          # the cache's lifetime passed
+
+
+def _request(headers=None):
+    from werkzeug.test import EnvironBuilder
+    from werkzeug.wrappers import Request
+    return Request(EnvironBuilder(path="/api/v1/dossiers/X", headers=headers or {}).get_environ())
+
+
+def test_admit_records_the_actor_or_answers_the_refusal(idp, authenticator):
+    from motcua.runtime.auth import ACTOR_KEY, admit
+    request = _request(bearer(idp.mint(NAME, UNIT)))
+    assert admit(authenticator, *ROUTE, request) is None and request.environ[ACTOR_KEY].name == NAME
+    refused = admit(authenticator, *ROUTE, _request())
+    assert refused.status_code == 401 and refused.headers["WWW-Authenticate"].startswith("Bearer")
+    assert json.loads(refused.get_data())["field"] == "authorization"
+
+
+def test_a_provider_out_of_reach_is_503_with_retry_after(idp):
+    from motcua.runtime.auth import admit
+    from tests.fakes.oidc_provider import _free_port
+    down = Authenticator.from_config({**idp.settings(), "OIDC_ISSUER": f"http://127.0.0.1:{_free_port()}"})
+    answer = admit(down, *ROUTE, _request(bearer(idp.mint(NAME, UNIT))))
+    assert answer.status_code == 503 and answer.headers["Retry-After"] == "2"
