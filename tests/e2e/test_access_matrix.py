@@ -23,7 +23,7 @@ from sqlalchemy import text
 from motcua.contracts import access
 from tests.e2e.conftest import ServiceProcess
 from tests.e2e.test_intake_desk import APPLICANT, wait_for
-from tests.fakes.officials import official_headers
+from tests.fakes.officials import dev_headers, official_headers
 from tests.fakes.oidc_provider import provider
 
 DISTRICT, LAND_REGISTRY, WARD_7 = "000.00.20.H29", "000.41.20.H29", "000.07.20.H29"
@@ -204,3 +204,29 @@ def test_a_key_rotated_at_the_provider_is_accepted_by_the_running_services(stack
         assert requests.get(url, headers=headers, timeout=5).status_code == 200
     finally:
         idp.kid = old       # the session's later tokens signed as before
+
+
+def test_the_role_is_refused_before_the_body_is_read(stack):
+    urls, code, _ = stack
+    auditor = official_headers("Đỗ Văn Khải", DISTRICT, "auditor")
+    answer = requests.post(f"{urls['intake']}/api/v1/dossiers/{code}/refusal", data=b"{not json at all",
+                           headers={**auditor, "Content-Type": "application/json"}, timeout=5)
+    assert answer.status_code == 403 and answer.json()["field"] == "role"
+    assert answer.json()["error"] == "role: auditor may not call POST /api/v1/dossiers/<string:code>/refusal of intake"
+
+
+def test_the_development_mode_over_http(stack, process_env, tmp_path):
+    """The old headers, accepted only by a service started with AUTH_MODE=dev-headers."""
+    urls, code, _ = stack
+    desk = dev_headers("Trần Văn Bình", DISTRICT)
+    assert requests.get(f"{urls['intake']}/api/v1/dossiers/{code}", headers=desk, timeout=5).status_code == 401
+    dev = ServiceProcess("intake", {**process_env, "AUTH_MODE": "dev-headers"}, tmp_path).start()
+    try:
+        assert requests.get(f"{dev.url}/api/v1/dossiers/{code}", headers=desk, timeout=5).status_code == 200
+        other = requests.get(f"{dev.url}/api/v1/dossiers/{code}", headers=dev_headers("Lê Thị Hoa", WARD_7), timeout=5)
+        assert other.status_code == 403
+        auditor = dev_headers("Đỗ Văn Khải", WARD_7, "auditor")
+        assert requests.get(f"{dev.url}/api/v1/dossiers/{code}", headers=auditor, timeout=5).status_code == 200
+        assert requests.get(f"{dev.url}/api/v1/dossiers/{code}", timeout=5).status_code == 401
+    finally:
+        dev.stop()
