@@ -159,11 +159,13 @@ class Authenticator:
                              if settings.issuer else None)
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any], source: str = "<config>") -> "Authenticator":
+    def from_config(cls, config: Mapping[str, Any], source: str = "<config>",
+                    service: str | None = None) -> "Authenticator":
         settings = Settings.from_config(config, source)
+        officials = service is None or any(r.service == service and not r.public for r in access.HTTP_RULES)
         if settings.mode == DEV_HEADERS:
             log.warning("AUTH_MODE=dev-headers: X-Official/X-Unit headers are trusted; never in production")
-        elif not settings.issuer:
+        elif not settings.issuer and officials:
             log.warning("OIDC_ISSUER is not set: every official's call will be refused (401)")
         return cls(settings)
 
@@ -298,7 +300,8 @@ def for_container(container) -> Authenticator:
     """One authenticator per service container (its HTTP entry points share the key cache)."""
     found = getattr(container, "_motcua_authenticator", None)
     if found is None:
-        found = Authenticator.from_config(container.config, f"the {container.service_name} service's config")
+        found = Authenticator.from_config(container.config, f"the {container.service_name} service's config",
+                                          container.service_name)
         container._motcua_authenticator = found
     return found
 

@@ -207,3 +207,14 @@ def test_a_provider_out_of_reach_is_503_with_retry_after(idp):
     down = Authenticator.from_config({**idp.settings(), "OIDC_ISSUER": f"http://127.0.0.1:{_free_port()}"})
     answer = admit(down, *ROUTE, _request(bearer(idp.mint(NAME, UNIT))))
     assert answer.status_code == 503 and answer.headers["Retry-After"] == "2"
+
+
+def test_keys_for_encryption_or_of_unknown_algorithms_in_the_set_are_left_aside(idp):
+    """Keycloak's set also holds an encryption key (use "enc", alg RSA-OAEP): never a signing key."""
+    from motcua.runtime.auth import ProviderKeys
+    jwks = json.loads((idp.directory / "jwks.json").read_text())
+    enc = {**jwks["keys"][0], "kid": "enc-1", "use": "enc", "alg": "RSA-OAEP"}
+    documents = {f"{idp.issuer}/.well-known/openid-configuration": {"issuer": idp.issuer, "jwks_uri": "jwks"},
+                 "jwks": {"keys": [enc, *jwks["keys"]]}}
+    keys = ProviderKeys(idp.issuer, 300, 10, fetch=documents.__getitem__)
+    assert keys.get("enc-1") is None and keys.get(jwks["keys"][0]["kid"]) is not None
