@@ -1,0 +1,310 @@
+"""Idempotency keys on HTTP writes, and the write's transaction that stores the answer with the effect.
+
+A desk whose answer was lost (a timeout, a replica killed) sends the write again with the same
+``Idempotency-Key``: it gets the first call's answer (same status, same body) and nothing is
+done twice. The key, the request's fingerprint and the answer are stored in the SAME
+transaction as the command's effect, so a crash leaves either both or neither:
+
+* ``around`` (step 4 of ``HttpEntrypoint.handle_request``) puts a ``Write`` on the request;
+  the service's ``db.transaction()`` (``UnitOfWork``) joins it instead of opening its own.
+* The write's transaction opens at the service's first ``db.transaction()`` (not before: the
+  code before it may call other services), and its first statement claims the key. A request
+  with the same key still running holds that row: the claim waits for it, then answers what it
+  answered (or runs, if it failed).
+* After the call, the answer and the audit entry are written, then one COMMIT; the outbox's
+  after-commit hooks run after it, as a plain transaction's do.
+
+A call whose transaction failed (a refusal raised inside it, any exception, a 5xx answer)
+changed nothing and is not remembered: sent again with its key, it runs again. Keys expire
+(``IDEMPOTENCY_KEY_HOURS``, 24 h by default) and are purged by the replicas now and then.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from typing import Callable, Iterator
+
+import structlog
+from sqlalchemy import (Column, DateTime, Index, Integer, LargeBinary, MetaData, Table, Text, delete, select,
+                        update)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.orm import Session, sessionmaker
+from werkzeug.wrappers import Response
+
+from motcua.contracts.refusals import Refusal
+from motcua.runtime import audit
+from motcua.runtime.db import Database, WRITE_ENVIRON_KEY, autocommit, run_after_commit
+from motcua.runtime.observability import error_response
+
+log = structlog.get_logger("motcua.idempotency")
+
+HEADER = "Idempotency-Key"
+MAX_KEY_LENGTH = 200
+DEFAULT_HOURS = 24.0
+PURGE_EVERY_SECONDS = 600.0
+RETRY_AFTER_SECONDS = 1
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+REPLAYED_HEADER = "Idempotent-Replayed"
+# Headers of an answer worth giving again (the body's type, a created resource's address, a file's name).
+KEPT_HEADERS = ("Content-Type", "Location", "Content-Disposition", "Retry-After")
+
+# The services' key tables, by schema (= service name).
+TABLES: dict[str, Table] = {}
+
+
+def idempotency_table(metadata: MetaData) -> Table:
+    table = Table(
+        "idempotency_keys", metadata,
+        Column("key", Text, primary_key=True),
+        Column("fingerprint", Text, nullable=False),   # SHA-256 of method, path, official, unit, body hash
+        Column("status", Integer),                     # the answer: NULL only inside the claiming transaction
+        Column("headers", Text, nullable=False, server_default="{}"),
+        Column("body", LargeBinary),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Column("expires_at", DateTime(timezone=True), nullable=False),
+    )
+    Index(f"ix_{table.name}_expires_at", table.c.expires_at)
+    TABLES[metadata.schema] = table
+    return table
+
+
+class KeyTaken(Exception):
+    """Raised inside the service's code when another request with the same key committed first:
+    the service's code unwinds and the stored answer is given instead. Not a refusal, so no
+    service code answers it."""
+
+
+def key_of(request) -> str | None:
+    """The request's key, None without one; a malformed one is a refusal naming the header."""
+    if HEADER not in request.headers:
+        return None
+    key = request.headers.get(HEADER, "").strip()
+    if not key:
+        raise _Malformed("is empty: send a unique key per write (e.g. a UUID), or no header")
+    if len(key) > MAX_KEY_LENGTH:
+        raise _Malformed(f"is {len(key)} characters long: at most {MAX_KEY_LENGTH}")
+    if not key.isprintable() or not key.isascii():
+        raise _Malformed("must be printable ASCII (e.g. a UUID)")
+    return key
+
+
+class _Malformed(Exception):
+    pass
+
+
+def fingerprint(method: str, path: str, query: bytes, official: str, unit: str, body: bytes) -> str:
+    """What makes two requests "the same" for a key: method, path and query, acting official and
+    unit, and the body (its hash)."""
+    parts = [method, path, query.decode("latin-1"), official, unit, hashlib.sha256(body).hexdigest()]
+    return hashlib.sha256(json.dumps(parts, ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+class Write:
+    """One HTTP write's transaction: opened by the service's first ``db.transaction()`` (``join``),
+    committed by ``around`` once the answer is known."""
+
+    def __init__(self, sessions: sessionmaker, after_commit: list[Callable[[dict], None]], *,
+                 table: Table | None, key: str | None, fingerprint: str, now: datetime, ttl: timedelta):
+        self._sessions, self._after_commit = sessions, after_commit
+        self.table, self.key, self.fingerprint, self.now, self.ttl = table, key, fingerprint, now, ttl
+        self.session: Session | None = None
+        self.taken = False          # another request with the key committed first
+
+    @contextmanager
+    def join(self) -> Iterator[Session]:
+        if self.session is None:
+            self._open()
+        try:
+            yield self.session
+        except BaseException:
+            # A failed block changed nothing: roll its transaction back now (the key's claim too).
+            self.rollback()
+            raise
+
+    def _open(self) -> None:
+        session = self._sessions()
+        session.begin()
+        try:
+            if self.key is not None and not self._claim(session):
+                self.taken = True
+                raise KeyTaken(self.key)
+        except BaseException:
+            session.rollback()
+            session.close()
+            raise
+        self.session = session
+
+    def _claim(self, session: Session) -> bool:
+        """Insert the key's row (waiting for a request that holds it uncommitted); an expired row is
+        taken over. False when the key is another request's, committed."""
+        t = self.table
+        values = {"key": self.key, "fingerprint": self.fingerprint, "status": None, "headers": "{}", "body": None,
+                  "created_at": self.now, "expires_at": self.now + self.ttl}
+        statement = pg_insert(t).values(**values)
+        statement = statement.on_conflict_do_update(
+            index_elements=[t.c.key], set_={name: statement.excluded[name] for name in values if name != "key"},
+            where=t.c.expires_at <= self.now).returning(t.c.key)
+        return session.execute(statement).first() is not None
+
+    def finish(self, response: Response, entry: dict | None) -> None:
+        """Store the answer with the key and the audit entry, then COMMIT (and the after-commit hooks)."""
+        session = self.session
+        if self.key is not None:
+            headers = {name: response.headers[name] for name in KEPT_HEADERS if name in response.headers}
+            session.execute(update(self.table).where(self.table.c.key == self.key).values(
+                status=response.status_code, headers=json.dumps(headers), body=response.get_data()))
+        if entry is not None:
+            audit.append(session, **entry)
+        try:
+            session.commit()
+        finally:
+            self.session = None
+            session.close()
+        run_after_commit(session, self._after_commit)
+
+    def rollback(self) -> None:
+        session, self.session = self.session, None
+        if session is not None:
+            try:
+                session.rollback()
+            finally:
+                session.close()
+
+
+def stored(sessions: sessionmaker, table: Table, key: str, now: datetime):
+    """The key's committed, unexpired row, or None."""
+    with autocommit(sessions.kw["bind"]) as connection:
+        return connection.execute(select(table).where(table.c.key == key, table.c.expires_at > now)).first()
+
+
+def replay(row, fingerprint_now: str) -> Response:
+    if row.fingerprint != fingerprint_now:
+        return error_response(422, f"{HEADER}: this key was used for another request (method, path, official "
+                                   "or body differ): use a new key for a new request", HEADER)
+    if row.status is None:      # never visible committed; kept for safety
+        return _in_progress()
+    response = Response(row.body, status=row.status, headers=json.loads(row.headers))
+    response.headers[REPLAYED_HEADER] = "true"
+    return response
+
+
+def _in_progress() -> Response:
+    response = error_response(409, f"{HEADER}: a request with this key is still in progress: try again", HEADER)
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
+
+
+_last_purge: dict[str, float] = {}
+
+
+def purge(sessions: sessionmaker, table: Table, now: datetime) -> int:
+    """Delete the expired keys (one statement, no transaction of its own)."""
+    with autocommit(sessions.kw["bind"]) as connection:
+        return connection.execute(delete(table).where(table.c.expires_at <= now)).rowcount
+
+
+def _purge_now_and_then(entrypoint, sessions: sessionmaker, table: Table, now: datetime) -> None:
+    last = _last_purge.get(table.fullname)
+    if last is not None and time.monotonic() - last < PURGE_EVERY_SECONDS:
+        return
+    _last_purge[table.fullname] = time.monotonic()
+
+    def run():
+        try:
+            purge(sessions, table, now)
+        except Exception:   # the next one will do it; a write is not answered worse for it
+            log.warning("idempotency keys not purged", table=table.fullname, exc_info=True)
+    entrypoint.container.spawn_managed_thread(run, identifier="idempotency-purge")
+
+
+def _database(container) -> Database | None:
+    return next((d for d in container.dependencies if isinstance(d, Database)), None)
+
+
+def _acting(request, official_of) -> tuple[str, str]:
+    try:
+        return official_of(request)
+    except Refusal:
+        return "", ""
+
+
+def _dossier(request, response: Response) -> str:
+    code = (getattr(request, "path_values", None) or {}).get("code")
+    if code:
+        return str(code)
+    if response.status_code < 300 and response.mimetype == "application/json":
+        try:
+            body = json.loads(response.get_data())
+        except ValueError:
+            return ""
+        if isinstance(body, dict) and isinstance(body.get("code"), str):
+            return body["code"]
+    return ""
+
+
+def around(entrypoint, request, call: Callable[[], Response], official_of) -> Response:
+    """Step 4 of the HTTP pipeline: the idempotency key and the audit entry of a write, around ``call``.
+
+    Reads and services without the tables (``idempotency_table``, ``audit.audit_table``) run as before."""
+    service = entrypoint.container.service_name
+    keys, log_table = TABLES.get(service), audit.TABLES.get(service)
+    database = _database(entrypoint.container)
+    if request.method not in WRITE_METHODS or database is None or (keys is None and log_table is None):
+        return call()
+    try:
+        key = key_of(request) if keys is not None else None
+    except _Malformed as malformed:
+        return error_response(400, f"{HEADER}: {malformed}", HEADER)
+    config = entrypoint.container.config
+    request.shallow = False         # as nameko's handle_request does: the body may be read
+    now = datetime.now(timezone.utc)
+    ttl = timedelta(hours=float(config.get("IDEMPOTENCY_KEY_HOURS") or DEFAULT_HOURS))
+    body = request.get_data()       # cached: the service reads it again
+    name, unit = _acting(request, official_of)
+    print_ = fingerprint(request.method, request.path, request.query_string, name, unit, body)
+    entry = None
+    if log_table is not None:
+        entry = {"table": log_table, "at": now, "official": name, "unit": unit, "method": request.method,
+                 "route": request.url_rule.rule if getattr(request, "url_rule", None) else request.path,
+                 "dossier": "", "status": 0, "idempotency_key": key or "", "body_sha256": audit.body_hash(body)}
+    write = Write(database.sessions, database.after_commit, table=keys, key=key, fingerprint=print_, now=now, ttl=ttl)
+    try:
+        if key is not None:
+            _purge_now_and_then(entrypoint, database.sessions, keys, now)
+            row = stored(database.sessions, keys, key, now)
+            if row is not None:
+                return _audited(database, entry, request, replay(row, print_))
+        request.environ[WRITE_ENVIRON_KEY] = write
+        response = call()
+        if write.taken:
+            row = stored(database.sessions, keys, key, now)
+            return _audited(database, entry, request, replay(row, print_) if row is not None else _in_progress())
+        if write.session is not None and response.status_code < 500:
+            if entry is not None:
+                entry.update(status=response.status_code, dossier=_dossier(request, response))
+            write.finish(response, entry)
+            return response
+        write.rollback()
+        return _audited(database, entry, request, response)
+    except Exception as exc:
+        write.rollback()
+        log.warning("write not completed", method=request.method, path=request.path, exc_info=True)
+        return entrypoint.response_from_exception(exc)
+    finally:
+        request.environ.pop(WRITE_ENVIRON_KEY, None)
+
+
+def _audited(database: Database, entry: dict | None, request, response: Response) -> Response:
+    """The audit entry of a write that committed nothing (refused, replayed, failed), in its own transaction."""
+    if entry is not None:
+        entry.update(status=response.status_code, dossier=_dossier(request, response))
+        session = database.sessions()
+        try:
+            with session.begin():
+                audit.append(session, **entry)
+        finally:
+            session.close()
+    return response
