@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
+import weakref
 from contextlib import contextmanager
 from datetime import date, datetime
 from functools import lru_cache
@@ -196,8 +197,19 @@ def run_after_commit(session: Session, callbacks: list[Callable[[dict], None]]) 
             callback(session.info)
 
 
+# RPC workers' write transactions (an RPC call sent with an idempotency key), by worker context.
+_rpc_writes: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def register_write(worker_ctx, write) -> None:
+    """Before the worker runs (``spawn_worker`` only schedules it): its commands join ``write``."""
+    _rpc_writes[worker_ctx] = write
+
+
 def write_of(worker_ctx) -> object | None:
-    """The HTTP write's transaction a worker's commands join, if its request has one."""
+    """The write's transaction a worker's commands join, if its HTTP request or RPC call has one."""
+    if worker_ctx in _rpc_writes:
+        return _rpc_writes[worker_ctx]
     request = worker_ctx.args[0] if getattr(worker_ctx, "args", None) else None
     environ = getattr(request, "environ", None)
     return environ.get(WRITE_ENVIRON_KEY) if isinstance(environ, dict) else None

@@ -34,7 +34,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.wrappers import Response
 
-from motcua.contracts.refusals import Refusal
+from motcua.contracts.refusals import Conflict, Invalid, Refusal
 from motcua.runtime import audit
 from motcua.runtime.db import Database, WRITE_ENVIRON_KEY, autocommit, run_after_commit
 from motcua.runtime.observability import error_response
@@ -164,6 +164,11 @@ class Write:
             self.session = None
             session.close()
         run_after_commit(session, self._after_commit)
+
+    def finish_result(self, result) -> None:
+        """An RPC call's result stored with its key, then COMMIT (and the after-commit hooks)."""
+        self.finish(Response(json.dumps(result, ensure_ascii=False), status=200, mimetype="application/json"),
+                    None)
 
     def rollback(self) -> None:
         session, self.session = self.session, None
@@ -308,3 +313,70 @@ def _audited(database: Database, entry: dict | None, request, response: Response
         finally:
             session.close()
     return response
+
+
+# --- RPC: the gateway's writes ---------------------------------------------------------------------
+
+RPC_CONTEXT_KEY = "idempotency_key"     # the context data (nameko headers) an RPC write's key comes in
+
+
+class RpcStep:
+    """What an RPC call with a key becomes: an answer given at once (``result`` or ``refusal``:
+    the stored result of the same call, or a refusal of a key used for another call), or a
+    ``write`` for the worker's commands to join."""
+
+    def __init__(self, *, result=None, refusal: Refusal | None = None, write: Write | None = None):
+        self.result, self.refusal, self.write = result, refusal, write
+
+
+def rpc_fingerprint(method: str, args, kwargs) -> str:
+    call = json.dumps([method, args, kwargs], sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(call.encode("utf-8")).hexdigest()
+
+
+def rpc_step(container, method: str, body: dict, context_data: dict) -> RpcStep | None:
+    """None for a call without a key, or in a service without the table: it runs as before."""
+    key = context_data.get(RPC_CONTEXT_KEY)
+    keys, database = TABLES.get(container.service_name), _database(container)
+    if not key or keys is None or database is None or not isinstance(body, dict):
+        return None
+    if not isinstance(key, str) or len(key) > MAX_KEY_LENGTH + 100 or not key.isprintable():
+        return RpcStep(refusal=Invalid("idempotency-key", f"must be printable, at most {MAX_KEY_LENGTH} characters"))
+    now = datetime.now(timezone.utc)
+    print_ = rpc_fingerprint(method, body.get("args"), body.get("kwargs"))
+    row = stored(database.sessions, keys, key, now)
+    if row is not None:
+        return _rpc_replay(row, print_)
+    ttl = timedelta(hours=float(container.config.get("IDEMPOTENCY_KEY_HOURS") or DEFAULT_HOURS))
+    return RpcStep(write=Write(database.sessions, database.after_commit, table=keys, key=key, fingerprint=print_,
+                               now=now, ttl=ttl))
+
+
+def _rpc_replay(row, fingerprint_now: str) -> RpcStep:
+    if row.fingerprint != fingerprint_now:
+        return RpcStep(refusal=Invalid("idempotency-key", "this key was used for another call (method, dossier, "
+                                       "official or content differ): use a new key for a new request"))
+    return RpcStep(result=json.loads(row.body))
+
+
+def rpc_result(container, write: Write, result, exc_info):
+    """After the worker: its result stored and committed with its effect (then sent), or its
+    failure rolled back; a key another call committed first answers that call's result."""
+    try:
+        if write.taken:
+            row = stored(write._sessions, write.table, write.key, write.now)
+            step = _rpc_replay(row, write.fingerprint) if row is not None else RpcStep(
+                refusal=Conflict("idempotency-key", "a call with this key is still in progress: try again"))
+            return (step.result, None) if step.refusal is None else (None, _exc_info(step.refusal))
+        if exc_info is None and write.session is not None:
+            write.finish_result(result)
+        else:
+            write.rollback()
+        return result, exc_info
+    except Exception as exc:
+        write.rollback()
+        return None, _exc_info(exc)
+
+
+def _exc_info(exc: BaseException):
+    return type(exc), exc, exc.__traceback__
