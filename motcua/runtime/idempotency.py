@@ -107,8 +107,9 @@ class Write:
     committed by ``around`` once the answer is known."""
 
     def __init__(self, sessions: sessionmaker, after_commit: list[Callable[[dict], None]], *,
-                 table: Table | None, key: str | None, fingerprint: str, now: datetime, ttl: timedelta):
-        self._sessions, self._after_commit = sessions, after_commit
+                 table: Table | None, key: str | None, fingerprint: str, now: datetime, ttl: timedelta,
+                 log: Table | None = None):
+        self._sessions, self._after_commit, self.log = sessions, after_commit, log
         self.table, self.key, self.fingerprint, self.now, self.ttl = table, key, fingerprint, now, ttl
         self.session: Session | None = None
         self.taken = False          # another request with the key committed first
@@ -157,7 +158,7 @@ class Write:
             session.execute(update(self.table).where(self.table.c.key == self.key).values(
                 status=response.status_code, headers=json.dumps(headers), body=response.get_data()))
         if entry is not None:
-            audit.append(session, **entry)
+            audit.append(session, self.log, **entry)
         try:
             session.commit()
         finally:
@@ -250,50 +251,88 @@ def _dossier(request, response: Response) -> str:
     return ""
 
 
-def around(entrypoint, request, call: Callable[[], Response], official_of) -> Response:
+class Store:
+    """Where a service keeps its keys and its audit chain: its database (the fakes of the unit
+    tests stand in for this)."""
+
+    def __init__(self, database: Database, keys: Table | None, log: Table | None):
+        self.database, self.keys, self.log = database, keys, log
+
+    def stored(self, key: str, now: datetime):
+        return stored(self.database.sessions, self.keys, key, now)
+
+    def write(self, key: str | None, fingerprint_: str, now: datetime, ttl: timedelta) -> Write:
+        return Write(self.database.sessions, self.database.after_commit, table=self.keys, key=key,
+                     fingerprint=fingerprint_, now=now, ttl=ttl, log=self.log)
+
+    def append_alone(self, entry: dict) -> None:
+        """The audit entry of a write that committed nothing (refused, replayed, failed), in its own transaction."""
+        session = self.database.sessions()
+        try:
+            with session.begin():
+                audit.append(session, self.log, **entry)
+        finally:
+            session.close()
+
+    def purge_now_and_then(self, entrypoint, now: datetime) -> None:
+        _purge_now_and_then(entrypoint, self.database.sessions, self.keys, now)
+
+
+def store_of(container) -> Store | None:
+    service = container.service_name
+    keys, log_table = TABLES.get(service), audit.TABLES.get(service)
+    database = _database(container)
+    if database is None or (keys is None and log_table is None):
+        return None
+    return Store(database, keys, log_table)
+
+
+def around(entrypoint, request, call: Callable[[], Response], official_of, store: Store | None = None) -> Response:
     """Step 4 of the HTTP pipeline: the idempotency key and the audit entry of a write, around ``call``.
 
     Reads and services without the tables (``idempotency_table``, ``audit.audit_table``) run as before."""
-    service = entrypoint.container.service_name
-    keys, log_table = TABLES.get(service), audit.TABLES.get(service)
-    database = _database(entrypoint.container)
-    if request.method not in WRITE_METHODS or database is None or (keys is None and log_table is None):
+    if request.method not in WRITE_METHODS:
+        return call()
+    store = store or store_of(entrypoint.container)
+    if store is None:
         return call()
     try:
-        key = key_of(request) if keys is not None else None
+        key = key_of(request) if store.keys is not None else None
     except _Malformed as malformed:
         return error_response(400, f"{HEADER}: {malformed}", HEADER)
-    config = entrypoint.container.config
     request.shallow = False         # as nameko's handle_request does: the body may be read
     now = datetime.now(timezone.utc)
-    ttl = timedelta(hours=float(config.get("IDEMPOTENCY_KEY_HOURS") or DEFAULT_HOURS))
+    ttl = timedelta(hours=float(entrypoint.container.config.get("IDEMPOTENCY_KEY_HOURS") or DEFAULT_HOURS))
     body = request.get_data()       # cached: the service reads it again
     name, unit = _acting(request, official_of)
     print_ = fingerprint(request.method, request.path, request.query_string, name, unit, body)
     entry = None
-    if log_table is not None:
-        entry = {"table": log_table, "at": now, "official": name, "unit": unit, "method": request.method,
+    if store.log is not None:
+        entry = {"at": now, "official": name, "unit": unit, "method": request.method,
                  "route": request.url_rule.rule if getattr(request, "url_rule", None) else request.path,
                  "dossier": "", "status": 0, "idempotency_key": key or "", "body_sha256": audit.body_hash(body)}
-    write = Write(database.sessions, database.after_commit, table=keys, key=key, fingerprint=print_, now=now, ttl=ttl)
+    write = store.write(key, print_, now, ttl)
     try:
         if key is not None:
-            _purge_now_and_then(entrypoint, database.sessions, keys, now)
-            row = stored(database.sessions, keys, key, now)
+            store.purge_now_and_then(entrypoint, now)
+            row = store.stored(key, now)
             if row is not None:
-                return _audited(database, entry, request, replay(row, print_))
+                return _audited(store, entry, request, replay(row, print_))
         request.environ[WRITE_ENVIRON_KEY] = write
-        response = call()
+        try:
+            response = call()
+        except KeyTaken:     # nameko's handle_request answers it (500); a bare call may raise it
+            response = None
         if write.taken:
-            row = stored(database.sessions, keys, key, now)
-            return _audited(database, entry, request, replay(row, print_) if row is not None else _in_progress())
+            row = store.stored(key, now)
+            return _audited(store, entry, request, replay(row, print_) if row is not None else _in_progress())
         if write.session is not None and response.status_code < 500:
             if entry is not None:
                 entry.update(status=response.status_code, dossier=_dossier(request, response))
             write.finish(response, entry)
             return response
         write.rollback()
-        return _audited(database, entry, request, response)
+        return _audited(store, entry, request, response)
     except Exception as exc:
         write.rollback()
         log.warning("write not completed", method=request.method, path=request.path, exc_info=True)
@@ -302,16 +341,10 @@ def around(entrypoint, request, call: Callable[[], Response], official_of) -> Re
         request.environ.pop(WRITE_ENVIRON_KEY, None)
 
 
-def _audited(database: Database, entry: dict | None, request, response: Response) -> Response:
-    """The audit entry of a write that committed nothing (refused, replayed, failed), in its own transaction."""
+def _audited(store: Store, entry: dict | None, request, response: Response) -> Response:
     if entry is not None:
         entry.update(status=response.status_code, dossier=_dossier(request, response))
-        session = database.sessions()
-        try:
-            with session.begin():
-                audit.append(session, **entry)
-        finally:
-            session.close()
+        store.append_alone(entry)
     return response
 
 
