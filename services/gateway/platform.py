@@ -106,7 +106,10 @@ class Platform:
 
     def _proxy(self):
         if getattr(self._local, "proxy", None) is None:
-            standalone = ClusterRpcProxy({"AMQP_URI": self.config["AMQP_URI"]}, timeout=self.rpc_timeout)
+            # Its context data (a dict nameko keeps, not a copy) goes out as every call's headers.
+            self._local.context_data = {}
+            standalone = ClusterRpcProxy({"AMQP_URI": self.config["AMQP_URI"]}, timeout=self.rpc_timeout,
+                                         context_data=self._local.context_data)
             self._local.standalone, self._local.proxy = standalone, standalone.start()
             with self._lock:
                 self._proxies.append(standalone)
@@ -125,8 +128,7 @@ class Platform:
         proxy = self._proxy()
         # The standalone proxy's wait is its consumer's socket timeout: set it per call.
         self._local.standalone._reply_listener.queue_consumer.timeout = timeout
-        # The proxy's context data goes out as the message's headers (one proxy per thread: this call's).
-        context_data = self._local.standalone._worker_ctx.data
+        context_data = self._local.context_data     # one proxy per thread: this call's headers
         if idempotency_key:
             context_data[RPC_CONTEXT_KEY] = idempotency_key
         try:
