@@ -148,3 +148,35 @@ def test_every_write_is_in_the_audit_chain_without_its_body(base, idem_schema):
     body = json.dumps({"note": "CCCD 001204012345"}).encode()
     assert entries[0]["body_sha256"] == audit.body_hash(body)
     assert not any("001204012345" in json.dumps(e, default=str) for e in entries)
+
+
+@pytest.mark.parametrize("field", [f for f in audit.FIELDS if f != "seq"] + ["prev_hash"])
+def test_a_change_to_a_stored_entry_is_reported_by_verify(base, idem_schema, field):
+    for note in ("a", "b", "c"):
+        post(base, {"note": note})
+    values = {"at": text("at + interval '1 second'"), "status": 418}
+    with idem_schema.begin() as connection:
+        connection.execute(update(svc.audit_log).where(svc.audit_log.c.seq == 2).values(
+            {field: values.get(field, getattr(svc.audit_log.c, field) + "x")}))
+    count_, breaks = audit.verify_database(idem_schema.url.render_as_string(hide_password=False), svc.audit_log)
+    assert count_ == 3 and 2 in [b.seq for b in breaks]
+
+
+def test_an_inserted_or_deleted_stored_entry_is_reported_by_verify(base, idem_schema):
+    for note in ("a", "b", "c"):
+        post(base, {"note": note})
+    url = idem_schema.url.render_as_string(hide_password=False)
+    with idem_schema.begin() as connection:
+        connection.execute(text("UPDATE idem_test.audit_log SET seq = seq + 100 WHERE seq >= 2"))   # make room
+        connection.execute(text("UPDATE idem_test.audit_log SET seq = seq - 99 WHERE seq >= 100"))
+        connection.execute(text("INSERT INTO idem_test.audit_log SELECT 2, at, official, unit, method, route, "
+                                "dossier, status, idempotency_key, body_sha256, prev_hash, hash "
+                                "FROM idem_test.audit_log WHERE seq = 1"))
+    assert audit.verify_database(url, svc.audit_log)[1]
+    with idem_schema.begin() as connection:
+        connection.execute(text("DELETE FROM idem_test.audit_log WHERE seq = 2"))
+        connection.execute(text("UPDATE idem_test.audit_log SET seq = seq - 1 WHERE seq >= 3"))
+    assert audit.verify_database(url, svc.audit_log) == (3, [])       # the insertion undone: intact again
+    with idem_schema.begin() as connection:
+        connection.execute(text("DELETE FROM idem_test.audit_log WHERE seq = 2"))
+    assert [b.seq for b in audit.verify_database(url, svc.audit_log)[1]] == [3, 3]
