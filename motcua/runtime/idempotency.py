@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
@@ -69,6 +70,12 @@ def idempotency_table(metadata: MetaData) -> Table:
     Index(f"ix_{table.name}_expires_at", table.c.expires_at)
     TABLES[metadata.schema] = table
     return table
+
+
+def lifetime(config: dict) -> timedelta:
+    """How long a key is remembered: ``IDEMPOTENCY_KEY_HOURS`` (config or environment), 24 h by default."""
+    hours = config.get("IDEMPOTENCY_KEY_HOURS") or os.environ.get("IDEMPOTENCY_KEY_HOURS") or DEFAULT_HOURS
+    return timedelta(hours=float(hours))
 
 
 class KeyTaken(Exception):
@@ -302,7 +309,7 @@ def around(entrypoint, request, call: Callable[[], Response], official_of, store
         return error_response(400, f"{HEADER}: {malformed}", HEADER)
     request.shallow = False         # as nameko's handle_request does: the body may be read
     now = datetime.now(timezone.utc)
-    ttl = timedelta(hours=float(entrypoint.container.config.get("IDEMPOTENCY_KEY_HOURS") or DEFAULT_HOURS))
+    ttl = lifetime(entrypoint.container.config)
     body = request.get_data()       # cached: the service reads it again
     name, unit = _acting(request, official_of)
     print_ = fingerprint(request.method, request.path, request.query_string, name, unit, body)
@@ -380,7 +387,7 @@ def rpc_step(container, method: str, body: dict, context_data: dict) -> RpcStep 
     row = stored(database.sessions, keys, key, now)
     if row is not None:
         return _rpc_replay(row, print_)
-    ttl = timedelta(hours=float(container.config.get("IDEMPOTENCY_KEY_HOURS") or DEFAULT_HOURS))
+    ttl = lifetime(container.config)
     return RpcStep(write=Write(database.sessions, database.after_commit, table=keys, key=key, fingerprint=print_,
                                now=now, ttl=ttl))
 
