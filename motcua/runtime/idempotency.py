@@ -110,8 +110,8 @@ def fingerprint(method: str, path: str, query: bytes, official: str, unit: str, 
 
 
 class Write:
-    """One HTTP write's transaction: opened by the service's first ``db.transaction()`` (``join``),
-    committed by ``around`` once the answer is known."""
+    """One write's transaction (an HTTP write, or an RPC call with a key): opened by the service's
+    first ``db.transaction()`` (``join``), committed once the answer is known (``finish``)."""
 
     def __init__(self, sessions: sessionmaker, after_commit: list[Callable[[dict], None]], *,
                  table: Table | None, key: str | None, fingerprint: str, now: datetime, ttl: timedelta,
@@ -168,10 +168,10 @@ class Write:
             audit.append(session, self.log, **entry)
         try:
             session.commit()
+            run_after_commit(session, self._after_commit)     # as UnitOfWork.transaction: after COMMIT
         finally:
             self.session = None
             session.close()
-        run_after_commit(session, self._after_commit)
 
     def finish_result(self, result) -> None:
         """An RPC call's result stored with its key, then COMMIT (and the after-commit hooks)."""

@@ -33,7 +33,8 @@ def base(container_factory, service_config, idem_schema):
     with idem_schema.begin() as connection:
         connection.execute(text("TRUNCATE idem_test.notes, idem_test.outbox, idem_test.idempotency_keys, "
                                 "idem_test.audit_log"))
-    container = container_factory(svc.IdempotentTestService, service_config)
+    # No poll within a test: an event goes out only if the write's commit handed it to the relay.
+    container = container_factory(svc.IdempotentTestService, {**service_config, "OUTBOX_POLL_SECONDS": 60})
     container.start()
     return "http://" + service_config["WEB_SERVER_ADDRESS"]
 
