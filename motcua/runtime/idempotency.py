@@ -10,7 +10,8 @@ transaction as the command's effect, so a crash leaves either both or neither:
 * The write's transaction opens at the service's first ``db.transaction()`` (not before: the
   code before it may call other services), and its first statement claims the key. A request
   with the same key still running holds that row: the claim waits for it, then answers what it
-  answered (or runs, if it failed).
+  answered (or runs, if it failed); after ``IDEMPOTENCY_WAIT_SECONDS`` (10) it answers 409
+  with ``Retry-After`` instead.
 * After the call, the answer and the audit entry are written, then one COMMIT; the outbox's
   after-commit hooks run after it, as a plain transaction's do.
 
@@ -30,8 +31,9 @@ from typing import Callable, Iterator
 
 import structlog
 from sqlalchemy import (Column, DateTime, Index, Integer, LargeBinary, MetaData, Table, Text, delete, select,
-                        update)
+                        text, update)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.wrappers import Response
 
@@ -45,6 +47,8 @@ log = structlog.get_logger("motcua.idempotency")
 HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 200
 DEFAULT_HOURS = 24.0
+DEFAULT_WAIT_SECONDS = 10.0
+LOCK_NOT_AVAILABLE = "55P03"     # SQLSTATE of a lock wait past lock_timeout
 PURGE_EVERY_SECONDS = 600.0
 RETRY_AFTER_SECONDS = 1
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -70,6 +74,12 @@ def idempotency_table(metadata: MetaData) -> Table:
     Index(f"ix_{table.name}_expires_at", table.c.expires_at)
     TABLES[metadata.schema] = table
     return table
+
+
+def wait_seconds(config: dict) -> float:
+    """How long a claim waits for another request holding the same key before a 409."""
+    return float(config.get("IDEMPOTENCY_WAIT_SECONDS") or os.environ.get("IDEMPOTENCY_WAIT_SECONDS")
+                 or DEFAULT_WAIT_SECONDS)
 
 
 def lifetime(config: dict) -> timedelta:
@@ -120,6 +130,8 @@ class Write:
         self.table, self.key, self.fingerprint, self.now, self.ttl = table, key, fingerprint, now, ttl
         self.session: Session | None = None
         self.taken = False          # another request with the key committed first
+        self.busy = False           # another request held the key longer than ``wait`` seconds
+        self.wait = DEFAULT_WAIT_SECONDS
 
     @contextmanager
     def join(self) -> Iterator[Session]:
@@ -139,6 +151,13 @@ class Write:
             if self.key is not None and not self._claim(session):
                 self.taken = True
                 raise KeyTaken(self.key)
+        except DBAPIError as error:
+            session.rollback()
+            session.close()
+            if getattr(error.orig, "pgcode", None) == LOCK_NOT_AVAILABLE:
+                self.busy = True
+                raise KeyTaken(self.key) from None
+            raise
         except BaseException:
             session.rollback()
             session.close()
@@ -155,7 +174,12 @@ class Write:
         statement = statement.on_conflict_do_update(
             index_elements=[t.c.key], set_={name: statement.excluded[name] for name in values if name != "key"},
             where=t.c.expires_at <= self.now).returning(t.c.key)
-        return session.execute(statement).first() is not None
+        # Only this statement waits at most ``wait`` seconds; the command's own locks wait as before.
+        session.execute(text("SELECT set_config('lock_timeout', :timeout, true)"),
+                        {"timeout": f"{int(self.wait * 1000)}ms"})
+        claimed = session.execute(statement).first() is not None
+        session.execute(text("SET LOCAL lock_timeout TO DEFAULT"))
+        return claimed
 
     def finish(self, response: Response, entry: dict | None) -> None:
         """Store the answer with the key and the audit entry, then COMMIT (and the after-commit hooks)."""
@@ -319,6 +343,7 @@ def around(entrypoint, request, call: Callable[[], Response], official_of, store
                  "route": request.url_rule.rule if getattr(request, "url_rule", None) else request.path,
                  "dossier": "", "status": 0, "idempotency_key": key or "", "body_sha256": audit.body_hash(body)}
     write = store.write(key, print_, now, ttl)
+    write.wait = wait_seconds(entrypoint.container.config)
     try:
         if key is not None:
             store.purge_now_and_then(entrypoint, now)
@@ -330,6 +355,8 @@ def around(entrypoint, request, call: Callable[[], Response], official_of, store
             response = call()
         except KeyTaken:     # nameko's handle_request answers it (500); a bare call may raise it
             response = None
+        if write.busy:
+            return _audited(store, entry, request, _in_progress())
         if write.taken:
             row = store.stored(key, now)
             return _audited(store, entry, request, replay(row, print_) if row is not None else _in_progress())
@@ -388,8 +415,9 @@ def rpc_step(container, method: str, body: dict, context_data: dict) -> RpcStep 
     if row is not None:
         return _rpc_replay(row, print_)
     ttl = lifetime(container.config)
-    return RpcStep(write=Write(database.sessions, database.after_commit, table=keys, key=key, fingerprint=print_,
-                               now=now, ttl=ttl))
+    write = Write(database.sessions, database.after_commit, table=keys, key=key, fingerprint=print_, now=now, ttl=ttl)
+    write.wait = wait_seconds(container.config)
+    return RpcStep(write=write)
 
 
 def _rpc_replay(row, fingerprint_now: str) -> RpcStep:
@@ -403,6 +431,9 @@ def rpc_result(container, write: Write, result, exc_info):
     """After the worker: its result stored and committed with its effect (then sent), or its
     failure rolled back; a key another call committed first answers that call's result."""
     try:
+        if write.busy:
+            return None, _exc_info(Conflict("idempotency-key", "a call with this key is still in progress: "
+                                            "try again in a moment"))
         if write.taken:
             row = stored(write._sessions, write.table, write.key, write.now)
             step = _rpc_replay(row, write.fingerprint) if row is not None else RpcStep(

@@ -111,6 +111,21 @@ def test_a_request_with_a_key_in_progress_waits_for_it_and_gets_its_answer(base,
     assert count(idem_schema, svc.notes) == 1
 
 
+def test_a_key_held_longer_than_the_wait_is_409_with_retry_after(container_factory, service_config, idem_schema):
+    config = {**service_config, "IDEMPOTENCY_WAIT_SECONDS": 0.5}
+    container_factory(svc.IdempotentTestService, config).start()
+    base = "http://" + config["WEB_SERVER_ADDRESS"]
+    with ThreadPoolExecutor(2) as pool:
+        slow = pool.submit(post, base, {"note": "lâu", "slow": 2.0}, "k-held")
+        import time
+        time.sleep(0.5)
+        busy = post(base, {"note": "lâu", "slow": 2.0}, "k-held")
+        assert busy.status_code == 409 and busy.headers["Retry-After"], busy.text
+        assert busy.json()["field"] == idempotency.HEADER
+        assert slow.result().status_code == 201
+    assert post(base, {"note": "lâu", "slow": 2.0}, "k-held").headers[idempotency.REPLAYED_HEADER] == "true"
+
+
 def test_a_write_that_failed_is_not_remembered_and_runs_again(base, idem_schema):
     refused = post(base, {"note": "r", "refuse": True}, key="k-4")
     assert refused.status_code == 409

@@ -32,7 +32,7 @@ class FakeDatabase:
 class FakeWrite:
     def __init__(self, db: FakeDatabase, key, fingerprint, now, ttl):
         self.db, self.key, self.fingerprint, self.now, self.ttl = db, key, fingerprint, now, ttl
-        self.session, self.taken = None, False
+        self.session, self.taken, self.busy = None, False, False
 
     @contextmanager
     def join(self):
@@ -201,6 +201,26 @@ def test_a_key_committed_by_another_request_meanwhile_gives_its_answer(db):
     store.stored = lambda key, now, calls=[]: calls.append(1) or (None if len(calls) == 1 else db.keys[key])
     response = run(db, later, store=store)
     assert (response.status_code, response.get_data()) == (201, first.get_data()) and db.effects == []
+
+
+def test_a_key_held_too_long_by_another_request_is_409_with_retry_after(db):
+    store = FakeStore(db)
+    write = store.write
+
+    def held(*args):
+        made = write(*args)
+
+        @contextmanager
+        def join():
+            made.busy = True
+            raise KeyTaken(made.key)
+            yield
+        made.join = join
+        return made
+    store.write = held
+    response = run(db, request({"a": 1}, key="k10"), store=store)
+    assert response.status_code == 409 and response.headers["Retry-After"]
+    assert json.loads(response.get_data())["field"] == HEADER and db.effects == []
 
 
 def test_a_failed_commit_is_answered_as_the_entry_point_answers_an_exception(db):
