@@ -392,8 +392,9 @@ class RpcStep:
     the stored result of the same call, or a refusal of a key used for another call), or a
     ``write`` for the worker's commands to join."""
 
-    def __init__(self, *, result=None, refusal: Refusal | None = None, write: Write | None = None):
-        self.result, self.refusal, self.write = result, refusal, write
+    def __init__(self, *, result=None, refusal: Refusal | None = None, write: Write | None = None,
+                 store: Store | None = None):
+        self.result, self.refusal, self.write, self.store = result, refusal, write, store
 
 
 def rpc_fingerprint(method: str, args, kwargs) -> str:
@@ -401,23 +402,25 @@ def rpc_fingerprint(method: str, args, kwargs) -> str:
     return hashlib.sha256(call.encode("utf-8")).hexdigest()
 
 
-def rpc_step(container, method: str, body: dict, context_data: dict) -> RpcStep | None:
+def rpc_step(container, method: str, body: dict, context_data: dict, store: Store | None = None) -> RpcStep | None:
     """None for a call without a key, or in a service without the table: it runs as before."""
     key = context_data.get(RPC_CONTEXT_KEY)
-    keys, database = TABLES.get(container.service_name), _database(container)
-    if not key or keys is None or database is None or not isinstance(body, dict):
+    if not key or not isinstance(body, dict):
         return None
+    store = store or store_of(container)
+    if store is None or store.keys is None:
+        return None
+    # The gateway checked the unit system's key (at most MAX_KEY_LENGTH) and prefixed its unit.
     if not isinstance(key, str) or len(key) > MAX_KEY_LENGTH + 100 or not key.isprintable():
         return RpcStep(refusal=Invalid("idempotency-key", f"must be printable, at most {MAX_KEY_LENGTH} characters"))
     now = datetime.now(timezone.utc)
     print_ = rpc_fingerprint(method, body.get("args"), body.get("kwargs"))
-    row = stored(database.sessions, keys, key, now)
+    row = store.stored(key, now)
     if row is not None:
         return _rpc_replay(row, print_)
-    ttl = lifetime(container.config)
-    write = Write(database.sessions, database.after_commit, table=keys, key=key, fingerprint=print_, now=now, ttl=ttl)
+    write = store.write(key, print_, now, lifetime(container.config))
     write.wait = wait_seconds(container.config)
-    return RpcStep(write=write)
+    return RpcStep(write=write, store=store)
 
 
 def _rpc_replay(row, fingerprint_now: str) -> RpcStep:
@@ -427,18 +430,19 @@ def _rpc_replay(row, fingerprint_now: str) -> RpcStep:
     return RpcStep(result=json.loads(row.body))
 
 
-def rpc_result(container, write: Write, result, exc_info):
+def rpc_result(step: RpcStep, result, exc_info):
     """After the worker: its result stored and committed with its effect (then sent), or its
     failure rolled back; a key another call committed first answers that call's result."""
+    write = step.write
     try:
         if write.busy:
             return None, _exc_info(Conflict("idempotency-key", "a call with this key is still in progress: "
                                             "try again in a moment"))
         if write.taken:
-            row = stored(write._sessions, write.table, write.key, write.now)
-            step = _rpc_replay(row, write.fingerprint) if row is not None else RpcStep(
+            row = step.store.stored(write.key, write.now)
+            answer = _rpc_replay(row, write.fingerprint) if row is not None else RpcStep(
                 refusal=Conflict("idempotency-key", "a call with this key is still in progress: try again"))
-            return (step.result, None) if step.refusal is None else (None, _exc_info(step.refusal))
+            return (answer.result, None) if answer.refusal is None else (None, _exc_info(answer.refusal))
         if exc_info is None and write.session is not None:
             write.finish_result(result)
         else:

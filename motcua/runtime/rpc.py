@@ -45,14 +45,14 @@ class Rpc(NamekoRpc):
         self.check_signature(args, kwargs)
         try:
             worker_ctx = self.container.spawn_worker(self, args, kwargs, context_data=context_data,
-                                                     handle_result=partial(self._handle_write, step.write, message))
+                                                     handle_result=partial(self._handle_write, step, message))
         except ContainerBeingKilled:
             self.rpc_consumer.requeue_message(message)
             return
         register_write(worker_ctx, step.write)      # before it runs: spawn_worker only scheduled it
 
-    def _handle_write(self, write, message, worker_ctx, result, exc_info):
-        result, exc_info = idempotency.rpc_result(self.container, write, result, exc_info)
+    def _handle_write(self, step, message, worker_ctx, result, exc_info):
+        result, exc_info = idempotency.rpc_result(step, result, exc_info)
         return self.handle_result(message, worker_ctx, result, exc_info)
 
     def handle_result(self, message, worker_ctx, result, exc_info):

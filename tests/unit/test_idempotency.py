@@ -58,6 +58,9 @@ class FakeWrite:
             self.db.audit.append(dict(entry))
         self.session = None
 
+    def finish_result(self, result):
+        self.finish(json_response(result), None)
+
     def rollback(self):
         self.session = None
 
@@ -261,3 +264,63 @@ def test_who_is_empty_when_no_official_acts(db):
     req = request({"a": 1}, headers={})
     idempotency.around(entrypoint(), req, lambda: json_response({"ok": 1}, status=202), official, FakeStore(db))
     assert (db.audit[0]["official"], db.audit[0]["unit"], db.audit[0]["status"]) == ("", "", 202)
+
+
+# --- RPC calls with a key (the gateway's writes) ------------------------------------------------
+
+def rpc_call(db, args, key="grpc:000.03.20.H29:k1", store=None, fail=False):
+    """One RPC call through the step: the worker's commands join its write, then its result."""
+    container = SimpleNamespace(service_name="intake", config={})
+    body = {"args": args, "kwargs": {}}
+    step = idempotency.rpc_step(container, "receive", body, {idempotency.RPC_CONTEXT_KEY: key} if key else {},
+                                store or FakeStore(db))
+    if step is None or step.write is None:
+        return step
+    exc_info = None
+    try:
+        with UnitOfWork(None, [], step.write).transaction() as session:
+            session.append(("dossier", args))
+            if fail:
+                raise Conflict("status", "refused")
+        result = {"code": "000.03.20.H29-260302-0001", "args": args}
+    except Exception as error:      # what the worker raised goes back to nameko as exc_info
+        result, exc_info = None, (type(error), error, None)
+    return idempotency.rpc_result(step, result, exc_info)
+
+
+def test_an_rpc_call_without_a_key_or_a_table_runs_as_before(db):
+    assert rpc_call(db, ["Hoa"], key=None) is None
+    assert rpc_call(db, ["Hoa"], store=FakeStore(db, keys=False)) is None
+
+
+def test_an_rpc_call_sent_again_with_its_key_gets_its_result_without_running(db):
+    result, exc_info = rpc_call(db, ["Hoa", {"a": 1}])
+    assert exc_info is None and len(db.effects) == 1
+    again = rpc_call(db, ["Hoa", {"a": 1}])
+    assert again.write is None and again.refusal is None and again.result == result
+    assert len(db.effects) == 1
+
+
+def test_an_rpc_key_used_for_another_call_is_refused_naming_it(db):
+    rpc_call(db, ["Hoa", {"a": 1}])
+    other = rpc_call(db, ["Hoa", {"a": 2}])
+    assert isinstance(other.refusal, Invalid) and other.refusal.field == "idempotency-key"
+    assert len(db.effects) == 1
+
+
+def test_a_failed_rpc_call_is_rolled_back_and_not_remembered(db):
+    result, exc_info = rpc_call(db, ["Hoa"], fail=True)
+    assert result is None and exc_info[0] is Conflict and db.effects == [] and db.keys == {}
+    assert rpc_call(db, ["Hoa"])[1] is None and len(db.effects) == 1
+
+
+def test_an_rpc_key_committed_meanwhile_gives_that_calls_result(db):
+    first, _ = rpc_call(db, ["Hoa"])
+    store = FakeStore(db)
+    store.stored = lambda key, now, calls=[]: calls.append(1) or (None if len(calls) == 1 else db.keys[key])
+    assert rpc_call(db, ["Hoa"], store=store) == (first, None) and len(db.effects) == 1
+
+
+def test_a_malformed_rpc_key_is_refused(db):
+    refused = rpc_call(db, ["Hoa"], key="k" * 400)
+    assert isinstance(refused.refusal, Invalid) and db.effects == []
