@@ -13,6 +13,10 @@
   queue on the platform container (2 workers, 8 requests of 1 s), and the RPC call's on nameko's
   own container for contrast (was ``elapsed < 0.8`` in tests/integration/test_container_pools.py).
   Its service has a name of its own (``bench-desk-<random>``): nothing else's queues are touched.
+- ``single_event``: seconds from publishing one event to its effect committed, by a consumer with
+  nothing else queued (the test service of tests/integration/platform_service.py, its schema
+  ``platform_test`` made again in ``DATABASE_URL``, default the test database; was ``waited < 1.0``
+  in tests/integration/test_event_batches.py). Its durable queue is deleted at the end.
 """
 from __future__ import annotations
 
@@ -28,6 +32,8 @@ import uuid  # noqa: E402
 from datetime import datetime, timedelta, timezone  # noqa: E402
 
 AMQP_URI = os.environ.get("AMQP_URI", "amqp://guest:guest@127.0.0.1:5672//")
+DATABASE_URL = os.environ.get("DATABASE_URL") or os.environ.get(
+    "TEST_DATABASE_URL", "postgresql+psycopg2://motcua@127.0.0.1:5432/motcua_test")
 ICT = timezone(timedelta(hours=7))
 
 
@@ -151,7 +157,53 @@ def rpc_under_flood(rounds: int) -> None:
               f"{statistics.median(healths):.3f} s (median of {rounds}) with {FLOOD - 2} desk requests waiting")
 
 
-BENCHES = {"due_date": due_date, "memory_rpc": memory_rpc, "rpc_under_flood": rpc_under_flood}
+def single_event(rounds: int) -> None:
+    from kombu import Queue
+    from nameko.containers import ServiceContainer
+    from nameko.testing.utils import find_free_port
+    from sqlalchemy import func, select, text
+    from motcua.contracts.events import new_event
+    from motcua.runtime import broker
+    from motcua.runtime.db import make_engine
+    from tests.integration import platform_service as ps
+    from tests.integration.test_platform import publish_raw
+
+    engine = make_engine(DATABASE_URL, pool_size=2)
+    with engine.begin() as connection:
+        connection.execute(text("DROP SCHEMA IF EXISTS platform_test CASCADE"))
+        connection.execute(text("CREATE SCHEMA platform_test"))
+    ps.metadata.create_all(engine)
+    container = ServiceContainer(ps.PlatformTestService, {
+        "AMQP_URI": AMQP_URI, "DATABASE_URL": DATABASE_URL, "WEB_SERVER_ADDRESS": f"127.0.0.1:{find_free_port()}"})
+    container.start()
+    seconds = []
+    try:
+        for n in range(rounds + 1):
+            note = f"bench-{uuid.uuid4()}"
+            started = time.monotonic()
+            publish_raw(AMQP_URI, new_event("test.noted", {"note": note}, ps.UNIT).to_json(), "test.noted")
+            while True:
+                with engine.connect() as connection:
+                    if connection.execute(select(func.count()).select_from(ps.effects)
+                                          .where(ps.effects.c.note == f"handled:{note}")).scalar():
+                        break
+                eventlet.sleep(0.005)
+            if n:                                   # the first warms the connections
+                seconds.append(time.monotonic() - started)
+    finally:
+        container.stop()
+        with broker.confirmed_connection(AMQP_URI) as connection:
+            Queue("platform_test.on_noted", exchange=broker.events_exchange, routing_key="test.noted",
+                  durable=True)(connection.default_channel).delete()
+        with engine.begin() as connection:
+            connection.execute(text("DROP SCHEMA IF EXISTS platform_test CASCADE"))
+        engine.dispose()
+    print(f"single_event: {statistics.median(seconds):.3f} s from publish to effect committed (median), "
+          f"{max(seconds):.3f} s (max) of {rounds}")
+
+
+BENCHES = {"due_date": due_date, "memory_rpc": memory_rpc, "rpc_under_flood": rpc_under_flood,
+           "single_event": single_event}
 
 
 def main() -> None:
