@@ -11,7 +11,7 @@ from sqlalchemy import text
 
 from motcua.contracts.events import new_event
 from tests.conftest import EventTap, dead_letters
-from tests.e2e.conftest import amqp, ServiceProcess, run_cli
+from tests.e2e.conftest import amqp, ran_again, ServiceProcess, run_cli
 from tests.e2e.test_intake_desk import APPLICANT, publish, wait_for
 
 DISTRICT = "000.00.20.H29"
@@ -139,19 +139,6 @@ def test_an_inter_agency_land_procedure_finishes_on_time(stack, catalog_process,
     assert code in slip_text and "Chi cục Thuế" in slip_text
 
 
-def scans(service) -> float:
-    """The routing process's scans so far (its timer entry point's calls, from /metrics)."""
-    lines = requests.get(service.url + "/metrics", timeout=5).text.splitlines()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith("motcua_entrypoint_calls_total{")
-               and 'entrypoint="scan"' in line)
-
-
-def scanned_again(replicas, times: int = 2) -> None:
-    """Wait until each replica has finished ``times`` more scans (the last ones began after now)."""
-    start = {r.url: scans(r) for r in replicas}
-    wait_for(lambda: all(scans(r) >= start[r.url] + times for r in replicas), timeout=20)
-
-
 def outbox_types(engine, code) -> list[str]:
     with engine.connect() as connection:
         return list(connection.execute(text("SELECT type FROM routing.outbox WHERE envelope->'payload'->>'code' = :c "
@@ -173,7 +160,7 @@ def test_overdue_at_the_tax_office_is_detected_once_with_two_replicas(stack, cat
         # The tax office sits on it: the step's deadline (5/3) passes, then the dossier's (16/3).
         clock("2026-03-17T08:00:00+07:00")
         wait_for(lambda: routed(routing, code)["overdue_at"])
-        scanned_again((routing, other))     # both replicas scanned twice more: none announced it again
+        ran_again((routing, other), "scan")     # both replicas scanned twice more: none announced it again
         assert outbox_types(engine, code).count("dossier.overdue") == 1
         assert outbox_types(engine, code).count("dossier.step_overdue") == 1
         events = []
@@ -222,11 +209,11 @@ def test_an_overdue_dossier_without_apology_is_flagged_after_a_working_day(stack
     try:
         clock("2026-03-17T08:00:00+07:00")        # overdue detected on 17/3
         wait_for(lambda: routed(routing, code)["overdue_at"])
-        scanned_again(stack[1])                   # later scans of the same day: not yet missing
+        ran_again(stack[1], "scan")                   # later scans of the same day: not yet missing
         assert "dossier.apology_missing" not in outbox_types(engine, code)
         clock("2026-03-18T08:00:00+07:00")        # a working day later, still no apology
         wait_for(lambda: "dossier.apology_missing" in outbox_types(engine, code))
-        scanned_again(stack[1])                   # and once only
+        ran_again(stack[1], "scan")                   # and once only
         assert outbox_types(engine, code).count("dossier.apology_missing") == 1
         missing = wait_for(lambda: [e for e in tap.drain(settle=0)
                                     if e["type"] == "dossier.apology_missing" and e["payload"]["code"] == code])
