@@ -124,3 +124,13 @@ def test_a_malformed_write_is_refused_naming_the_field_and_changes_nothing(stack
         answer = post(stack["routing"], target, raw=body, headers=headers) if isinstance(body, str) else \
             post(stack["routing"], target, body, headers=headers)
         refused(answer, status, field)
+
+
+@pytest.mark.xfail(strict=True, reason="routing takes any non-empty list as the documents of a supplement; intake, "
+                   "which makes the request from dossier.supplement_needed, refuses documents that are not objects "
+                   "(documents[0]: must be an object): reported in issue 16, to be decided in the contract")
+def test_documents_intake_cannot_read_are_refused_by_routing(stack, engine, workflows):
+    """Last in the module: while routing accepts them, the held dossier is asked for a supplement."""
+    with unchanged(engine, "routing"):
+        refused(post(stack["routing"], f"{workflows['held']}/steps/{workflows['step']}/completion",
+                     {**NEEDS, "documents": ["Trích lục bản đồ"]}), 400, "documents[0]")
