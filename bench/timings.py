@@ -16,7 +16,8 @@
 - ``single_event``: seconds from publishing one event to its effect committed, by a consumer with
   nothing else queued (the test service of tests/integration/platform_service.py, its schema
   ``platform_test`` made again in ``DATABASE_URL``, default the test database; was ``waited < 1.0``
-  in tests/integration/test_event_batches.py). Its durable queue is deleted at the end.
+  in tests/integration/test_event_batches.py).
+Each bench deletes the queues its service declared on the broker, and the schema it made.
 """
 from __future__ import annotations
 
@@ -100,6 +101,14 @@ def memory_rpc(rounds: int) -> None:
 SLOW, FLOOD = 1.0, 8
 
 
+def delete_queues(*names: str) -> None:
+    """The durable queues a bench's service declared on the broker: gone with it."""
+    from kombu import Connection, Queue
+    with Connection(AMQP_URI) as connection:
+        for name in names:
+            Queue(name)(connection.default_channel).delete()
+
+
 def rpc_under_flood(rounds: int) -> None:
     import requests
     from nameko.containers import ServiceContainer
@@ -151,19 +160,20 @@ def rpc_under_flood(rounds: int) -> None:
             container.kill()
         return ping, health
 
-    for label, path in (("platform container", CONTAINER_CLASS_PATH), ("nameko's own container", None)):
-        pings, healths = zip(*(measure(path) for _ in range(rounds)))
-        print(f"rpc_under_flood, {label}: RPC ping {statistics.median(pings):.3f} s, /health "
-              f"{statistics.median(healths):.3f} s (median of {rounds}) with {FLOOD - 2} desk requests waiting")
+    try:
+        for label, path in (("platform container", CONTAINER_CLASS_PATH), ("nameko's own container", None)):
+            pings, healths = zip(*(measure(path) for _ in range(rounds)))
+            print(f"rpc_under_flood, {label}: RPC ping {statistics.median(pings):.3f} s, /health "
+                  f"{statistics.median(healths):.3f} s (median of {rounds}) with {FLOOD - 2} desk requests waiting")
+    finally:
+        delete_queues(f"rpc-{Desk.name}")
 
 
 def single_event(rounds: int) -> None:
-    from kombu import Queue
     from nameko.containers import ServiceContainer
     from nameko.testing.utils import find_free_port
     from sqlalchemy import func, select, text
     from motcua.contracts.events import new_event
-    from motcua.runtime import broker
     from motcua.runtime.db import make_engine
     from tests.integration import platform_service as ps
     from tests.integration.test_platform import publish_raw
@@ -192,9 +202,7 @@ def single_event(rounds: int) -> None:
                 seconds.append(time.monotonic() - started)
     finally:
         container.stop()
-        with broker.confirmed_connection(AMQP_URI) as connection:
-            Queue("platform_test.on_noted", exchange=broker.events_exchange, routing_key="test.noted",
-                  durable=True)(connection.default_channel).delete()
+        delete_queues("platform_test.on_noted", "platform_test.on_explode", "rpc-platform_test")
         with engine.begin() as connection:
             connection.execute(text("DROP SCHEMA IF EXISTS platform_test CASCADE"))
         engine.dispose()
