@@ -45,7 +45,8 @@ class Rule:
         return next((scope for scope in (DISTRICT, ROUTED, OWN) if scope in scopes), None)
 
 
-def _rule(service: str, method: str, path: str, **grants: str) -> Rule:
+def rule(service: str, method: str, path: str, **grants: str) -> Rule:
+    """A route's rule: which roles may call it, with which scope."""
     for role, scope in grants.items():
         assert role in ROLES and scope in SCOPES, (service, path, role, scope)
         assert method == "GET" or scope != DISTRICT, f"{path}: no role writes across the district"
@@ -75,47 +76,47 @@ HTTP_RULES: tuple[Rule, ...] = (
     _public("intake", "GET", "/tra-cuu"),
     _public("intake", "GET", "/api/v1/status/<string:code>"),
     _public("intake", "POST", "/api/v1/online-submissions"),
-    _rule("intake", "POST", "/api/v1/dossiers/check", **_DESK),
-    _rule("intake", "POST", "/api/v1/dossiers", **_DESK),
-    *(_rule("intake", "POST", f"/api/v1/dossiers/<string:code>/{action}", **_DESK)
+    rule("intake", "POST", "/api/v1/dossiers/check", **_DESK),
+    rule("intake", "POST", "/api/v1/dossiers", **_DESK),
+    *(rule("intake", "POST", f"/api/v1/dossiers/<string:code>/{action}", **_DESK)
       for action in ("acceptance", "refusal", "supplement-request", "supplement", "withdrawal", "return")),
-    _rule("intake", "GET", "/api/v1/dossiers/<string:code>", **_DESK, specialist=ROUTED, **_READERS),
-    _rule("intake", "GET", "/api/v1/dossiers", **_DESK),
-    _rule("intake", "GET", "/api/v1/due", **_DESK),
-    _rule("intake", "GET", "/api/v1/tracking-book", **_DESK, **_READERS),
-    *(_rule("intake", "GET", f"/api/v1/dossiers/<string:code>/{form}.<string:fmt>", **_DESK, **_READERS)
+    rule("intake", "GET", "/api/v1/dossiers/<string:code>", **_DESK, specialist=ROUTED, **_READERS),
+    rule("intake", "GET", "/api/v1/dossiers", **_DESK),
+    rule("intake", "GET", "/api/v1/due", **_DESK),
+    rule("intake", "GET", "/api/v1/tracking-book", **_DESK, **_READERS),
+    *(rule("intake", "GET", f"/api/v1/dossiers/<string:code>/{form}.<string:fmt>", **_DESK, **_READERS)
       for form in ("receipt", "supplement-request", "refusal")),
     # routing: the agencies' API
-    _rule("routing", "GET", "/api/v1/dossiers/<string:code>", **_AGENCY, desk_officer=ROUTED, **_READERS),
-    _rule("routing", "GET", "/api/v1/queue", specialist=OWN, unit_head=OWN),
-    _rule("routing", "POST", "/api/v1/dossiers/<string:code>/steps/<int:step>/acceptance", **_AGENCY),
-    _rule("routing", "POST", "/api/v1/dossiers/<string:code>/steps/<int:step>/completion", **_AGENCY),
-    _rule("routing", "POST", "/api/v1/dossiers/<string:code>/transfer", **_AGENCY),
-    _rule("routing", "POST", "/api/v1/dossiers/<string:code>/return-to-desk", **_AGENCY),
-    _rule("routing", "POST", "/api/v1/dossiers/<string:code>/obligation", **_AGENCY),
-    _rule("routing", "GET", "/api/v1/dossiers/<string:code>/apology/proposal", **_AGENCY),
+    rule("routing", "GET", "/api/v1/dossiers/<string:code>", **_AGENCY, desk_officer=ROUTED, **_READERS),
+    rule("routing", "GET", "/api/v1/queue", specialist=OWN, unit_head=OWN),
+    rule("routing", "POST", "/api/v1/dossiers/<string:code>/steps/<int:step>/acceptance", **_AGENCY),
+    rule("routing", "POST", "/api/v1/dossiers/<string:code>/steps/<int:step>/completion", **_AGENCY),
+    rule("routing", "POST", "/api/v1/dossiers/<string:code>/transfer", **_AGENCY),
+    rule("routing", "POST", "/api/v1/dossiers/<string:code>/return-to-desk", **_AGENCY),
+    rule("routing", "POST", "/api/v1/dossiers/<string:code>/obligation", **_AGENCY),
+    rule("routing", "GET", "/api/v1/dossiers/<string:code>/apology/proposal", **_AGENCY),
     # the apology letter (Mẫu 04) is signed by the head of the agency at fault
-    _rule("routing", "POST", "/api/v1/dossiers/<string:code>/apology", unit_head=ROUTED),
-    _rule("routing", "GET", "/api/v1/dossiers/<string:code>/control-slip.<string:fmt>", **_AGENCY,
+    rule("routing", "POST", "/api/v1/dossiers/<string:code>/apology", unit_head=ROUTED),
+    rule("routing", "GET", "/api/v1/dossiers/<string:code>/control-slip.<string:fmt>", **_AGENCY,
           desk_officer=ROUTED, **_READERS),
-    _rule("routing", "GET", "/api/v1/dossiers/<string:code>/apology.<string:fmt>", **_AGENCY,
+    rule("routing", "GET", "/api/v1/dossiers/<string:code>/apology.<string:fmt>", **_AGENCY,
           desk_officer=ROUTED, **_READERS),
-    _rule("routing", "GET", "/api/v1/reports/ii06a", unit_head=OWN, **_READERS),
+    rule("routing", "GET", "/api/v1/reports/ii06a", unit_head=OWN, **_READERS),
     # fees: the desk's cashier, the Finance office's reports and settlements, the gateway's callback
     _public("fees", "POST", "/api/v1/gateway/callback"),
     _public("fees", "GET", "/api/v1/quote"),       # what a procedure costs: the catalogue's, no one's data
-    _rule("fees", "GET", "/api/v1/dossiers/<string:code>", **_DESK, **_READERS),
-    _rule("fees", "POST", "/api/v1/dossiers/<string:code>/payments", **_DESK),
-    _rule("fees", "POST", "/api/v1/receipts/<int:year>/<int:number>/cancellation", **_DESK),
-    _rule("fees", "GET", "/api/v1/receipts/<int:year>/<int:number>.<string:fmt>", **_DESK),
-    _rule("fees", "POST", "/api/v1/cash-closings", **_DESK),
-    _rule("fees", "POST", "/api/v1/gateway/settlements", unit_head=OWN, district_operator=OWN),
-    _rule("fees", "GET", "/api/v1/reports/fees", unit_head=OWN, **_READERS),
+    rule("fees", "GET", "/api/v1/dossiers/<string:code>", **_DESK, **_READERS),
+    rule("fees", "POST", "/api/v1/dossiers/<string:code>/payments", **_DESK),
+    rule("fees", "POST", "/api/v1/receipts/<int:year>/<int:number>/cancellation", **_DESK),
+    rule("fees", "GET", "/api/v1/receipts/<int:year>/<int:number>.<string:fmt>", **_DESK),
+    rule("fees", "POST", "/api/v1/cash-closings", **_DESK),
+    rule("fees", "POST", "/api/v1/gateway/settlements", unit_head=OWN, district_operator=OWN),
+    rule("fees", "GET", "/api/v1/reports/fees", unit_head=OWN, **_READERS),
     # notify: the SMS gateway's delivery reports, the messages of a dossier, the templates
     _public("notify", "POST", "/api/v1/delivery-reports"),
-    _rule("notify", "GET", "/api/v1/dossiers/<string:code>/messages", **_DESK, **_READERS),
-    _rule("notify", "GET", "/api/v1/templates", unit_head=OWN, **_READERS),
-    _rule("notify", "PUT", "/api/v1/templates/<string:key>/<string:channel>", district_operator=OWN),
+    rule("notify", "GET", "/api/v1/dossiers/<string:code>/messages", **_DESK, **_READERS),
+    rule("notify", "GET", "/api/v1/templates", unit_head=OWN, **_READERS),
+    rule("notify", "PUT", "/api/v1/templates/<string:key>/<string:channel>", district_operator=OWN),
 )
 
 # The gateway's gRPC methods: a unit system acts for its own unit (and the dossiers routed to it).

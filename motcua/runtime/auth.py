@@ -153,21 +153,24 @@ def _claim(claims: Mapping[str, Any], name: str) -> Any:
 class Authenticator:
     """The acting official of a request, from its bearer token (or, in dev mode, its headers)."""
 
-    def __init__(self, settings: Settings, keys: ProviderKeys | None = None):
+    def __init__(self, settings: Settings, keys: ProviderKeys | None = None, extra_rules=()):
         self.settings = settings
+        # Rules of a service that is not one of the built ones (a test's service): the built
+        # services' routes are all in the table (tests/unit/test_access.py).
+        self.extra_rules = {(r.service, r.method, r.path): r for r in extra_rules}
         self.keys = keys or (ProviderKeys(settings.issuer, settings.cache_seconds, settings.refetch_seconds)
                              if settings.issuer else None)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], source: str = "<config>",
-                    service: str | None = None) -> "Authenticator":
+                    service: str | None = None, extra_rules=()) -> "Authenticator":
         settings = Settings.from_config(config, source)
         officials = service is None or any(r.service == service and not r.public for r in access.HTTP_RULES)
         if settings.mode == DEV_HEADERS:
             log.warning("AUTH_MODE=dev-headers: X-Official/X-Unit headers are trusted; never in production")
         elif not settings.issuer and officials:
             log.warning("OIDC_ISSUER is not set: every official's call will be refused (401)")
-        return cls(settings)
+        return cls(settings, extra_rules=extra_rules)
 
     def official(self, headers: Mapping[str, str]) -> tuple[str, str, frozenset[str]]:
         """(name, unit, roles) of the caller, or Unauthenticated / Forbidden."""
@@ -231,7 +234,7 @@ class Authenticator:
     def authorise(self, service: str, method: str, path: str, headers: Mapping[str, str]) -> Actor | None:
         """The Actor of a call to the route ``(service, method, path)`` (as declared), None for a
         public route; Unauthenticated, or Forbidden naming the roles and the route."""
-        rule = access.http_rule(service, method, path)
+        rule = access.http_rule(service, method, path) or self.extra_rules.get((service, method.upper(), path))
         if rule is None:
             raise Forbidden("route", f"{method} {path} of {service} is not in the access table: refused")
         if rule.public:
@@ -301,7 +304,8 @@ def for_container(container) -> Authenticator:
     found = getattr(container, "_motcua_authenticator", None)
     if found is None:
         found = Authenticator.from_config(container.config, f"the {container.service_name} service's config",
-                                          container.service_name)
+                                          container.service_name,
+                                          getattr(container.service_cls, "extra_access_rules", ()))
         container._motcua_authenticator = found
     return found
 

@@ -4,6 +4,7 @@ the broker out of reach, a 503 with ``Retry-After``)."""
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import Any, Callable
 
 from nameko.web.handlers import HttpRequestHandler
@@ -11,7 +12,7 @@ from werkzeug.wrappers import Response
 
 from motcua.contracts.actors import Actor
 from motcua.contracts.refusals import Forbidden, Invalid, Refusal, Unauthenticated
-from motcua.runtime import auth
+from motcua.runtime import auth, idempotency
 from motcua.runtime.inbox import transient
 from motcua.runtime.observability import error_response, json_response
 
@@ -34,7 +35,9 @@ class HttpEntrypoint(HttpRequestHandler):
         refused = auth.admit(self.authenticator, self.container.service_name, self.method, self.url, request)  # 2.
         if refused is not None:
             return refused
-        return super().handle_request(request)
+        # 4. The idempotency key and the audit entry of a write, around the call (one transaction).
+        return idempotency.around(self, request, partial(HttpRequestHandler.handle_request, self, request),
+                                  official_name_and_unit)
 
     def response_from_exception(self, exc):
         if transient(exc):
@@ -54,6 +57,12 @@ def official(request) -> Actor:
     if actor is None:
         raise Unauthenticated("authorization", "this route is public: it has no acting official")
     return actor
+
+
+def official_name_and_unit(request) -> tuple[str, str]:
+    """(name, unit) of the acting official: what the idempotency key and the audit entry record."""
+    actor = official(request)
+    return actor.name, actor.unit
 
 
 def report_unit(request) -> str | None:

@@ -94,3 +94,9 @@ def test_every_gateway_method_is_in_the_table_and_a_unit_token_may_call_it():
         assert credentials.require_allowed(method) in access.SCOPES, method
     with pytest.raises(Forbidden, match="unit_system may not call DeleteEverything"):
         credentials.require_allowed("DeleteEverything")
+
+
+def test_no_built_service_declares_rules_outside_the_table():
+    for spec in SERVICES.values():
+        if spec.nameko:
+            assert not getattr(service_class(spec), "extra_access_rules", ()), spec.name
