@@ -89,13 +89,23 @@ def settled(engine) -> dict:
     raise AssertionError("the services' tables keep changing with nobody calling")
 
 
+def audited(engine) -> dict:
+    """Per service, the audit log's entries of writes that were not refused (403/404)."""
+    with engine.connect() as connection:
+        return {schema: connection.execute(text(
+            f'SELECT count(*) FROM "{schema}".audit_log WHERE status NOT IN (403, 404)')).scalar()
+            for schema in SCHEMAS}
+
+
 def fingerprint(engine) -> dict:
     """The content of every table of the services that keep dossiers: what a refused write must
-    leave as it was (but routing's report roll-ups, folded by a timer of their own)."""
+    leave as it was (but routing's report roll-ups, folded by a timer of their own, and the audit
+    log, which records every write that reached a service, a refused one too: see audited())."""
     with engine.connect() as connection:
         tables = connection.execute(text(
             "SELECT table_schema, table_name FROM information_schema.tables WHERE table_schema = ANY(:s) "
-            "AND table_type = 'BASE TABLE' AND table_name NOT LIKE 'report_rollup%'"), {"s": list(SCHEMAS)}).all()
+            "AND table_type = 'BASE TABLE' AND table_name NOT LIKE 'report_rollup%' AND table_name <> 'audit_log'"),
+            {"s": list(SCHEMAS)}).all()
         return {f"{schema}.{table}": connection.execute(text(
             f'SELECT md5(coalesce(string_agg(t::text, \'|\' ORDER BY t::text), \'\')) FROM "{schema}"."{table}" t'
         )).scalar() for schema, table in tables}
@@ -120,7 +130,7 @@ def test_refused_cells_are_403_or_404_and_change_nothing(stack, engine):
     urls, code, step = stack
     refused = [(rule, role, relation) for rule, role, relation in CELLS if not expected(rule, role, relation)]
     assert refused
-    before = settled(engine)
+    before, entries = settled(engine), audited(engine)
     wrong = []
     for rule, role, relation in refused:
         answer = call(urls, rule, concrete(rule.path, code, step),
@@ -131,6 +141,7 @@ def test_refused_cells_are_403_or_404_and_change_nothing(stack, engine):
             assert role in answer.json()["error"] and rule.path in answer.json()["error"], answer.text
     assert not wrong, "\n".join(map(str, wrong))
     assert fingerprint(engine) == before
+    assert audited(engine) == entries       # what the audit log gained: refusals only
 
 
 def test_allowed_reads_answer(stack):
@@ -201,7 +212,8 @@ def test_a_key_rotated_at_the_provider_is_accepted_by_the_running_services(stack
     try:
         headers = official_headers("Trần Văn Bình", DISTRICT)
         assert jwt.get_unverified_header(headers["Authorization"][7:])["kid"] != old
-        assert requests.get(url, headers=headers, timeout=5).status_code == 200
+        # taken at the first refetch: at most OIDC_JWKS_REFETCH_SECONDS (10) after the service's last one
+        assert wait_for(lambda: requests.get(url, headers=headers, timeout=5).status_code == 200, timeout=15)
     finally:
         idp.kid = old       # the session's later tokens signed as before
 
