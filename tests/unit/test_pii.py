@@ -1,0 +1,106 @@
+"""Sealing ID and phone numbers at rest (motcua/contracts/pii.py) and the keys' settings (runtime)."""
+import base64
+
+import pytest
+
+from motcua.contracts.pii import (ID_NUMBER, PHONE, KeyRing, PiiError, is_sealed, key_id_of, new_key,
+                                  parse_keys)
+from motcua.runtime.config import ConfigError
+from motcua.runtime.pii import keyring, new_settings
+
+K1, K2, H = new_key(), new_key(), new_key()
+CCCD, TEL = "079203001234", "0912345678"
+
+
+def ring(keys="k1", active="k1") -> KeyRing:
+    return keyring({"PII_KEYS": ",".join(f"{k}={ {'k1': K1, 'k2': K2}[k]}" for k in keys.split(",")),
+                    "PII_ACTIVE_KEY": active, "PII_HASH_KEY": H})
+
+
+def test_seal_and_open_round_trip_without_the_number_in_the_sealed_text():
+    r = ring()
+    sealed = r.seal(CCCD, ID_NUMBER)
+    assert is_sealed(sealed) and key_id_of(sealed) == "k1"
+    assert CCCD not in sealed and not any(CCCD[i:i + 6] in sealed for i in range(7))
+    assert r.open(sealed, ID_NUMBER) == CCCD
+    assert r.seal(CCCD, ID_NUMBER) != sealed          # a fresh nonce each time
+    assert r.seal(None, PHONE) is None and r.open(None, PHONE) is None
+
+
+def _flip(sealed: str, index: int) -> str:
+    prefix, body = sealed.rsplit(":", 1)
+    data = bytearray(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    data[index] ^= 1
+    return prefix + ":" + base64.urlsafe_b64encode(bytes(data)).decode().rstrip("=")
+
+
+@pytest.mark.parametrize("index", [0, 13, -1])      # the nonce, the ciphertext, the tag
+def test_a_tampered_value_is_refused_without_showing_it(index):
+    r = ring()
+    tampered = _flip(r.seal(TEL, PHONE), index)
+    with pytest.raises(PiiError) as refused:
+        r.open(tampered, PHONE)
+    assert "authentication" in str(refused.value) and TEL not in str(refused.value)
+
+
+def test_a_value_sealed_for_one_purpose_or_key_id_is_refused_for_another():
+    r = ring("k1,k2")
+    sealed = r.seal(TEL, PHONE)
+    with pytest.raises(PiiError):
+        r.open(sealed, ID_NUMBER)
+    with pytest.raises(PiiError):               # the key id is authenticated too
+        r.open(sealed.replace(":k1:", ":k2:"), PHONE)
+    for garbage in ("0912345678", "pii1:k1:", "pii1:k1:AAAA", "pii1:k1:***"):
+        with pytest.raises(PiiError):
+            r.open(garbage, PHONE)
+
+
+def test_rotation_old_keys_still_open_and_reseal_moves_to_the_active_key():
+    old = ring("k1")
+    sealed = old.seal(CCCD, ID_NUMBER)
+    rotated = ring("k1,k2", active="k2")
+    assert not rotated.current(sealed) and old.current(sealed)
+    assert rotated.open(sealed, ID_NUMBER) == CCCD
+    again = rotated.reseal(sealed, ID_NUMBER)
+    assert key_id_of(again) == "k2" and rotated.current(again)
+    assert rotated.open(again, ID_NUMBER) == CCCD
+    with pytest.raises(PiiError, match="does not hold"):        # k1 retired after the rotation
+        ring("k2", active="k2").open(sealed, ID_NUMBER)
+    assert rotated.reseal(CCCD, ID_NUMBER) != CCCD and rotated.open(rotated.sealed(CCCD, ID_NUMBER), ID_NUMBER) == CCCD
+    assert rotated.sealed(again, ID_NUMBER) == again
+
+
+def test_keyed_hash_finds_equal_numbers_only_and_survives_a_rotation():
+    r, rotated = ring(), ring("k1,k2", active="k2")
+    assert r.digest(CCCD, ID_NUMBER) == rotated.digest(CCCD, ID_NUMBER)
+    assert r.digest(CCCD, ID_NUMBER) != r.digest("079203001235", ID_NUMBER)
+    assert r.digest(TEL, PHONE) != r.digest(TEL, ID_NUMBER)
+    other = keyring({"PII_KEYS": f"k1={K1}", "PII_ACTIVE_KEY": "k1", "PII_HASH_KEY": new_key()})
+    assert other.digest(CCCD, ID_NUMBER) != r.digest(CCCD, ID_NUMBER)       # keyed: no rainbow table
+    assert CCCD not in r.digest(CCCD, ID_NUMBER)
+
+
+@pytest.mark.parametrize("config, field", [
+    ({}, "PII_KEYS, PII_ACTIVE_KEY, PII_HASH_KEY"),
+    ({"PII_KEYS": "k1", "PII_ACTIVE_KEY": "k1", "PII_HASH_KEY": H}, "PII_KEYS"),
+    ({"PII_KEYS": "k1=c2hvcnQ=", "PII_ACTIVE_KEY": "k1", "PII_HASH_KEY": H}, "PII_KEYS"),
+    ({"PII_KEYS": f"k 1={K1}", "PII_ACTIVE_KEY": "k 1", "PII_HASH_KEY": H}, "PII_KEYS"),
+    ({"PII_KEYS": f"k1={K1},k1={K2}", "PII_ACTIVE_KEY": "k1", "PII_HASH_KEY": H}, "PII_KEYS"),
+    ({"PII_KEYS": f"k1={K1}", "PII_ACTIVE_KEY": "k9", "PII_HASH_KEY": H}, "PII_ACTIVE_KEY"),
+    ({"PII_KEYS": f"k1={K1}", "PII_ACTIVE_KEY": "k1", "PII_HASH_KEY": K1}, "PII_HASH_KEY"),
+    ({"PII_KEYS": f"k1={K1}", "PII_ACTIVE_KEY": "k1", "PII_HASH_KEY": "xyz"}, "PII_HASH_KEY"),
+])
+def test_bad_settings_name_the_setting_and_never_the_key(config, field):
+    with pytest.raises(ConfigError) as refused:
+        keyring(config)
+    assert str(refused.value).startswith(field)
+    assert K1 not in str(refused.value) and K2 not in str(refused.value)
+
+
+def test_settings_from_yaml_mapping_and_new_settings():
+    assert parse_keys({"k1": K1, "k2": K2}).keys() == {"k1", "k2"}
+    r = keyring({"PII_KEYS": {"k1": K1}, "PII_ACTIVE_KEY": "k1", "PII_HASH_KEY": H})
+    assert r.open(r.seal(TEL, PHONE), PHONE) == TEL
+    fresh = keyring(new_settings("k7"))
+    assert key_id_of(fresh.seal(TEL, PHONE)) == "k7"
+    assert K1 not in repr(r) and "k1" in repr(r)
