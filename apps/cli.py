@@ -152,8 +152,8 @@ def cmd_migrate(args) -> int:
 
     for name in args.services or list(SERVICES):
         spec = _service(name)
-        url = database_url(_config(spec))
-        upgrade(spec.directory / "migrations", url)
+        config = _config(spec)
+        upgrade(spec.directory / "migrations", database_url(config), service_config=config)
         print(f"{name}: migrated to head", file=sys.stderr)
     return 0
 

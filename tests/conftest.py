@@ -28,8 +28,12 @@ from motcua.runtime import broker  # noqa: E402
 from apps.registry import SERVICES  # noqa: E402
 from motcua.runtime.db import make_engine  # noqa: E402
 from motcua.runtime.migrations import upgrade  # noqa: E402
+from motcua.runtime.pii import new_settings  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
+# The personal-data keys of every service under test (in-process and real processes): one set per
+# session, so what one service seals (intake's events) the others open.
+PII_SETTINGS = new_settings("t1")
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL",
                                    "postgresql+psycopg2://motcua@127.0.0.1:5432/motcua_test")
 
@@ -58,7 +62,7 @@ def engine(database_url):
 def service_config(rabbit_config, database_url):
     """A nameko config for a service under test: its own vhost, the test database, a free port."""
     return {**rabbit_config, "DATABASE_URL": database_url, "OUTBOX_POLL_SECONDS": 0.2,
-            "WEB_SERVER_ADDRESS": f"127.0.0.1:{find_free_port()}"}
+            "WEB_SERVER_ADDRESS": f"127.0.0.1:{find_free_port()}", **PII_SETTINGS}
 
 
 class EventTap:

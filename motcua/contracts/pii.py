@@ -173,3 +173,31 @@ class KeyRing:
         if value is None:
             return None
         return hmac.new(self.hash_key, f"{purpose}\x00{value}".encode(), hashlib.sha256).hexdigest()
+
+
+#: The keys of an event payload (at any depth) whose values are personal numbers, and their purpose.
+PAYLOAD_FIELDS = {"id_number": ID_NUMBER, "phone": PHONE}
+
+
+def seal_payload(value, ring: KeyRing):
+    """An event payload with every ID and phone number in it sealed (a copy; sealed ones kept).
+
+    Events carry them sealed: the outbox row, the broker's queues and a dead-lettered message
+    then never hold them in clear, and only a service with the keys (notify, to send an SMS)
+    opens them."""
+    if isinstance(value, dict):
+        return {k: (ring.sealed(v, PAYLOAD_FIELDS[k]) if k in PAYLOAD_FIELDS and isinstance(v, str)
+                    else seal_payload(v, ring)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [seal_payload(v, ring) for v in value]
+    return value
+
+
+def has_clear(value) -> bool:
+    """Whether a payload still holds an ID or phone number in clear."""
+    if isinstance(value, dict):
+        return any((k in PAYLOAD_FIELDS and isinstance(v, str) and not is_sealed(v)) or has_clear(v)
+                   for k, v in value.items())
+    if isinstance(value, list):
+        return any(has_clear(v) for v in value)
+    return False

@@ -12,10 +12,14 @@ numbers in clear is not a fallback.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
-from motcua.contracts.pii import KeyRing, PiiError, decode_key, new_key, parse_keys
+from nameko.extensions import DependencyProvider
+from sqlalchemy import text
+
+from motcua.contracts.pii import KeyRing, PiiError, decode_key, has_clear, is_sealed, new_key, parse_keys, seal_payload
 from motcua.runtime.config import ConfigError
 
 SETTINGS = ("PII_KEYS", "PII_ACTIVE_KEY", "PII_HASH_KEY")
@@ -50,3 +54,105 @@ def keyring(config: Mapping[str, Any]) -> KeyRing:
 def new_settings(key_id: str = "k1") -> dict[str, str]:
     """A fresh set of the three settings (a development machine, a new installation, the demo)."""
     return {"PII_KEYS": f"{key_id}={new_key()}", "PII_ACTIVE_KEY": key_id, "PII_HASH_KEY": new_key()}
+
+
+# --- sealing stored rows: the migrations that convert clear rows, and ``motcua pii rotate`` ------
+
+@dataclass(frozen=True)
+class SealedColumns:
+    """A table's sealed columns: ``columns`` column -> purpose; ``digests`` digest column -> the
+    sealed column it is the search digest of. Only plain text columns: a JSON value holding a number
+    is sealed by the code that writes it (intake's events, notify's messages)."""
+    table: str                      # schema.table
+    key: tuple[str, ...]            # the primary key's columns
+    columns: Mapping[str, str]
+    digests: Mapping[str, str] = field(default_factory=dict)
+
+
+def _stale(spec: SealedColumns, ring: KeyRing, everything: bool) -> str:
+    if everything:
+        return "(" + " OR ".join(f"{c} IS NOT NULL" for c in spec.columns) + ")"
+    prefix = f"pii1:{ring.active}:%"
+    return "(" + " OR ".join(f"({c} IS NOT NULL AND {c} NOT LIKE '{prefix}')" for c in spec.columns) + ")"
+
+
+def reseal_rows(connection, spec: SealedColumns, ring: KeyRing, *, everything: bool = False, batch: int = 500,
+                commit: bool = False, progress: Callable[[int, int], None] | None = None) -> int:
+    """Seal every value of the table not sealed under the active key (clear, or an older key), and
+    set its digests from the clear value; ``everything``: every row (after a new PII_HASH_KEY).
+
+    Rows are read in key order, ``batch`` at a time; each update is a compare-and-set on the values
+    read, so a row a service changed meanwhile keeps the service's (already current) values.
+    ``commit``: one transaction per batch (a live system's rotation: short locks, resumable).
+    ``progress(done, total)`` after each batch. Returns the rows changed."""
+    stale = _stale(spec, ring, everything)
+    key_list = ", ".join(spec.key)
+    total = connection.execute(text(f"SELECT count(*) FROM {spec.table} WHERE {stale}")).scalar()
+    done, after = 0, None
+    columns = list(spec.columns)
+    while True:
+        where = stale
+        params: dict[str, Any] = {"batch": batch}
+        if after is not None:
+            where += f" AND ({key_list}) > ({', '.join(f':after_{i}' for i in range(len(spec.key)))})"
+            params.update({f"after_{i}": value for i, value in enumerate(after)})
+        rows = connection.execute(text(f"SELECT {key_list}, {', '.join(columns)} FROM {spec.table} "
+                                       f"WHERE {where} ORDER BY {key_list} LIMIT :batch"), params).all()
+        if not rows:
+            break
+        for row in rows:
+            keys, values = row[:len(spec.key)], dict(zip(columns, row[len(spec.key):]))
+            clear = {c: (ring.open(v, spec.columns[c]) if is_sealed(v) else v) for c, v in values.items()}
+            new = {c: ring.seal(clear[c], spec.columns[c]) for c in columns}
+            new.update({d: ring.digest(clear[c], spec.columns[c]) for d, c in spec.digests.items()})
+            match = " AND ".join([*(f"{k} = :key_{i}" for i, k in enumerate(spec.key)),
+                                  *(f"{c} IS NOT DISTINCT FROM :old_{c}" for c in columns)])
+            connection.execute(
+                text(f"UPDATE {spec.table} SET {', '.join(f'{c} = :new_{c}' for c in new)} WHERE {match}"),
+                {**{f"key_{i}": v for i, v in enumerate(keys)}, **{f"old_{c}": v for c, v in values.items()},
+                 **{f"new_{c}": v for c, v in new.items()}})
+        done += len(rows)
+        after = tuple(rows[-1][:len(spec.key)])
+        if commit:
+            connection.commit()
+        if progress:
+            progress(done, total)
+    return done
+
+
+def migration_keyring(context_config) -> KeyRing:
+    """The key ring a migration that converts rows uses: the service's configuration, which
+    ``motcua migrate`` hands to Alembic (``attributes["service_config"]``), else the environment."""
+    import os
+    config = (getattr(context_config, "attributes", {}) or {}).get("service_config") or os.environ
+    return keyring(config)
+
+
+def seal_outbox(connection, table: str, ring: KeyRing, *, batch: int = 500) -> int:
+    """Seal the numbers in the envelopes of a service's outbox (``schema.outbox``) that hold them in
+    clear: rows written before the service sealed its events. Returns the rows changed."""
+    import json
+    changed, after = 0, 0
+    while True:
+        rows = connection.execute(text(f"SELECT seq, envelope FROM {table} WHERE seq > :after "
+                                       "ORDER BY seq LIMIT :batch"), {"after": after, "batch": batch}).all()
+        if not rows:
+            return changed
+        for seq, envelope in rows:
+            if has_clear(envelope):
+                connection.execute(text(f"UPDATE {table} SET envelope = CAST(:envelope AS jsonb) WHERE seq = :seq"),
+                                   {"seq": seq, "envelope": json.dumps(seal_payload(envelope, ring),
+                                                                       ensure_ascii=False)})
+                changed += 1
+        after = rows[-1][0]
+
+
+class PiiKeys(DependencyProvider):
+    """``pii = PiiKeys()`` on a service: its key ring, built when the container starts (a missing or
+    malformed setting stops the start with a ``ConfigError`` naming it)."""
+
+    def setup(self):
+        self.ring = keyring(self.container.config)
+
+    def get_dependency(self, worker_ctx) -> KeyRing:
+        return self.ring

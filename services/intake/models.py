@@ -23,9 +23,13 @@ dossiers = Table(
     Column("handling_agency", Text, nullable=False),
     Column("applicant_name", Text, nullable=False),
     Column("applicant_key", Text, nullable=False),             # folded name, for search
+    # The ID and phone numbers are sealed (motcua/contracts/pii.py, by the repository); a desk finds
+    # them by their keyed digests.
     Column("applicant_id_number", Text, nullable=False),
     Column("applicant_address", Text, nullable=False),
     Column("applicant_phone", Text, nullable=False),
+    Column("applicant_id_digest", Text, nullable=False),
+    Column("applicant_phone_digest", Text, nullable=False),
     Column("applicant_email", Text),
     Column("documents", JSONB, nullable=False),
     Column("sets", Integer, nullable=False),
@@ -63,7 +67,8 @@ Index("ix_dossiers_unit_received", dossiers.c.unit, dossiers.c.received_at)
 Index("ix_dossiers_unit_status", dossiers.c.unit, dossiers.c.status)
 Index("ix_dossiers_unit_appointment", dossiers.c.unit, dossiers.c.appointment_date)
 Index("ix_dossiers_applicant_key", dossiers.c.applicant_key)
-Index("ix_dossiers_applicant_id", dossiers.c.applicant_id_number)
+Index("ix_dossiers_applicant_id", dossiers.c.applicant_id_digest)
+Index("ix_dossiers_applicant_phone", dossiers.c.applicant_phone_digest)
 Index("ix_dossiers_book", dossiers.c.book_unit, dossiers.c.book_year, dossiers.c.book_line, unique=True)
 
 # Who did what and when, for every dossier (ISO 9001: every step recorded with actor and time).

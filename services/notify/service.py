@@ -19,10 +19,12 @@ from nameko.extensions import DependencyProvider
 from motcua.contracts.calendar import TZ, default_calendar
 from motcua.runtime.catalogue import CatalogueReadModel, catalogue_consumer
 from motcua.runtime.clock import Clock
+from motcua.contracts.pii import PHONE, is_sealed
 from motcua.contracts.refusals import Invalid, NotFound, Refusal
 from motcua.runtime.inbox import event_consumer
 from motcua.runtime.observability import DatabaseGauge, PlatformService, error_response, json_response
 from motcua.runtime.outbox import OutboxRelay
+from motcua.runtime.pii import PiiKeys
 from motcua.runtime.timer import configured_timer
 from motcua.runtime.web import http, official
 from services.notify import dispatch, metrics, models, store, templates, zalo
@@ -105,6 +107,7 @@ def queue_age(session, now):
 class NotifyService(PlatformService):
     name = "notify"
     outbox = OutboxRelay(models.outbox)
+    pii = PiiKeys()
     dispatcher = dispatch.Dispatcher()
     catalog = CatalogueReadModel()
     catalogue_events = catalogue_consumer()
@@ -116,7 +119,7 @@ class NotifyService(PlatformService):
                               "(the queue's lag).", ["channel"], queue_age)
 
     def _uow(self) -> SqlUnitOfWork:
-        return SqlUnitOfWork(self.db, self.template_cache)
+        return SqlUnitOfWork(self.db, self.template_cache, pii=self.pii)
 
     def _context(self) -> Context:
         names: dict = {}
@@ -136,10 +139,14 @@ class NotifyService(PlatformService):
         quiet = str(self.config.get("QUIET_HOURS") or "21:00-07:00").split("-")
         zalo_templates = zalo.load(self.config.get("ZALO_TEMPLATES_FILE"))
         return Context(now=self.now(), unit_name=unit_name, procedure_name=procedure_name,
-                       zalo_template=zalo_templates.__getitem__,
+                       zalo_template=zalo_templates.__getitem__, open_phone=self._open_phone,
                        officials=load_officials(self.config.get("OFFICIALS_FILE")),
                        public_url=str(self.config.get("PUBLIC_STATUS_URL") or "http://localhost:8002"),
                        quiet_hours=(_clock_time(quiet[0], "QUIET_HOURS"), _clock_time(quiet[1], "QUIET_HOURS")))
+
+    def _open_phone(self, phone: str | None) -> str | None:
+        """intake's events carry the phone number sealed (one from an intake not yet upgraded, clear)."""
+        return self.pii.open(phone, PHONE) if is_sealed(phone) else phone
 
     # --- events --------------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ import pytest
 import requests
 from nameko.testing.utils import find_free_port
 
-from tests.conftest import ROOT
+from tests.conftest import PII_SETTINGS, ROOT
 
 
 def wait_healthy(url: str, process: subprocess.Popen, timeout: float = 30) -> None:
@@ -57,7 +57,7 @@ def vhost(rabbit_manager):
 @pytest.fixture(scope="module")
 def process_env(database_url, vhost):
     return {**os.environ, "DATABASE_URL": database_url, "LOG_FORMAT": "json", "PYTHONPATH": str(ROOT),
-            "AMQP_URI": amqp(), "EVENT_WAIT_SECONDS": "2"}
+            "AMQP_URI": amqp(), "EVENT_WAIT_SECONDS": "2", **PII_SETTINGS}
 
 
 class ServiceProcess:
