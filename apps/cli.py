@@ -158,6 +158,60 @@ def cmd_migrate(args) -> int:
     return 0
 
 
+# --- pii: the keys that seal ID and phone numbers --------------------------------------------
+
+def cmd_pii_keys(args) -> int:
+    from motcua.runtime.pii import new_settings
+    for name, value in new_settings(args.key_id).items():
+        print(f"{name}={value}")
+    print("keep these as a secret: without them the stored ID and phone numbers cannot be read", file=sys.stderr)
+    return 0
+
+
+def cmd_pii_rotate(args) -> int:
+    """Seal every stored ID and phone number again under PII_ACTIVE_KEY (after adding a new key as the
+    active one, keeping the old in PII_KEYS until this has run in every service that keeps them)."""
+    from motcua.contracts.pii import PiiError
+    from motcua.runtime.config import ConfigError
+    from motcua.runtime.db import database_url, make_engine
+    from motcua.runtime.pii import SealedColumns, keyring, reseal_json, reseal_rows
+
+    names = args.services or [name for name in SERVICES if hasattr(_models(name), "sealed")]
+    for name in names:
+        models = _models(name)
+        if not hasattr(models, "sealed"):
+            raise UsageError(f"{name} keeps no ID or phone numbers")
+        config = _config(_service(name))
+        try:
+            ring = keyring(config)
+        except ConfigError as exc:
+            raise UsageError(f"{name}: {exc}") from None
+        engine = make_engine(database_url(config), pool_size=1, application_name="motcua-pii-rotate")
+        try:
+            with engine.connect() as connection:
+                for spec in models.sealed:
+                    def progress(done, total, table=spec.table):
+                        print(f"  {table}: {done}/{total} rows read", file=sys.stderr)
+                    if isinstance(spec, SealedColumns):
+                        changed = reseal_rows(connection, spec, ring, everything=args.all, batch=args.batch,
+                                              commit=True, progress=progress)
+                    else:
+                        changed = reseal_json(connection, spec, ring, batch=args.batch, commit=True,
+                                              progress=progress)
+                    connection.commit()
+                    print(f"{spec.table}: {changed} row(s) sealed under key {ring.active}")
+        except PiiError as exc:     # a value sealed under a key PII_KEYS no longer holds, or altered
+            raise UsageError(f"{name}: {exc}") from None
+        finally:
+            engine.dispose()
+    return 0
+
+
+def _models(name: str):
+    import importlib
+    return importlib.import_module(f"services.{_service(name).name}.models")
+
+
 # --- due-date --------------------------------------------------------------------------------
 
 def cmd_due_date(args) -> int:
@@ -690,6 +744,18 @@ def build_parser() -> argparse.ArgumentParser:
     migrate = commands.add_parser("migrate", help="apply every service's migrations")
     migrate.add_argument("services", nargs="*")
     migrate.set_defaults(handler=cmd_migrate)
+
+    pii = commands.add_parser("pii", help="the keys sealing citizens' ID and phone numbers at rest")
+    pii_commands = pii.add_subparsers(dest="pii_command", required=True, parser_class=_Parser)
+    pii_keys = pii_commands.add_parser("keys", help="print a new set of PII_KEYS, PII_ACTIVE_KEY, PII_HASH_KEY")
+    pii_keys.add_argument("--key-id", default="k1", help="the new key's id (default k1)")
+    pii_keys.set_defaults(handler=cmd_pii_keys)
+    rotate = pii_commands.add_parser("rotate", help="seal every stored number again under PII_ACTIVE_KEY")
+    rotate.add_argument("services", nargs="*", help="default: every service that keeps them")
+    rotate.add_argument("--all", action="store_true",
+                        help="every row, not only those under another key (after a new PII_HASH_KEY: the digests)")
+    rotate.add_argument("--batch", type=int, default=500, help="rows per transaction (default 500)")
+    rotate.set_defaults(handler=cmd_pii_rotate)
 
     due = commands.add_parser("due-date", help="the appointment date of a dossier")
     due.add_argument("--received", required=True, help="ISO date-time of receipt, local time (Asia/Ho_Chi_Minh)")

@@ -193,11 +193,32 @@ def seal_payload(value, ring: KeyRing):
     return value
 
 
-def has_clear(value) -> bool:
-    """Whether a payload still holds an ID or phone number in clear."""
+def has_clear(value, ring: KeyRing | None = None) -> bool:
+    """Whether a payload still holds an ID or phone number in clear (with ``ring``: or sealed under
+    another key than the active one)."""
     if isinstance(value, dict):
-        return any((k in PAYLOAD_FIELDS and isinstance(v, str) and not is_sealed(v)) or has_clear(v)
-                   for k, v in value.items())
+        return any((k in PAYLOAD_FIELDS and isinstance(v, str) and not (ring.current(v) if ring else is_sealed(v)))
+                   or has_clear(v, ring) for k, v in value.items())
     if isinstance(value, list):
-        return any(has_clear(v) for v in value)
+        return any(has_clear(v, ring) for v in value)
     return False
+
+
+def reseal_payload(value, ring: KeyRing):
+    """A payload with every ID and phone number sealed under the active key (``motcua pii rotate``)."""
+    if isinstance(value, dict):
+        return {k: (ring.reseal(v, PAYLOAD_FIELDS[k]) if k in PAYLOAD_FIELDS and isinstance(v, str)
+                    and not ring.current(v) else reseal_payload(v, ring)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [reseal_payload(v, ring) for v in value]
+    return value
+
+
+def open_payload(value, ring: KeyRing):
+    """A payload with its sealed ID and phone numbers opened (what a desk's own system is shown)."""
+    if isinstance(value, dict):
+        return {k: (ring.open(v, PAYLOAD_FIELDS[k]) if k in PAYLOAD_FIELDS and is_sealed(v)
+                    else open_payload(v, ring)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [open_payload(v, ring) for v in value]
+    return value

@@ -19,7 +19,8 @@ from typing import Any, Callable, Mapping
 from nameko.extensions import DependencyProvider
 from sqlalchemy import text
 
-from motcua.contracts.pii import KeyRing, PiiError, decode_key, has_clear, is_sealed, new_key, parse_keys, seal_payload
+from motcua.contracts.pii import (KeyRing, PiiError, decode_key, has_clear, is_sealed, new_key, parse_keys,
+                                 reseal_payload)
 from motcua.runtime.config import ConfigError
 
 SETTINGS = ("PII_KEYS", "PII_ACTIVE_KEY", "PII_HASH_KEY")
@@ -128,23 +129,57 @@ def migration_keyring(context_config) -> KeyRing:
     return keyring(config)
 
 
-def seal_outbox(connection, table: str, ring: KeyRing, *, batch: int = 500) -> int:
-    """Seal the numbers in the envelopes of a service's outbox (``schema.outbox``) that hold them in
-    clear: rows written before the service sealed its events. Returns the rows changed."""
+@dataclass(frozen=True)
+class SealedJson:
+    """A JSON column whose values may hold ID or phone numbers under the keys ``id_number`` and
+    ``phone`` (an outbox's envelopes, the gateway's feed): sealed where they are."""
+    table: str                      # schema.table
+    key: tuple[str, ...]            # a unique key, read in its order (an outbox's ``seq``)
+    column: str
+
+
+def reseal_json(connection, spec: SealedJson, ring: KeyRing, *, batch: int = 500, commit: bool = False,
+                progress: Callable[[int, int], None] | None = None) -> int:
+    """Seal under the active key every number of the column clear or under an older key. Returns
+    the rows changed; ``commit`` and ``progress`` as in ``reseal_rows``."""
     import json
-    changed, after = 0, 0
+    keys = ", ".join(spec.key)
+    total = connection.execute(text(f"SELECT count(*) FROM {spec.table}")).scalar()
+    changed, done, after = 0, 0, None
     while True:
-        rows = connection.execute(text(f"SELECT seq, envelope FROM {table} WHERE seq > :after "
-                                       "ORDER BY seq LIMIT :batch"), {"after": after, "batch": batch}).all()
+        params: dict[str, Any] = {"batch": batch}
+        where = ""
+        if after is not None:
+            where = f"WHERE ({keys}) > ({', '.join(f':after_{i}' for i in range(len(spec.key)))})"
+            params.update({f"after_{i}": value for i, value in enumerate(after)})
+        rows = connection.execute(text(f"SELECT {keys}, {spec.column} FROM {spec.table} {where} "
+                                       f"ORDER BY {keys} LIMIT :batch"), params).all()
         if not rows:
             return changed
-        for seq, envelope in rows:
-            if has_clear(envelope):
-                connection.execute(text(f"UPDATE {table} SET envelope = CAST(:envelope AS jsonb) WHERE seq = :seq"),
-                                   {"seq": seq, "envelope": json.dumps(seal_payload(envelope, ring),
-                                                                       ensure_ascii=False)})
+        for row in rows:
+            value = row[len(spec.key)]
+            if has_clear(value, ring):
+                # compare-and-set: a row the service changed meanwhile is left as the service wrote it
+                match = " AND ".join(f"{k} = :key_{i}" for i, k in enumerate(spec.key))
+                connection.execute(text(f"UPDATE {spec.table} SET {spec.column} = CAST(:new AS jsonb) "
+                                        f"WHERE {match} AND {spec.column} = CAST(:old AS jsonb)"),
+                                   {**{f"key_{i}": v for i, v in enumerate(row[:len(spec.key)])},
+                                    "old": json.dumps(value, ensure_ascii=False),
+                                    "new": json.dumps(reseal_payload(value, ring), ensure_ascii=False)})
                 changed += 1
-        after = rows[-1][0]
+        done, after = done + len(rows), tuple(rows[-1][:len(spec.key)])
+        if commit:
+            connection.commit()
+        if progress:
+            progress(done, total)
+
+
+def reseal(connection, specs, ring: KeyRing, **options) -> int:
+    """Every table of a service's ``sealed`` list (its models): what ``motcua pii rotate`` runs."""
+    everything = options.pop("everything", False)
+    return sum(reseal_rows(connection, spec, ring, everything=everything, **options)
+               if isinstance(spec, SealedColumns) else reseal_json(connection, spec, ring, **options)
+               for spec in specs)
 
 
 class PiiKeys(DependencyProvider):

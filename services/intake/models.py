@@ -8,6 +8,7 @@ from motcua.runtime.catalogue import catalogue_tables
 from motcua.runtime.db import service_metadata
 from motcua.runtime.inbox import inbox_table
 from motcua.runtime.outbox import outbox_table
+from motcua.runtime.pii import SealedColumns, SealedJson
 
 metadata = service_metadata("intake")
 
@@ -98,3 +99,8 @@ code_counters = code_counter_table(metadata)
 outbox = outbox_table(metadata)
 processed_events = inbox_table(metadata)
 catalogue_procedures, catalogue_units = catalogue_tables(metadata)
+
+# What holds ID or phone numbers, sealed: what `motcua pii rotate` seals again under the active key.
+sealed = (SealedColumns("intake.dossiers", ("code",), {"applicant_id_number": "id_number", "applicant_phone": "phone"},
+                        {"applicant_id_digest": "applicant_id_number", "applicant_phone_digest": "applicant_phone"}),
+          SealedJson("intake.outbox", ("seq",), "envelope"))

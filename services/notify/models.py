@@ -7,6 +7,7 @@ from motcua.runtime.catalogue import catalogue_tables
 from motcua.runtime.db import service_metadata
 from motcua.runtime.inbox import inbox_table
 from motcua.runtime.outbox import outbox_table
+from motcua.runtime.pii import SealedColumns
 
 metadata = service_metadata("notify")
 
@@ -17,7 +18,7 @@ dossiers = Table(
     Column("unit", Text, nullable=False),
     Column("procedure", Text, nullable=False),
     Column("applicant_name", Text, nullable=False),
-    Column("phone", Text),
+    Column("phone", Text),                                 # sealed (motcua/contracts/pii.py)
     Column("email", Text),
     Column("secret", Text, nullable=False),
     Column("channels", JSONB, nullable=False),             # the citizen's choice: ["sms", "email", "zalo"]
@@ -46,7 +47,7 @@ messages = Table(
     Column("template", Text, nullable=False),
     Column("channel", Text, nullable=False),
     Column("audience", Text, nullable=False),              # citizen | official
-    Column("recipient", Text, nullable=False),             # an address: never logged
+    Column("recipient", Text, nullable=False),             # an address, sealed: never logged
     Column("subject", Text),
     Column("text", Text, nullable=False),
     Column("state", Text, nullable=False),                 # queued, sending, sent, delivered, failed
@@ -87,3 +88,7 @@ digests = Table(
 outbox = outbox_table(metadata)
 processed_events = inbox_table(metadata)
 catalogue_procedures, catalogue_units = catalogue_tables(metadata)
+
+# What holds phone numbers (and every recipient), sealed: what `motcua pii rotate` seals again.
+sealed = (SealedColumns("notify.dossiers", ("code",), {"phone": "phone"}),
+          SealedColumns("notify.messages", ("id",), {"recipient": "recipient"}))

@@ -104,3 +104,19 @@ def test_settings_from_yaml_mapping_and_new_settings():
     fresh = keyring(new_settings("k7"))
     assert key_id_of(fresh.seal(TEL, PHONE)) == "k7"
     assert K1 not in repr(r) and "k1" in repr(r)
+
+
+def test_event_payloads_carry_the_numbers_sealed_and_a_rotation_reseals_them():
+    from motcua.contracts.pii import has_clear, open_payload, reseal_payload, seal_payload
+    r = ring()
+    payload = {"code": "X", "applicant": {"name": "Lan", "phone": TEL, "email": None},
+               "others": [{"id_number": CCCD, "phone": None}]}
+    sealed = seal_payload(payload, r)
+    assert has_clear(payload) and not has_clear(sealed)
+    assert TEL not in str(sealed) and CCCD not in str(sealed)
+    assert seal_payload(sealed, r) == sealed                     # sealed values are kept as they are
+    assert open_payload(sealed, r) == payload
+    rotated = ring("k1,k2", active="k2")
+    assert has_clear(sealed, rotated) and not has_clear(sealed, r)
+    again = reseal_payload(sealed, rotated)
+    assert not has_clear(again, rotated) and open_payload(again, rotated) == payload

@@ -16,7 +16,7 @@ from typing import Sequence, Union
 from alembic import context, op
 import sqlalchemy as sa
 
-from motcua.runtime.pii import SealedColumns, migration_keyring, reseal_rows, seal_outbox
+from motcua.runtime.pii import SealedColumns, SealedJson, migration_keyring, reseal_json, reseal_rows
 
 revision: str = '0004_pii'
 down_revision: Union[str, Sequence[str], None] = '0003'
@@ -37,7 +37,7 @@ def upgrade() -> None:
     if has_rows or has_events:
         ring = migration_keyring(context.config)
         reseal_rows(connection, DOSSIERS, ring)
-        seal_outbox(connection, "intake.outbox", ring)
+        reseal_json(connection, SealedJson("intake.outbox", ("seq",), "envelope"), ring)
     op.alter_column("dossiers", "applicant_id_digest", nullable=False, schema="intake")
     op.alter_column("dossiers", "applicant_phone_digest", nullable=False, schema="intake")
     op.drop_index("ix_dossiers_applicant_id", table_name="dossiers", schema="intake")
