@@ -133,7 +133,7 @@ def dead_letters(amqp_uri: str, timeout: float = 5.0, expect: int = 1) -> list:
 def cli_env(database_url, rabbit_config):
     """Environment for real processes of the CLI and the services."""
     return {**os.environ, "DATABASE_URL": database_url, "AMQP_URI": rabbit_config["AMQP_URI"],
-            "LOG_FORMAT": "json", "PYTHONPATH": str(ROOT)}
+            "LOG_FORMAT": "json", "PYTHONPATH": str(ROOT), **PII_SETTINGS}
 
 
 @pytest.fixture
