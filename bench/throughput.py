@@ -74,6 +74,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import stats  # noqa: E402
+from motcua.runtime.pii import new_settings  # noqa: E402
 
 SERVICES = ("catalog", "intake", "routing", "fees", "notify")
 DEFAULT_DB = "postgresql+psycopg2://motcua@127.0.0.1:5432/motcua_bench"
@@ -294,7 +295,9 @@ class Stack:
         self.fakes: dict[str, Process] = {}
 
     def env(self) -> dict:
-        env = {**os.environ, "DATABASE_URL": self.args.database_url, "AMQP_URI": self.amqp_uri,
+        # The personal-data keys: the environment's, else one set for the run (every process the same).
+        self.pii = getattr(self, "pii", None) or new_settings("bench")
+        env = {**self.pii, **os.environ, "DATABASE_URL": self.args.database_url, "AMQP_URI": self.amqp_uri,
                "PYTHONPATH": str(ROOT), "LOG_FORMAT": "json", "QUIET_HOURS": "00:00-00:00"}
         env.pop("CLOCK_FILE", None)
         for item in self.args.env:
