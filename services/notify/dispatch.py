@@ -25,6 +25,7 @@ from nameko.extensions import DependencyProvider
 from motcua.runtime import broker
 from motcua.runtime.db import Database, UnitOfWork, autocommit
 from motcua.runtime.inbox import dead_letter, transient
+from motcua.contracts.pii import PiiError
 from motcua.runtime.pii import keyring
 from motcua.runtime.rounds import Rounds
 from services.notify import channels as channel_module, metrics, store
@@ -85,7 +86,7 @@ class Dispatcher(DependencyProvider):
         with autocommit(self.engine) as connection:
             leased = store.claim(connection, now, now + timedelta(seconds=self.policy.lease_seconds),
                                  limit=CLAIM_LIMIT)
-        leased = [opened(row, self.pii) for row in leased]      # recipients are stored sealed
+        leased = [message for message in map(self._opened, leased) if message is not None]
         # Providers answer in milliseconds to seconds: recipients are served side by side, each
         # recipient's messages one after the other, in the order they were queued.
         in_turn: dict[str, list] = {}
@@ -94,6 +95,16 @@ class Dispatcher(DependencyProvider):
         for _ in self.senders.imap(self._deliver_in_turn, in_turn.values()):
             pass
         return len(leased)
+
+    def _opened(self, row):
+        """The leased message with its recipient opened (stored sealed); one that cannot be opened
+        (a key dropped from PII_KEYS too soon, an altered value) fails for good, with the reason,
+        and never holds up the others."""
+        try:
+            return opened(row, self.pii)
+        except PiiError as error:
+            self._failed(row, str(error), permanent=True)
+            return None
 
     def _deliver_in_turn(self, messages: list) -> None:
         """One recipient's messages in order, each recorded as sent before the next is sent."""
