@@ -73,7 +73,8 @@ class SealedColumns:
 def _stale(spec: SealedColumns, ring: KeyRing, everything: bool) -> str:
     if everything:
         return "(" + " OR ".join(f"{c} IS NOT NULL" for c in spec.columns) + ")"
-    prefix = f"pii1:{ring.active}:%"
+    # The key id is checked (letters, digits, '-', '_'); '_' is LIKE's wildcard: escaped.
+    prefix = "pii1:" + ring.active.replace("_", "\\_") + ":%"
     return "(" + " OR ".join(f"({c} IS NOT NULL AND {c} NOT LIKE '{prefix}')" for c in spec.columns) + ")"
 
 
