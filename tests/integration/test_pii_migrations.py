@@ -1,6 +1,7 @@
 """Migrations 0004_pii of intake and notify seal the ID and phone numbers already stored in clear
 (issue 16), in a database of their own migrated to the revision before; without the keys they stop,
-naming the settings, and change nothing."""
+naming the settings, and change nothing. And the resealing `motcua pii rotate` runs."""
+import base64
 import json
 import uuid
 from datetime import datetime, timezone
@@ -10,11 +11,11 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from apps.registry import SERVICES
-from motcua.contracts.pii import ID_NUMBER, PHONE, RECIPIENT, is_sealed
+from motcua.contracts.pii import ID_NUMBER, PHONE, RECIPIENT, is_sealed, key_id_of, new_key
 from motcua.runtime.config import ConfigError
 from motcua.runtime.db import autocommit, make_engine
 from motcua.runtime.migrations import upgrade
-from motcua.runtime.pii import keyring, new_settings
+from motcua.runtime.pii import SealedColumns, keyring, new_settings, reseal_rows
 
 ID, TEL = "079203009876", "0912000111"
 NOW = datetime(2026, 3, 2, 2, 0, tzinfo=timezone.utc)
@@ -85,3 +86,44 @@ def test_without_the_keys_the_migration_stops_naming_them_and_changes_nothing(ol
     with old.connect() as connection:
         assert connection.execute(text("SELECT applicant_id_number FROM intake.dossiers")).scalar_one() == ID
         assert connection.execute(text("SELECT version_num FROM intake.alembic_version")).scalar_one() == "0003"
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
+
+
+def test_reseal_rows_batch_by_batch_with_progress_then_new_digests(engine):
+    """What `motcua pii rotate` runs, on a table of its own: every row clear or under another key
+    sealed under the active one, batch by batch (an id with '_' too); `everything` (a new
+    PII_HASH_KEY) recomputes every digest."""
+    old = keyring({"PII_KEYS": f"a_1={new_key()}", "PII_ACTIVE_KEY": "a_1", "PII_HASH_KEY": new_key()})
+    both = keyring({"PII_KEYS": f"a_1={_b64(old.keys['a_1'])},b_2={new_key()}", "PII_ACTIVE_KEY": "b_2",
+                    "PII_HASH_KEY": _b64(old.hash_key)})
+    table = f"public.pii_{uuid.uuid4().hex[:8]}"
+    spec = SealedColumns(table, ("id",), {"tel": PHONE}, {"tel_digest": "tel"})
+    number = "09120000{:02d}".format
+    with engine.begin() as connection:
+        connection.execute(text(f"CREATE TABLE {table} (id int PRIMARY KEY, tel text, tel_digest text)"))
+        connection.execute(text(f"INSERT INTO {table} VALUES (:id, :tel, NULL)"),
+                           [{"id": n, "tel": old.seal(number(n), PHONE) if n % 5 else number(n)} for n in range(1, 24)]
+                           + [{"id": 99, "tel": None}])
+    try:
+        seen = []
+        with engine.connect() as connection:
+            changed = reseal_rows(connection, spec, both, batch=10, commit=True,
+                                  progress=lambda done, total: seen.append((done, total)))
+            assert changed == 23 and seen == [(10, 23), (20, 23), (23, 23)]
+            rows = connection.execute(text(f"SELECT id, tel, tel_digest FROM {table} WHERE tel IS NOT NULL")).all()
+            assert {key_id_of(tel) for _, tel, _ in rows} == {"b_2"}
+            assert all(both.open(tel, PHONE) == number(n) and digest == both.digest(number(n), PHONE)
+                       for n, tel, digest in rows)
+            assert reseal_rows(connection, spec, both) == 0          # nothing left under another key
+            new_hash = keyring({"PII_KEYS": f"b_2={_b64(both.keys['b_2'])}", "PII_ACTIVE_KEY": "b_2",
+                                "PII_HASH_KEY": new_key()})
+            assert reseal_rows(connection, spec, new_hash, everything=True) == 23
+            connection.commit()
+            digest = connection.execute(text(f"SELECT tel_digest FROM {table} WHERE id = 3")).scalar_one()
+            assert digest == new_hash.digest(number(3), PHONE) != both.digest(number(3), PHONE)
+    finally:
+        with engine.begin() as connection:
+            connection.execute(text(f"DROP TABLE {table}"))

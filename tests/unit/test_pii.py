@@ -120,3 +120,17 @@ def test_event_payloads_carry_the_numbers_sealed_and_a_rotation_reseals_them():
     assert has_clear(sealed, rotated) and not has_clear(sealed, r)
     again = reseal_payload(sealed, rotated)
     assert not has_clear(again, rotated) and open_payload(again, rotated) == payload
+
+
+def test_the_desk_s_feed_line_shows_its_system_the_phone_opened():
+    from datetime import datetime, timezone
+    from types import SimpleNamespace
+
+    from motcua.contracts.pii import seal_payload
+    from services.gateway.convert import feed_event
+    r = ring()
+    payload = seal_payload({"code": "X", "applicant": {"name": "Lan", "phone": TEL}}, r)
+    row = SimpleNamespace(position=1, event_id="e", type="dossier.received", dossier="X",
+                          occurred_at=datetime(2026, 3, 2, tzinfo=timezone.utc), payload=payload)
+    shown = feed_event(row, r).event.payload
+    assert shown["applicant"]["phone"] == TEL and shown["code"] == "X"
