@@ -57,6 +57,20 @@ def _config(spec: ServiceSpec) -> dict:
         raise UsageError(str(exc)) from None
 
 
+def _run_config(spec: ServiceSpec) -> dict:
+    """The config of a service about to run: one that keeps ID or phone numbers needs its keys (a
+    usage error naming the settings, not a traceback from the container)."""
+    from motcua.runtime.config import ConfigError
+    from motcua.runtime.pii import keyring
+    config = _config(spec)
+    if hasattr(_models(spec.name), "sealed"):
+        try:
+            keyring(config)
+        except ConfigError as exc:
+            raise UsageError(f"{spec.name}: {exc}") from None
+    return config
+
+
 # --- run / up / migrate ----------------------------------------------------------------------
 
 def cmd_run(args) -> int:
@@ -74,14 +88,14 @@ def cmd_run(args) -> int:
     if len(specs) > 1:
         from apps import together
         for each in specs:
-            _config(each)                      # a bad config is a usage error before anything starts
+            _run_config(each)                  # a bad config is a usage error before anything starts
         configure_logging("+".join(each.name for each in specs))
         return together.run([each.name for each in specs])
     from nameko.cli.run import run
 
     from apps.together import service_class
 
-    config = _config(spec)
+    config = _run_config(spec)
     configure_logging(spec.name)
     run([service_class(spec)], config)
     return 0
@@ -91,7 +105,7 @@ def _run_gateway(spec: ServiceSpec) -> int:
     from motcua.runtime.logs import configure_logging
     from services.gateway.server import serve
 
-    config = _config(spec)
+    config = _run_config(spec)
     configure_logging(spec.name)
     return serve(config)
 
@@ -99,7 +113,7 @@ def _run_gateway(spec: ServiceSpec) -> int:
 def cmd_up(args) -> int:
     names = list(dict.fromkeys(args.services or list(SERVICES)))
     for name in names:
-        _service(name)
+        _run_config(_service(name))      # a missing setting (the personal-data keys) before anything starts
     # --one-process: the nameko services share one process (`motcua run A B ...`); the gateway
     # keeps its own (grpcio cannot run under eventlet).
     groups = [[name] for name in names]

@@ -62,8 +62,7 @@ def new_settings(key_id: str = "k1") -> dict[str, str]:
 @dataclass(frozen=True)
 class SealedColumns:
     """A table's sealed columns: ``columns`` column -> purpose; ``digests`` digest column -> the
-    sealed column it is the search digest of. Only plain text columns: a JSON value holding a number
-    is sealed by the code that writes it (intake's events, notify's messages)."""
+    sealed column it is the search digest of. Plain text columns; JSON ones are ``SealedJson``."""
     table: str                      # schema.table
     key: tuple[str, ...]            # the primary key's columns
     columns: Mapping[str, str]
