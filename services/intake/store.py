@@ -46,11 +46,11 @@ def search(session: Session, unit: str, query: str, pii: KeyRing, limit: int = 1
     the columns hold them sealed), or by words of the applicant's name."""
     query = query.strip()
     statement = select(d).where(d.c.unit == unit)
-    phone = re.sub(r"[ .-]", "", query)
-    if query.isdigit() and len(query) == 12:
-        statement = statement.where(d.c.applicant_id_digest == pii.digest(query, ID_NUMBER))
-    elif PHONE_QUERY.match(phone):
-        national = "0" + phone[3:] if phone.startswith("+84") else phone     # as intake.domain stores it
+    number = re.sub(r"[ .-]", "", query)             # as typed: 079 203 001 234, 0903.123.456
+    if number.isascii() and number.isdigit() and len(number) == 12:
+        statement = statement.where(d.c.applicant_id_digest == pii.digest(number, ID_NUMBER))
+    elif PHONE_QUERY.match(number):
+        national = "0" + number[3:] if number.startswith("+84") else number     # as intake.domain stores it
         statement = statement.where(d.c.applicant_phone_digest == pii.digest(national, PHONE))
     else:
         words = fold(query).split()

@@ -134,3 +134,16 @@ def test_the_desk_s_feed_line_shows_its_system_the_phone_opened():
                           occurred_at=datetime(2026, 3, 2, tzinfo=timezone.utc), payload=payload)
     shown = feed_event(row, r).event.payload
     assert shown["applicant"]["phone"] == TEL and shown["code"] == "X"
+
+
+@pytest.mark.parametrize("line", [
+    '"GET /api/v1/dossiers?q=0987+654+321 HTTP/1.1" 200 203 0.099439',       # a desk's search, as logged
+    '"GET /api/v1/dossiers?q=079%20188%20004%20321 HTTP/1.1" 200 203 0.05',
+    '"GET /api/v1/dossiers?q=%2B84987654321 HTTP/1.1" 200 203 0.05',
+    '"GET /api/v1/dossiers?q=079+188+004+321 HTTP/1.1" 200 203 0.05'])
+def test_a_number_in_a_logged_url_is_masked_however_it_was_typed(line):
+    from motcua.runtime.logs import mask_text
+    masked = mask_text(line)
+    digits = "".join(c for c in masked if c.isdigit())
+    assert "987654321" not in digits and "079188004321" not in digits and "***" in masked
+    assert mask_text("code 000.05.20.H29-260302-0001") == "code 000.05.20.H29-260302-0001"
