@@ -4,6 +4,7 @@ from sqlalchemy import (BigInteger, Boolean, Column, Date, DateTime, ForeignKey,
 from sqlalchemy.dialects.postgresql import JSONB
 
 from motcua.contracts.codes import code_counter_table
+from motcua.contracts.pii import ID_NUMBER, PHONE
 from motcua.runtime.catalogue import catalogue_tables
 from motcua.runtime.db import service_metadata
 from motcua.runtime.inbox import inbox_table
@@ -100,7 +101,10 @@ outbox = outbox_table(metadata)
 processed_events = inbox_table(metadata)
 catalogue_procedures, catalogue_units = catalogue_tables(metadata)
 
-# What holds ID or phone numbers, sealed: what `motcua pii rotate` seals again under the active key.
-sealed = (SealedColumns("intake.dossiers", ("code",), {"applicant_id_number": "id_number", "applicant_phone": "phone"},
-                        {"applicant_id_digest": "applicant_id_number", "applicant_phone_digest": "applicant_phone"}),
-          SealedJson("intake.outbox", ("seq",), "envelope"))
+# The dossier's sealed columns (the repository seals and opens them) and their search digests.
+SEALED_DOSSIERS = SealedColumns("intake.dossiers", ("code",),
+                                {"applicant_id_number": ID_NUMBER, "applicant_phone": PHONE},
+                                {"applicant_id_digest": "applicant_id_number", "applicant_phone_digest": "applicant_phone"})
+# What holds ID or phone numbers, sealed: what `motcua pii rotate` seals again under the active key
+# (dossier.received's applicant phone in the outbox).
+sealed = (SEALED_DOSSIERS, SealedJson("intake.outbox", ("seq",), "envelope"))

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from motcua.contracts.calendar import WorkingCalendar
 from motcua.contracts.codes import increment, next_dossier_code
 from motcua.contracts.events import Envelope
-from motcua.contracts.pii import ID_NUMBER, PHONE, KeyRing, has_clear, seal_payload
+from motcua.contracts.pii import KeyRing, has_clear, seal_payload
 from motcua.runtime.inbox import first_time
 from services.intake import models
 from services.intake.dossier import CLOSED, Dossier, HistoryEntry
@@ -36,16 +36,17 @@ _HISTORY = (select(func.coalesce(func.json_agg(aggregate_order_by(func.json_buil
     .where(h.c.code == d.c.code).scalar_subquery().label("history"))
 
 
-# The columns sealed at rest (the dossier in memory holds the numbers), with their purpose and digest.
-SEALED = {"applicant_id_number": (ID_NUMBER, "applicant_id_digest"), "applicant_phone": (PHONE, "applicant_phone_digest")}
+SEALED = models.SEALED_DOSSIERS       # the dossier in memory holds the numbers; its row, them sealed
 
 
 def sealed_row(values: dict, pii: KeyRing) -> dict:
     """Column values as stored: the ID and phone numbers sealed, their search digests beside them."""
     row = dict(values)
-    for column, (purpose, digest) in SEALED.items():
+    for digest, column in SEALED.digests.items():
         if column in row:
-            row[digest] = pii.digest(row[column], purpose)
+            row[digest] = pii.digest(row[column], SEALED.columns[column])
+    for column, purpose in SEALED.columns.items():
+        if column in row:
             row[column] = pii.seal(row[column], purpose)
     return row
 
@@ -65,7 +66,7 @@ class SqlDossierRepository:
         if row is None:
             return None
         values = {name: row[name] for name in Dossier.columns()}
-        for column, (purpose, _) in SEALED.items():
+        for column, purpose in SEALED.columns.items():
             values[column] = self.pii.open(values[column], purpose)
         history = [HistoryEntry(at=datetime.fromisoformat(e["at"]), actor=e["actor"], actor_unit=e["actor_unit"],
                                 action=e["action"], status_from=e["status_from"], status_to=e["status_to"],
