@@ -4,6 +4,8 @@
     motcua up [--one-process] [SERVICE ...]  every built service, each its own process (--one-process: the
                                   nameko services in one, the gateway in its own); Ctrl-C stops them all
     motcua migrate [SERVICE ...]  apply every service's migrations
+    motcua pii keys [--key-id k1]  a new set of the keys sealing ID and phone numbers (PII_KEYS, ...)
+    motcua pii rotate [SERVICE ...] [--all] [--batch N]  seal every stored number again under PII_ACTIVE_KEY
     motcua due-date --received 2026-02-13T10:00 --limit "3 working days"
     motcua calendar show YEAR [--format json]  every day off and make-up working day, with its source
     motcua catalog check FILE     validate a catalogue file; names file, entry, field and reason
