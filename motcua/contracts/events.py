@@ -140,7 +140,8 @@ SCHEMAS: dict[tuple[str, int], Schema] = {
     ),
     ("dossier.received", 1): schema(
         "The desk received a complete dossier (status 2): the clock runs from here. ``applicant`` holds "
-        "only the name and the contacts notify needs; ``quantities`` the pages and copies fees needs; "
+        "only the name and the contacts notify needs (the phone sealed, ``motcua.contracts.pii``: opened "
+        "only by a service with the keys); ``quantities`` the pages and copies fees needs; "
         "``notifications`` (optional) the citizen's choice, ``{channels: [email | sms | zalo], optional: bool}``: "
         "a consumer that does not know a channel leaves it out; without it notify uses SMS.",
         code="str", procedure_code="str", procedure_version="int", channel="str", received_at="instant",
