@@ -19,8 +19,8 @@ from typing import Any, Callable, Mapping
 from nameko.extensions import DependencyProvider
 from sqlalchemy import text
 
-from motcua.contracts.pii import (KeyRing, PiiError, decode_key, has_clear, is_sealed, new_key, parse_keys,
-                                 reseal_payload)
+from motcua.contracts.pii import (PAYLOAD_FIELDS, KeyRing, PiiError, decode_key, has_clear, is_sealed, new_key,
+                                 parse_keys, reseal_payload)
 from motcua.runtime.config import ConfigError
 
 SETTINGS = ("PII_KEYS", "PII_ACTIVE_KEY", "PII_HASH_KEY")
@@ -144,13 +144,15 @@ def reseal_json(connection, spec: SealedJson, ring: KeyRing, *, batch: int = 500
     the rows changed; ``commit`` and ``progress`` as in ``reseal_rows``."""
     import json
     keys = ", ".join(spec.key)
-    total = connection.execute(text(f"SELECT count(*) FROM {spec.table}")).scalar()
+    # Only rows naming such a field are read (an outbox holds mostly other events).
+    holds = f"""{spec.column}::text ~ '"({'|'.join(PAYLOAD_FIELDS)})"'"""
+    total = connection.execute(text(f"SELECT count(*) FROM {spec.table} WHERE {holds}")).scalar()
     changed, done, after = 0, 0, None
     while True:
         params: dict[str, Any] = {"batch": batch}
-        where = ""
+        where = f"WHERE {holds}"
         if after is not None:
-            where = f"WHERE ({keys}) > ({', '.join(f':after_{i}' for i in range(len(spec.key)))})"
+            where += f" AND ({keys}) > ({', '.join(f':after_{i}' for i in range(len(spec.key)))})"
             params.update({f"after_{i}": value for i, value in enumerate(after)})
         rows = connection.execute(text(f"SELECT {keys}, {spec.column} FROM {spec.table} {where} "
                                        f"ORDER BY {keys} LIMIT :batch"), params).all()

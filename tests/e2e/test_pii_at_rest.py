@@ -157,9 +157,14 @@ def test_no_id_or_phone_number_in_clear_in_any_table_after_a_dossier_s_life(stac
                                       "FROM intake.dossiers WHERE code = :c"), {"c": code}).one()
         recipients = connection.execute(text("SELECT recipient FROM notify.messages")).scalars().all()
         phones = connection.execute(text("SELECT phone FROM notify.dossiers")).scalars().all()
+        carried = [connection.execute(text("SELECT envelope FROM intake.outbox WHERE type = 'dossier.received'"))
+                   .scalar_one()["payload"]["applicant"]["phone"],
+                   connection.execute(text("SELECT payload FROM gateway.feed WHERE unit = :u AND type = "
+                                           "'dossier.received'"), {"u": WARD_5}).scalar_one()["applicant"]["phone"]]
     assert key_id_of(row.applicant_id_number) == "t2" and ring.open(row.applicant_id_number, ID_NUMBER) == ID
     assert row.applicant_id_digest == ring.digest(ID, ID_NUMBER)
-    assert {key_id_of(value) for value in [*recipients, *phones]} == {"t2"}
+    assert {key_id_of(value) for value in [*recipients, *phones, *carried]} == {"t2"}
+    assert {ring.open(value, PHONE) for value in carried} == {PHONE_NUMBER}
     assert PHONE_NUMBER in [ring.open(value, "recipient") for value in recipients]
     assert scan(engine) == []
     # Run again: nothing left under the old key.
