@@ -18,7 +18,6 @@ from motcua.contracts.vocabulary import (
     CHANNELS,
     DOCUMENT_FORM_STRENGTH,
     DOCUMENT_FORM_VI,
-    DOCUMENT_FORMS,
 )
 
 # The desk's refusals: a field, a reason, an HTTP status; nothing changed.
