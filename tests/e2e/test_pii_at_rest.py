@@ -91,10 +91,14 @@ def stack(process_env, catalog_process, engine, clock, tmp_path_factory):
 
 def test_no_id_or_phone_number_in_clear_in_any_table_after_a_dossier_s_life(stack, engine):
     intake, fees = stack["intake"].url, stack["fees"].url
-    answer = requests.post(intake + "/api/v1/dossiers", headers=DESK, timeout=10, json={
-        "procedure_code": MARITAL_STATUS, "applicant": APPLICANT, "documents": DOCUMENTS,
-        "notifications": {"channels": ["sms", "email"], "optional": True}})
+    # With an idempotency key: the answer (both numbers in it) is kept with the key, sealed.
+    body = {"procedure_code": MARITAL_STATUS, "applicant": APPLICANT, "documents": DOCUMENTS,
+            "notifications": {"channels": ["sms", "email"], "optional": True}}
+    keyed = {**DESK, "Idempotency-Key": "pii-at-rest-1"}
+    answer = requests.post(intake + "/api/v1/dossiers", headers=keyed, timeout=10, json=body)
     assert answer.status_code == 201, answer.text
+    again = requests.post(intake + "/api/v1/dossiers", headers=keyed, timeout=10, json=body)
+    assert (again.status_code, again.content) == (201, answer.content)       # given again, byte for byte
     code = answer.json()["code"]
     assert answer.json()["applicant"]["id_number"] == ID and answer.json()["applicant"]["phone"] == PHONE_NUMBER
 

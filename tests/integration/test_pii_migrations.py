@@ -1,4 +1,4 @@
-"""Migrations 0004_pii of intake and notify seal the ID and phone numbers already stored in clear
+"""Migrations 0005_pii of intake and notify seal the ID and phone numbers already stored in clear
 (issue 16), in a database of their own migrated to the revision before; without the keys they stop,
 naming the settings, and change nothing. And the resealing `motcua pii rotate` runs."""
 import base64
@@ -14,6 +14,7 @@ from apps.registry import SERVICES
 from motcua.contracts.pii import ID_NUMBER, PHONE, RECIPIENT, is_sealed, key_id_of, new_key
 from motcua.runtime.config import ConfigError
 from motcua.runtime.db import autocommit, make_engine
+from motcua.runtime.idempotency import open_answer
 from motcua.runtime.migrations import upgrade
 from motcua.runtime.pii import SealedColumns, keyring, new_settings, reseal_rows
 
@@ -23,13 +24,13 @@ NOW = datetime(2026, 3, 2, 2, 0, tzinfo=timezone.utc)
 
 @pytest.fixture
 def old_database(engine):
-    """A new database with intake and notify at revision 0003, holding a dossier in clear."""
+    """A new database with intake and notify at revision 0004, holding a dossier in clear."""
     name = f"motcua_pii_{uuid.uuid4().hex[:8]}"
     with autocommit(engine) as connection:
         connection.execute(text(f'CREATE DATABASE "{name}"'))
     url = make_url(engine.url).set(database=name).render_as_string(hide_password=False)
     for service in ("intake", "notify"):
-        upgrade(SERVICES[service].directory / "migrations", url, "0003")
+        upgrade(SERVICES[service].directory / "migrations", url, "0004")
     old = make_engine(url, pool_size=1)
     with old.begin() as connection:
         connection.execute(text(
@@ -51,6 +52,10 @@ def old_database(engine):
             "INSERT INTO notify.messages (idempotency_key, code, template, channel, audience, recipient, text, "
             "state, next_attempt_at, created_at) VALUES ('k', 'D-1', 'received', 'sms', 'citizen', :tel, 'x', "
             "'sent', :now, :now)"), {"tel": TEL, "now": NOW})
+        connection.execute(text(
+            "INSERT INTO intake.idempotency_keys (key, fingerprint, status, body, created_at, expires_at) "
+            "VALUES ('k', 'f', 201, :body, :now, :now)"),
+            {"body": json.dumps({"applicant": {"id_number": ID, "phone": TEL}}).encode(), "now": NOW})
     yield url, old
     old.dispose()
     with autocommit(engine) as connection:
@@ -68,6 +73,7 @@ def test_the_migrations_seal_what_was_stored_in_clear(old_database):
         envelope = connection.execute(text("SELECT envelope FROM intake.outbox")).scalar_one()
         phone = connection.execute(text("SELECT phone FROM notify.dossiers")).scalar_one()
         recipient = connection.execute(text("SELECT recipient FROM notify.messages")).scalar_one()
+        answer = bytes(connection.execute(text("SELECT body FROM intake.idempotency_keys")).scalar_one())
     assert ring.open(dossier["applicant_id_number"], ID_NUMBER) == ID
     assert ring.open(dossier["applicant_phone"], PHONE) == TEL
     assert dossier["applicant_id_digest"] == ring.digest(ID, ID_NUMBER)
@@ -75,6 +81,7 @@ def test_the_migrations_seal_what_was_stored_in_clear(old_database):
     assert is_sealed(envelope["payload"]["applicant"]["phone"])
     assert ring.open(envelope["payload"]["applicant"]["phone"], PHONE) == TEL
     assert ring.open(phone, PHONE) == TEL and ring.open(recipient, RECIPIENT) == TEL
+    assert ID.encode() not in answer and json.loads(open_answer(answer, ring))["applicant"]["id_number"] == ID
 
 
 def test_without_the_keys_the_migration_stops_naming_them_and_changes_nothing(old_database, monkeypatch):
@@ -85,7 +92,7 @@ def test_without_the_keys_the_migration_stops_naming_them_and_changes_nothing(ol
         upgrade(SERVICES["intake"].directory / "migrations", url, service_config={})
     with old.connect() as connection:
         assert connection.execute(text("SELECT applicant_id_number FROM intake.dossiers")).scalar_one() == ID
-        assert connection.execute(text("SELECT version_num FROM intake.alembic_version")).scalar_one() == "0003"
+        assert connection.execute(text("SELECT version_num FROM intake.alembic_version")).scalar_one() == "0004"
 
 
 def _b64(raw: bytes) -> str:
