@@ -143,6 +143,11 @@ def first_time(session: Session, table: Table, envelope: Envelope) -> bool:
     return True
 
 
+def raw_body(body: bytes | str | None) -> bytes:
+    """A message's body as bytes: py-amqp hands a body with a ``content_encoding`` over as text."""
+    return body.encode("utf-8", "surrogatepass") if isinstance(body, str) else bytes(body or b"")
+
+
 def dead_letter(amqp_uri: str, body: bytes | str, *, service: str, queue: str, reason: str,
                 category: str, headers: dict | None = None, config: dict | None = None,
                 event_type: str = UNKNOWN_TYPE, kind: str | None = None) -> None:
@@ -154,7 +159,7 @@ def dead_letter(amqp_uri: str, body: bytes | str, *, service: str, queue: str, r
         channel = connection.default_channel
         broker.declare_topology(channel, config)
         Producer(channel, exchange=broker.dead_letter_exchange).publish(
-            body.encode("utf-8") if isinstance(body, str) else bytes(body),
+            raw_body(body),
             routing_key=f"{service}.{category}",
             delivery_mode=2,
             content_type="application/octet-stream", content_encoding="binary",
@@ -186,12 +191,11 @@ class EventQueueConsumer(QueueConsumer):
         return consumers
 
     def _on_raw_message(self, provider, consumer, limit: int, message) -> None:
-        size = len(message.body or b"")
-        if size > limit:
+        body = raw_body(message.body)
+        if len(body) > limit:
             # Kept in the dead letter up to the limit: enough to see what it was.
-            self._reject(provider, message, f"body: is {size} bytes, over the limit of {limit} (EVENT_MAX_BYTES)",
-                         "invalid", "too_large", body=bytes(message.body[:limit]),
-                         headers={"x-original-size": size})
+            self._reject(provider, message, f"body: is {len(body)} bytes, over the limit of {limit} (EVENT_MAX_BYTES)",
+                         "invalid", "too_large", body=body[:limit], headers={"x-original-size": len(body)})
             return
         try:
             body = message.decode()

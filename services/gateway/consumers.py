@@ -21,7 +21,7 @@ from prometheus_client import Counter, Histogram
 from motcua.runtime import broker
 from motcua.contracts.refusals import Invalid, Refusal
 from motcua.contracts.events import EventInvalid, parse, shown
-from motcua.runtime.inbox import dead_letter, max_event_bytes
+from motcua.runtime.inbox import dead_letter, max_event_bytes, raw_body
 from services.gateway import feed, ingest
 
 log = structlog.get_logger("motcua.gateway")
@@ -104,7 +104,7 @@ class Worker(ConsumerMixin):
 
     def _dead_letter(self, message, queue: str, reason: str, category: str, *, event_type: str = "unknown",
                      kind: str | None = None) -> None:
-        body = message.body
+        body = raw_body(message.body)
         headers = {"routing_key": message.delivery_info.get("routing_key", "")}
         if kind == "too_large":     # kept up to the limit: enough to see what it was
             body, headers["x-original-size"] = body[:self.max_bytes], len(body)
@@ -158,7 +158,7 @@ class UnitEventsWorker(Worker):
     def on_message(self, message):
         routing_key = message.delivery_info.get("routing_key", "")
         unit, _, kind = routing_key.rpartition(".")
-        size = len(message.body or b"")
+        size = len(raw_body(message.body))
         if size > self.max_bytes:
             self._dead_letter(message, UNIT_EVENTS_QUEUE, f"{routing_key[:100]}: body: is {size} bytes, over the "
                               f"limit of {self.max_bytes} (EVENT_MAX_BYTES)", "invalid", kind="too_large")

@@ -173,3 +173,14 @@ def test_the_limit_comes_from_the_config_then_the_environment(monkeypatch):
     monkeypatch.setenv("EVENT_MAX_BYTES", "5000")
     assert inbox.max_event_bytes({}) == 5000
     assert inbox.max_event_bytes({"EVENT_MAX_BYTES": "700"}) == 700
+
+
+def test_a_body_handed_over_as_text_is_measured_in_bytes(consumer, queue_consumer, published):
+    """py-amqp decodes a body with a content_encoding to text: the limit still counts its UTF-8 bytes
+    (a text body once stopped the consumer: ``bytes(str)`` without an encoding)."""
+    kombu = KombuConsumer()
+    message = Message(json.dumps(withdrawn(reason="đ" * 1500), ensure_ascii=False))    # 1,500 chars, 3,000 bytes
+    queue_consumer._on_raw_message(consumer, kombu, 2000, message)
+    assert kombu.received == [] and message.acked
+    ((sent, _, headers),) = published
+    assert sent == message.body.encode()[:2000] and headers["x-original-size"] == len(message.body.encode())
