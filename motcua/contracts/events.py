@@ -113,6 +113,10 @@ KINDS: dict[str, tuple[Callable[[Any], bool], str]] = {
 class Field:
     kind: str
     required: bool = True
+    # An object's own fields (``nested``), or the kind of a list's items (``list_of``): what a
+    # consumer reads inside them is checked like the rest, before any handler runs.
+    schema: "Schema | None" = None
+    items: str | None = None
 
 
 @dataclass(frozen=True)
@@ -120,28 +124,48 @@ class Schema:
     fields: Mapping[str, Field]
     description: str = ""
 
-    def validate(self, payload: Any) -> None:
+    def validate(self, payload: Any, path: str = "payload") -> None:
         if not isinstance(payload, dict):
-            raise EventInvalid("payload", "must be an object")
-        unknown = sorted(set(payload) - set(self.fields))
+            raise EventInvalid(path, "must be an object")
+        unknown = sorted(str(key) for key in set(payload) - set(self.fields))
         if unknown:
-            raise EventInvalid(f"payload.{_name(unknown[0])}", "is not part of this event's schema")
+            raise EventInvalid(f"{path}.{_name(unknown[0])}", "is not part of this event's schema")
         for name, spec in self.fields.items():
+            where = f"{path}.{name}"
             if name not in payload or payload[name] is None:
                 if spec.required:
-                    raise EventInvalid(f"payload.{name}", "is required")
+                    raise EventInvalid(where, "is required")
                 continue
+            value = payload[name]
             check, expected = KINDS[spec.kind]
-            if not check(payload[name]):
-                raise EventInvalid(f"payload.{name}", f"must be {expected}, got {shown(payload[name])}")
+            if not check(value):
+                raise EventInvalid(where, f"must be {expected}, got {shown(value)}")
+            if spec.schema is not None:
+                spec.schema.validate(value, where)
+            if spec.items is not None:
+                check, expected = KINDS[spec.items]
+                for i, item in enumerate(value):
+                    if not check(item):
+                        raise EventInvalid(f"{where}[{i}]", f"must be {expected}, got {shown(item)}")
 
 
-def schema(doc: str, /, **fields: str) -> Schema:
+def _field(kind: "str | Field") -> Field:
+    return kind if isinstance(kind, Field) else Field(kind.rstrip("?"), required=not kind.endswith("?"))
+
+
+def schema(doc: str, /, **fields: "str | Field") -> Schema:
     """``schema("...", code="str", note="str?")``: a trailing ``?`` marks an optional field."""
-    return Schema(
-        {name: Field(kind.rstrip("?"), required=not kind.endswith("?")) for name, kind in fields.items()},
-        doc,
-    )
+    return Schema({name: _field(kind) for name, kind in fields.items()}, doc)
+
+
+def nested(required: bool = True, /, **fields: "str | Field") -> Field:
+    """An object field with fields of its own: ``applicant=nested(name="str", phone="str?")``."""
+    return Field("object", required, schema=schema("", **fields))
+
+
+def list_of(items: str, required: bool = True) -> Field:
+    """A list whose items are all of one kind: ``conditions=list_of("str", False)``."""
+    return Field("list", required, items=items)
 
 
 # (type, version) -> payload schema. The single list of events of the platform.
@@ -181,8 +205,12 @@ SCHEMAS: dict[tuple[str, int], Schema] = {
         "``notifications`` (optional) the citizen's choice, ``{channels: [email | sms | zalo], optional: bool}``: "
         "a consumer that does not know a channel leaves it out; without it notify uses SMS.",
         code="str", procedure_code="str", procedure_version="int", channel="str", received_at="instant",
-        appointment_date="date", time_limit="str", handling_agency="unit", applicant="object",
-        quantities="object", secret="str", conditions="list?", notifications="object?",
+        appointment_date="date", time_limit="str", handling_agency="unit",
+        # What intake writes (``Dossier`` in services/intake/dossier.py), no more: the ID number and
+        # address stay at the desk.
+        applicant=nested(name="str", phone="str?", email="str?"),
+        quantities=nested(pages="int?", copies="int?"), secret="str", conditions=list_of("str", False),
+        notifications=nested(False, channels=list_of("str"), optional="bool?"),
     ),
     ("dossier.refused", 1): schema(
         "The desk refused the dossier (status 3, Mẫu 03). ``received``: it had been received (the other "

@@ -143,3 +143,34 @@ def test_an_unknown_field_name_is_quoted_short():
     with pytest.raises(EventInvalid) as raised:
         parse(json.dumps({**_good(), "payload": {**PAYLOAD, "k" * 10_000: 1}}))
     assert raised.value.field.startswith("payload.kkk") and len(str(raised.value)) < 100
+
+
+RECEIVED = {"code": "000.05.20.H29-260302-0001", "procedure_code": "1.004873", "procedure_version": 1,
+            "channel": "in_person", "received_at": "2026-03-02T09:00:00+07:00", "appointment_date": "2026-03-05",
+            "time_limit": "3 working days", "handling_agency": "000.05.20.H29",
+            "applicant": {"name": "Nguyễn Thị Lan", "phone": "0903123456", "email": None},
+            "quantities": {"pages": 2, "copies": 1}, "secret": "K7QM3XPA", "conditions": ["poor_household"],
+            "notifications": {"channels": ["sms", "zalo"], "optional": True}}
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"applicant": {"phone": "0903123456"}}, "payload.applicant.name"),
+    ({"applicant": {"name": "Lan", "id_number": "079203001234"}}, "payload.applicant.id_number"),
+    ({"applicant": {"name": ["Lan"]}}, "payload.applicant.name"),
+    ({"quantities": {"pages": "3"}}, "payload.quantities.pages"),
+    ({"quantities": {"sheets": 3}}, "payload.quantities.sheets"),
+    ({"conditions": ["poor_household", {"x": 1}]}, "payload.conditions[1]"),
+    ({"notifications": {"channels": "sms"}}, "payload.notifications.channels"),
+    ({"notifications": {"channels": [1]}}, "payload.notifications.channels[0]"),
+    ({"notifications": {"optional": True}}, "payload.notifications.channels"),
+])
+def test_what_consumers_read_inside_an_object_is_checked_too(change, field):
+    assert parse(new_event("dossier.received", RECEIVED, UNIT).to_json()).payload["applicant"]["name"] == "Nguyễn Thị Lan"
+    assert new_event("dossier.received", {**RECEIVED, "quantities": {}, "conditions": None,
+                                          "notifications": None}, UNIT)
+    raw = {**json.loads(new_event("dossier.received", RECEIVED, UNIT).to_json())}
+    raw["payload"] = {**raw["payload"], **change}
+    with pytest.raises(EventInvalid) as raised:
+        parse(json.dumps(raw))
+    assert (raised.value.field, raised.value.kind) == (field, "payload")
+    assert "079203001234" not in mask_text(str(raised.value))
