@@ -28,6 +28,7 @@ from typing import Any
 import eventlet
 import structlog
 from kombu import Producer
+from kombu import pools as kombu_pools
 from nameko.exceptions import ContainerBeingKilled, RemoteError
 from nameko.messaging import Consumer, QueueConsumer
 from prometheus_client import Counter, Histogram
@@ -148,6 +149,16 @@ def raw_body(body: bytes | str | None) -> bytes:
     return body.encode("utf-8", "surrogatepass") if isinstance(body, str) else bytes(body or b"")
 
 
+_PROTOTYPES: dict[str, Any] = {}
+
+
+def _pooled(amqp_uri: str):
+    """A confirmed connection from the process's pool for that broker: a flood of malformed
+    messages would otherwise cost a connection (and its handshake) each."""
+    prototype = _PROTOTYPES.get(amqp_uri) or _PROTOTYPES.setdefault(amqp_uri, broker.confirmed_connection(amqp_uri))
+    return kombu_pools.connections[prototype].acquire(block=True, timeout=30)
+
+
 def dead_letter(amqp_uri: str, body: bytes | str, *, service: str, queue: str, reason: str,
                 category: str, headers: dict | None = None, config: dict | None = None,
                 event_type: str = UNKNOWN_TYPE, kind: str | None = None) -> None:
@@ -155,7 +166,8 @@ def dead_letter(amqp_uri: str, body: bytes | str, *, service: str, queue: str, r
     (personal data masked). ``kind``: the metric's reason, the category if not given."""
     reason = mask_text(reason)[:1000]
     kind = kind or category
-    with broker.confirmed_connection(amqp_uri) as connection:
+
+    def publish(connection) -> None:
         channel = connection.default_channel
         broker.declare_topology(channel, config)
         Producer(channel, exchange=broker.dead_letter_exchange).publish(
@@ -168,6 +180,16 @@ def dead_letter(amqp_uri: str, body: bytes | str, *, service: str, queue: str, r
                      "x-dead-letter-service": service, "x-dead-letter-queue": queue},
             retry=True, retry_policy={"max_retries": 3},
         )
+
+    with _pooled(amqp_uri) as connection:
+        try:
+            publish(connection)
+        except Exception:
+            # A pooled connection the broker dropped (a restart, a failover): its state is dropped
+            # (it reconnects when next used) and this letter goes on a new connection.
+            connection.collect()
+            with broker.confirmed_connection(amqp_uri) as fresh:
+                publish(fresh)
     DEAD_LETTERS.labels(service, type_label(event_type), kind).inc()
     log.warning("message dead-lettered", queue=queue, category=category, kind=kind, reason=reason)
 

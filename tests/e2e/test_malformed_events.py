@@ -421,4 +421,6 @@ def test_thousands_of_malformed_messages_are_dead_lettered_and_change_nothing(st
         assert not [number for number in PERSONAL if number in log], name
     report(f"malformed events: {BAD} onto {len(queues)} queues of {len(stack)} services ({dict(reasons)}), "
            f"with {LIVES} dossier lives ({len(good)} good events): all published in {flood_done:.1f} s, all "
-           f"dead-lettered after {dead_lettered:.1f} s, the good ones handled after {handled:.1f} s")
+           f"dead-lettered after {dead_lettered:.1f} s ({BAD / dead_lettered:.0f} a second; "
+           f"{dead_lettered - flood_done:.1f} s after the last was published), the good ones handled after "
+           f"{handled:.1f} s")

@@ -58,6 +58,7 @@ def published(monkeypatch):
 
     monkeypatch.setattr(inbox, "Producer", Producer)
     monkeypatch.setattr(inbox.broker, "confirmed_connection", connection)
+    monkeypatch.setattr(inbox, "_pooled", connection)
     monkeypatch.setattr(inbox.broker, "declare_topology", lambda channel, config=None: None)
     return sent
 
@@ -184,3 +185,42 @@ def test_a_body_handed_over_as_text_is_measured_in_bytes(consumer, queue_consume
     assert kombu.received == [] and message.acked
     ((sent, _, headers),) = published
     assert sent == message.body.encode()[:2000] and headers["x-original-size"] == len(message.body.encode())
+
+
+def test_a_pooled_connection_the_broker_dropped_is_collected_and_the_letter_goes_on_a_new_one(monkeypatch):
+    tried = []
+
+    class Producer:
+        def __init__(self, channel, exchange):
+            self.channel = channel
+
+        def publish(self, body, routing_key, headers, **_):
+            if self.channel == "dropped":
+                raise ConnectionResetError("gone")
+            tried.append((self.channel, body))
+
+    class Pooled:
+        default_channel, collected = "dropped", False
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def collect(self):
+            self.collected = True
+
+    pooled = Pooled()
+
+    @contextmanager
+    def fresh(uri):
+        yield SimpleNamespace(default_channel="fresh")
+
+    monkeypatch.setattr(inbox, "Producer", Producer)
+    monkeypatch.setattr(inbox, "_pooled", lambda uri: pooled)
+    monkeypatch.setattr(inbox.broker, "confirmed_connection", fresh)
+    monkeypatch.setattr(inbox.broker, "declare_topology", lambda channel, config=None: None)
+    inbox.dead_letter("memory://", b"{}", service="fees", queue="fees.on_withdrawn", reason="body: x",
+                      category="invalid", kind="not_object")
+    assert pooled.collected and tried == [("fresh", b"{}")]
