@@ -4,6 +4,7 @@ the broker out of reach, a 503 with ``Retry-After``)."""
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import Any, Callable
 from urllib.parse import unquote
 
@@ -11,6 +12,7 @@ from nameko.web.handlers import HttpRequestHandler
 from werkzeug.wrappers import Response
 
 from motcua.contracts.refusals import Invalid, Refusal, Unauthenticated
+from motcua.runtime import idempotency
 from motcua.runtime.inbox import transient
 from motcua.runtime.observability import error_response, json_response
 
@@ -23,6 +25,10 @@ class HttpEntrypoint(HttpRequestHandler):
     again in a moment. Its transaction did not commit, unless the connection broke during the
     COMMIT itself (then the outcome is unknown; sent again, such a command meets the state it
     left, e.g. a 409 for a step already accepted)."""
+
+    def handle_request(self, request):
+        # 4. The idempotency key and the audit entry of a write, around the call (one transaction).
+        return idempotency.around(self, request, partial(HttpRequestHandler.handle_request, self, request), official)
 
     def response_from_exception(self, exc):
         if transient(exc):
