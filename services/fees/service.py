@@ -24,7 +24,7 @@ from motcua.runtime.inbox import about, event_consumer, first_time
 from motcua.runtime.observability import DatabaseGauge, PlatformService, error_response, json_response
 from motcua.runtime.outbox import OutboxRelay
 from motcua.runtime.rpc import rpc
-from motcua.runtime.web import answer, http, json_body, official
+from motcua.runtime.web import answer, body_text, http, json_body, official
 from services.fees import domain, forms, models, store
 from services.fees.account import receipt_view
 from services.fees.handlers import (HANDLERS, QUESTIONS, CancelReceipt, CloseCash, GatewayCallback, ImportSettlement,
@@ -95,7 +95,7 @@ class FeesService(PlatformService):
         """``make(actor, body)`` is the command of an official's request."""
         def call():
             actor = Actor(*official(request))
-            body = (request.get_data(as_text=True) if raw_body else json_body(request) if with_body else None)
+            body = (body_text(request) if raw_body else json_body(request) if with_body else None)
             command = make(actor, body)
             result = self._handle(command)
             if request.method == "POST" and isinstance(result, dict):
