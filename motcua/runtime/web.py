@@ -67,7 +67,7 @@ class HttpEntrypoint(HttpRequestHandler):
     write_rate = WriteRateLimit()
 
     def handle_request(self, request):
-        refused = self.body_too_large(request)          # 1. the body's size (413)
+        refused = self.body_too_large(request) or nul_in_address(request)   # 1. the body's size (413)
         if refused is not None:
             return refused
         refused = self.over_write_rate(request)         # 3. the official's write rate (429)
@@ -145,6 +145,34 @@ class Capped:
         return self._count(self.stream.readline(room if size is None or size < 0 else min(size, room)))
 
 
+def nul_in_address(request) -> Response | None:
+    """A NUL character in the path or the query: PostgreSQL's text cannot hold one (psycopg2 raises
+    ValueError, a 500), so it is refused at the door, naming where it was."""
+    if "\x00" in request.path:
+        return error_response(400, "path: may not contain a NUL character", "path")
+    for name, value in request.args.items(multi=True):
+        if "\x00" in name or "\x00" in value:
+            field = name.replace("\x00", "") or "query"
+            return error_response(400, f"{field}: may not contain a NUL character", field)
+    return None
+
+
+def no_nul(value: Any, field: str = "body") -> None:
+    """Every string of a JSON value free of NUL characters (see nul_in_address), or Invalid naming it."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise Invalid(field, "may not contain a NUL character")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            name = f"{field}.{key}" if field != "body" else str(key)
+            if "\x00" in key:
+                raise Invalid(field, "a name may not contain a NUL character")
+            no_nul(item, name)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            no_nul(item, f"{field}[{index}]")
+
+
 def too_large(limit: int) -> Response:
     return error_response(413, f"body: larger than {limit} bytes", "body")
 
@@ -169,9 +197,11 @@ def body_text(request) -> str:
     """The body as text: UTF-8 or :class:`Invalid` (werkzeug would replace bad bytes silently).
     Over ``HTTP_MAX_BODY_BYTES`` while reading: werkzeug's RequestEntityTooLarge, a 413."""
     try:
-        return request.get_data().decode("utf-8")
+        text = request.get_data().decode("utf-8")
     except UnicodeDecodeError as exc:
         raise Invalid("body", f"is not UTF-8 (byte {exc.start})") from None
+    no_nul(text)
+    return text
 
 
 def json_body(request) -> dict:
@@ -185,6 +215,7 @@ def json_body(request) -> dict:
         raise Invalid("body", f"is not valid JSON: {str(exc)[:200]}") from None
     if not isinstance(body, dict):
         raise Invalid("body", f"must be a JSON object, not {json_type(body)}")
+    no_nul(body)
     return body
 
 

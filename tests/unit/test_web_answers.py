@@ -14,7 +14,7 @@ from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
 
 from motcua.contracts.refusals import Invalid, NotFound
-from motcua.runtime.web import HttpEntrypoint, WriteRateLimit, json_body
+from motcua.runtime.web import HttpEntrypoint, WriteRateLimit, json_body, nul_in_address
 from tests.fakes.officials import official_headers
 
 
@@ -161,3 +161,24 @@ def test_an_rpc_timing_out_or_the_broker_down_is_503_with_retry_after(error):
     response = entrypoint().response_from_exception(error)
     assert response.status_code == 503
     assert int(response.headers["Retry-After"]) >= 1
+
+
+# --- NUL: PostgreSQL's text cannot hold it --------------------------------------------------------
+
+@pytest.mark.parametrize("query, field", [("q=a%00b", "q"), ("unit=x&at=%00", "at"), ("%00=1", "query")])
+def test_a_nul_in_the_query_is_400_naming_the_parameter(query, field):
+    assert nul_in_address(request("GET", query_string="q=Nguyễn")) is None
+    response = nul_in_address(request("GET", query_string=query))
+    assert response.status_code == 400 and body(response)["field"] == field
+
+
+@pytest.mark.parametrize("data, field", [
+    (b'{"reason": "a\\u0000b"}', "reason"),
+    (b'{"applicant": {"name": "\\u0000"}}', "applicant.name"),
+    (b'{"documents": [{"name": "ok"}, {"name": "x\\u0000"}]}', "documents[1].name"),
+    (b'{"a": "\x00"}', "body"),
+])
+def test_a_nul_in_the_body_is_invalid_naming_the_field(data, field):
+    with pytest.raises(Invalid) as refused:
+        json_body(request(data=data))
+    assert refused.value.field == field
