@@ -58,16 +58,18 @@ class WriteRateLimit(SharedExtension):
 
 class HttpEntrypoint(HttpRequestHandler):
     """nameko's ``http`` entry point with the steps every request goes through before its handler
-    (in this order): the body's size; the per-official rate of writes. A transient error (the
-    database or the broker out of reach: a restart, a failover to the standby) is a 503 with
-    ``Retry-After``, not a 500: try again in a moment. Its transaction did not commit, unless the
-    connection broke during the COMMIT itself (then the outcome is unknown; sent again, such a
-    command meets the state it left, e.g. a 409 for a step already accepted)."""
+    (in this order): the body's size and the address's characters; the per-official rate of
+    writes. A transient error (the database or the broker out of reach: a restart, a failover to
+    the standby) is a 503 with ``Retry-After``, not a 500: try again in a moment. Its transaction
+    did not commit, unless the connection broke during the COMMIT itself (then the outcome is
+    unknown; sent again, such a command meets the state it left, e.g. a 409 for a step already
+    accepted)."""
 
     write_rate = WriteRateLimit()
 
     def handle_request(self, request):
-        refused = self.body_too_large(request) or nul_in_address(request)   # 1. the body's size (413)
+        # 1. the body's size (413), a NUL in the path or the query (400)
+        refused = self.body_too_large(request) or nul_in_address(request)
         if refused is not None:
             return refused
         refused = self.over_write_rate(request)         # 3. the official's write rate (429)

@@ -144,11 +144,6 @@ def test_reads_and_callers_that_are_not_officials_are_not_counted():
     assert all(point.over_write_rate(request("POST")) is None for _ in range(5))   # the handler refuses it (401)
 
 
-def test_the_routes_of_a_service_share_one_bucket_per_official():
-    # One shared extension per container: nameko binds the same instance to every route.
-    assert HttpEntrypoint.write_rate.sharing_key == WriteRateLimit().sharing_key
-
-
 # --- 503 -------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("error", [
