@@ -34,10 +34,19 @@ WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 UNREACHABLE = (RpcTimeout, KombuOperationalError, AmqpConnectionError)
 
 
-def setting(config: dict, key: str, default):
-    """A whole number from the service's config, else the environment, else ``default``."""
+def setting(config: dict, key: str, default: int) -> int:
+    """A whole number ≥ 1 from the service's config, else the environment, else ``default``; read
+    when the service starts, so that a wrong value stops it there rather than failing each request."""
     raw = config.get(key, os.environ.get(key))
-    return default if raw in (None, "") else int(raw)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except (TypeError, ValueError):
+        raise ValueError(f"{key} must be a whole number, not {raw!r}") from None
+    if value < 1:
+        raise ValueError(f"{key} must be at least 1, not {value}")
+    return value
 
 
 def unavailable(exc: BaseException) -> bool:
@@ -45,12 +54,14 @@ def unavailable(exc: BaseException) -> bool:
         isinstance(exc, RemoteError) and exc.exc_type == "RpcTimeout")
 
 
-class WriteRateLimit(SharedExtension):
-    """One token bucket per official and unit for the writes of a service process (shared by its
-    routes): ``HTTP_WRITE_RATE_PER_MINUTE`` sustained, ``HTTP_WRITE_BURST`` at once."""
+class RequestLimits(SharedExtension):
+    """The limits of a service process's requests, shared by its routes: ``HTTP_MAX_BODY_BYTES``,
+    and one token bucket per official and unit for writes (``HTTP_WRITE_RATE_PER_MINUTE``
+    sustained, ``HTTP_WRITE_BURST`` at once)."""
 
     def setup(self):
         config = self.container.config
+        self.max_body_bytes = setting(config, "HTTP_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)
         self.limiter = RateLimiter(per_minute=setting(config, "HTTP_WRITE_RATE_PER_MINUTE",
                                                       DEFAULT_WRITE_RATE_PER_MINUTE),
                                    burst=setting(config, "HTTP_WRITE_BURST", DEFAULT_WRITE_BURST))
@@ -65,7 +76,7 @@ class HttpEntrypoint(HttpRequestHandler):
     unknown; sent again, such a command meets the state it left, e.g. a 409 for a step already
     accepted)."""
 
-    write_rate = WriteRateLimit()
+    limits = RequestLimits()
 
     def handle_request(self, request):
         # 1. the body's size (413), a NUL in the path or the query (400)
@@ -80,7 +91,7 @@ class HttpEntrypoint(HttpRequestHandler):
     def body_too_large(self, request) -> Response | None:
         """A 413 at once when Content-Length says too much; otherwise the limit is enforced while
         the body is read (a chunked body has no length), before anything parses it."""
-        limit = self.max_body_bytes()
+        limit = self.limits.max_body_bytes
         if request.content_length is not None and request.content_length > limit:
             return too_large(limit)
         if request.content_length is None and "chunked" in request.headers.get("Transfer-Encoding", "").lower():
@@ -97,7 +108,7 @@ class HttpEntrypoint(HttpRequestHandler):
             name, unit = official(request)
         except Refusal:
             return None          # not an official (a gateway's report, a citizen): refused or limited elsewhere
-        allowed, wait = self.write_rate.limiter.allow(f"{name}\x1f{unit}")
+        allowed, wait = self.limits.limiter.allow(f"{name}\x1f{unit}")
         if allowed:
             return None
         return retry_later(error_response(429, f"too many write requests: try again in {math.ceil(wait)} s", "rate"),
@@ -108,15 +119,12 @@ class HttpEntrypoint(HttpRequestHandler):
             return retry_later(error_response(503, f"service unavailable, try again: {type(exc).__name__}"),
                                RETRY_AFTER_SECONDS)
         if isinstance(exc, RequestEntityTooLarge):
-            return too_large(self.max_body_bytes())
+            return too_large(self.limits.max_body_bytes)
         if isinstance(exc, Refusal):       # raised outside answer(): still the client's fault, with its field
             return error_response(exc.status, str(exc), exc.field)
         if isinstance(exc, HTTPException) and exc.code and exc.code < 500:
             return error_response(exc.code, exc.description or exc.name)
         return super().response_from_exception(exc)
-
-    def max_body_bytes(self) -> int:
-        return setting(self.container.config, "HTTP_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)
 
 
 http = HttpEntrypoint.decorator

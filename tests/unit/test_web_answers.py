@@ -14,7 +14,7 @@ from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
 
 from motcua.contracts.refusals import Invalid, NotFound
-from motcua.runtime.web import HttpEntrypoint, WriteRateLimit, json_body, nul_in_address
+from motcua.runtime.web import HttpEntrypoint, RequestLimits, json_body, nul_in_address
 from tests.fakes.officials import official_headers
 
 
@@ -25,14 +25,14 @@ class Container:
 
 def entrypoint(method: str = "POST", clock=None, **config) -> HttpEntrypoint:
     container = Container(**config)
-    limit = WriteRateLimit()
-    limit.container = container
-    limit.setup()
+    limits = RequestLimits()
+    limits.container = container
+    limits.setup()
     if clock is not None:
-        limit.limiter.clock = clock
+        limits.limiter.clock = clock
     point = HttpEntrypoint(method, "/api/v1/things")
     point.container = container
-    point.write_rate = limit
+    point.limits = limits
     return point
 
 
@@ -142,6 +142,16 @@ def test_reads_and_callers_that_are_not_officials_are_not_counted():
     headers = official_headers("Nguyễn Văn A", "UBND-XA-1")
     assert all(point.over_write_rate(request("GET", headers=headers)) is None for _ in range(5))
     assert all(point.over_write_rate(request("POST")) is None for _ in range(5))   # the handler refuses it (401)
+
+
+@pytest.mark.parametrize("config, message", [
+    ({"HTTP_MAX_BODY_BYTES": "1MB"}, "HTTP_MAX_BODY_BYTES must be a whole number"),
+    ({"HTTP_WRITE_BURST": 0}, "HTTP_WRITE_BURST must be at least 1"),
+    ({"HTTP_WRITE_RATE_PER_MINUTE": "-5"}, "HTTP_WRITE_RATE_PER_MINUTE must be at least 1"),
+])
+def test_a_wrong_limit_stops_the_service_at_start_naming_the_setting(config, message):
+    with pytest.raises(ValueError, match=message):
+        entrypoint(**config)
 
 
 # --- 503 -------------------------------------------------------------------------------------------
