@@ -72,3 +72,22 @@ def test_an_official_past_the_write_rate_gets_429_with_retry_after(notify):
     other = requests.put(url, json=save, headers=official_headers("Trần Thị Bình", "000.05.20.H29"), timeout=10)
     assert other.status_code != 429
     assert requests.get(notify + "/api/v1/templates", timeout=10).status_code == 200    # reads are not counted
+
+
+@pytest.fixture(scope="module")
+def fees(process_env, tmp_path_factory):
+    service = ServiceProcess("fees", process_env, tmp_path_factory.mktemp("http-answers-fees")).start(
+        GATEWAY_MERCHANTS="motcua-go-vap=a-test-secret")
+    yield service.url
+    service.stop()
+
+
+@pytest.mark.parametrize("send", [
+    {"json": {"merchant": "motcua-go-vap", " \u0000": "x"}},            # schemathesis found it: a 500
+    {"data": {"merchant": "motcua-go-vap", "amount": "5000\u0000"}},
+    {"data": b"[" * 1500 + b"]" * 1500, "headers": {"Content-Type": "application/json"}},
+])
+def test_a_gateway_callback_with_a_nul_or_nested_deep_is_refused_not_500(fees, send):
+    answer = requests.post(fees + "/api/v1/gateway/callback", timeout=10, **send)
+    assert 400 <= answer.status_code < 500, answer.text
+    assert answer.headers["Content-Type"].startswith("application/json")
