@@ -82,7 +82,8 @@ def schemathesis(url: str, report_path, headers: dict, config) -> subprocess.Com
                "--report", "json", "--report-json-path", str(report_path)]
     for name, value in headers.items():
         command += ["--header", f"{name}: {value}"]
-    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600,
+    # In the test's folder: schemathesis keeps a cache (.schemathesis/) where it runs.
+    return subprocess.run(command, cwd=report_path.parent, capture_output=True, text=True, timeout=600,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 
