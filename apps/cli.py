@@ -17,6 +17,7 @@
     motcua demo [--days 5] [--seed 1] [--scale 1.0] [--units ...]  a simulated week, all in one process
     motcua gateway token issue|revoke|list    the unit systems' gRPC tokens (stored as hashes)
     motcua gateway audit verify               check the audit log's hash chain
+    motcua audit verify [SERVICE ...]         check every service's audit chain (HTTP writes, the gateway's calls)
     motcua gateway rabbitmq-user UNIT         a RabbitMQ user that publishes only UNIT's events
     motcua keys generate|rotate UNIT | list   the units' Ed25519 signing keys and the public registry
     motcua verify-handoffs --from DATE --to DATE [--unit U]   re-verify the signatures kept; exit 1 on a mismatch
@@ -549,6 +550,34 @@ def cmd_gateway_audit_verify(args) -> int:
     return 0
 
 
+def cmd_audit_verify(args) -> int:
+    """Every service's hash chain: its HTTP writes' (``motcua.runtime.audit``), the gateway's calls'."""
+    import importlib
+
+    from motcua.runtime import audit
+    from motcua.runtime.db import database_url
+    from services.gateway import admin
+
+    broken = 0
+    for name in args.services or list(SERVICES):
+        spec = _service(name)
+        if name == "gateway":
+            count, breaks = admin.verify_audit(_config(spec))
+        else:
+            importlib.import_module(f"services.{name}.models")
+            table = audit.TABLES.get(name)
+            if table is None:
+                print(f"{name}: no HTTP writes, no audit log")
+                continue
+            count, breaks = audit.verify_database(database_url(_config(spec)), table)
+        for problem in breaks:
+            print(f"{name}: entry {problem.seq}: {problem.problem}")
+        broken += bool(breaks)
+        print(f"{name}: {count} entries, " + (f"{len(breaks)} problem(s): the chain is broken" if breaks
+                                              else "chain intact"))
+    return 1 if broken else 0
+
+
 def cmd_gateway_rabbitmq_user(args) -> int:
     from motcua.contracts.refusals import Refusal
     from services.gateway import admin
@@ -768,6 +797,13 @@ def build_parser() -> argparse.ArgumentParser:
     quote.add_argument("--condition", action="append", default=[],
                        help="an exemption condition that applies (e.g. on_time_registration); repeatable")
     quote.set_defaults(handler=cmd_fees_quote)
+
+    audit_log = commands.add_parser("audit", help="the audit logs of every service")
+    audit_log_commands = audit_log.add_subparsers(dest="audit_command", required=True, parser_class=_Parser)
+    verify_all = audit_log_commands.add_parser("verify", help="check every service's hash chain; exit 1 where "
+                                               "one is broken")
+    verify_all.add_argument("services", nargs="*", help="only these services (default: all)")
+    verify_all.set_defaults(handler=cmd_audit_verify)
 
     gateway = commands.add_parser("gateway", help="the unit systems' gateway: tokens, audit, RabbitMQ users")
     gateway_commands = gateway.add_subparsers(dest="gateway_command", required=True, parser_class=_Parser)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
+import weakref
 from contextlib import contextmanager
 from datetime import date, datetime
 from functools import lru_cache
@@ -185,27 +186,62 @@ def _json_converters(table: Table) -> dict:
     return {column.name: converter(column.type) for column in table.c}
 
 
+# Where an HTTP write's transaction (``motcua.runtime.idempotency.Write``) waits in the request's
+# WSGI environ for the worker's unit of work to join it.
+WRITE_ENVIRON_KEY = "motcua.write"
+
+
+def run_after_commit(session: Session, callbacks: list[Callable[[dict], None]]) -> None:
+    if session.info.pop("wake_outbox", False):
+        for callback in callbacks:
+            callback(session.info)
+
+
+# RPC workers' write transactions (an RPC call sent with an idempotency key), by worker context.
+_rpc_writes: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def register_write(worker_ctx, write) -> None:
+    """Before the worker runs (``spawn_worker`` only schedules it): its commands join ``write``."""
+    _rpc_writes[worker_ctx] = write
+
+
+def write_of(worker_ctx) -> object | None:
+    """The write's transaction a worker's commands join, if its HTTP request or RPC call has one."""
+    if worker_ctx in _rpc_writes:
+        return _rpc_writes[worker_ctx]
+    request = worker_ctx.args[0] if getattr(worker_ctx, "args", None) else None
+    environ = getattr(request, "environ", None)
+    return environ.get(WRITE_ENVIRON_KEY) if isinstance(environ, dict) else None
+
+
 class UnitOfWork:
     """What a worker gets: transactions on the service's database.
 
     ``after_commit`` callbacks run once a transaction that asked for them has committed, with
     the session's ``info`` (the outbox hands its relay the rows just committed; notify's
     dispatcher wakes without waiting for its next poll).
+
+    In an HTTP write (``write``), ``transaction()`` joins the write's one transaction, which
+    commits once the answer is stored with the idempotency key (``motcua.runtime.idempotency``).
     """
 
-    def __init__(self, sessions: sessionmaker, after_commit: list[Callable[[dict], None]]):
+    def __init__(self, sessions: sessionmaker, after_commit: list[Callable[[dict], None]], write=None):
         self._sessions = sessions
         self._after_commit = after_commit
+        self._write = write
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
+        if self._write is not None:
+            with self._write.join() as session:
+                yield session
+            return
         session = self._sessions()
         try:
             with session.begin():
                 yield session
-            if session.info.pop("wake_outbox", False):
-                for callback in self._after_commit:
-                    callback(session.info)
+            run_after_commit(session, self._after_commit)
         finally:
             session.close()
 
@@ -246,4 +282,4 @@ class Database(DependencyProvider):
         self.engine.dispose()
 
     def get_dependency(self, worker_ctx) -> UnitOfWork:
-        return UnitOfWork(self.sessions, self.after_commit)
+        return UnitOfWork(self.sessions, self.after_commit, write_of(worker_ctx))

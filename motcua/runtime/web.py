@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from functools import partial
 from typing import Any, Callable
 from urllib.parse import unquote
 
@@ -19,6 +20,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.wrappers import Response
 
 from motcua.contracts.refusals import Invalid, Refusal, Unauthenticated
+from motcua.runtime import idempotency
 from motcua.runtime.inbox import transient
 from motcua.runtime.observability import error_response, json_response
 from motcua.runtime.ratelimit import RateLimiter
@@ -86,7 +88,12 @@ class HttpEntrypoint(HttpRequestHandler):
         refused = self.over_write_rate(request)         # 3. the official's write rate (429)
         if refused is not None:
             return refused
-        return super().handle_request(request)
+        # 4. The idempotency key and the audit entry of a write, around the call (one transaction).
+        try:
+            return idempotency.around(self, request, partial(HttpRequestHandler.handle_request, self, request),
+                                      official)
+        except Exception as exc:    # e.g. a chunked body over the limit, read before the call: a 413
+            return self.response_from_exception(exc)
 
     def body_too_large(self, request) -> Response | None:
         """A 413 at once when Content-Length says too much; otherwise the limit is enforced while

@@ -4,7 +4,9 @@ from sqlalchemy import (BigInteger, Boolean, Column, Date, DateTime, ForeignKey,
 from sqlalchemy.dialects.postgresql import JSONB
 
 from motcua.runtime.catalogue import catalogue_tables
+from motcua.runtime.audit import audit_table
 from motcua.runtime.db import service_metadata
+from motcua.runtime.idempotency import idempotency_table
 from motcua.runtime.inbox import inbox_table
 from motcua.runtime.outbox import outbox_table
 
@@ -132,4 +134,7 @@ settlement_imports = Table(
 
 outbox = outbox_table(metadata)
 processed_events = inbox_table(metadata)
+# HTTP writes: their idempotency keys with the answers given, and their hash-chained audit log.
+idempotency_keys = idempotency_table(metadata)
+audit_log = audit_table(metadata)
 catalogue_procedures, catalogue_units = catalogue_tables(metadata)

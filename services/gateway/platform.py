@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from motcua.contracts.calendar import local_date
 from motcua.runtime.db import make_engine
 from motcua.contracts.refusals import Conflict, Forbidden, Invalid, NotFound, Refusal, Unauthenticated
+from motcua.runtime.idempotency import MAX_KEY_LENGTH, RPC_CONTEXT_KEY
 from motcua.runtime.inbox import transient
 from motcua.runtime.keys import key_files
 from motcua.runtime.observability import ENTRYPOINT_CALLS, ENTRYPOINT_SECONDS, ENTRYPOINTS_IN_FLIGHT
@@ -105,14 +106,20 @@ class Platform:
 
     def _proxy(self):
         if getattr(self._local, "proxy", None) is None:
-            standalone = ClusterRpcProxy({"AMQP_URI": self.config["AMQP_URI"]}, timeout=self.rpc_timeout)
+            # Its context data (a dict nameko keeps, not a copy) goes out as every call's headers.
+            self._local.context_data = {}
+            standalone = ClusterRpcProxy({"AMQP_URI": self.config["AMQP_URI"]}, timeout=self.rpc_timeout,
+                                         context_data=self._local.context_data)
             self._local.standalone, self._local.proxy = standalone, standalone.start()
             with self._lock:
                 self._proxies.append(standalone)
         return self._local.proxy
 
-    def call(self, service: str, method: str, *args, deadline: float | None = None, **kwargs) -> Any:
-        """``service.method(*args)`` over RPC, waiting no longer than the caller's deadline allows."""
+    def call(self, service: str, method: str, *args, deadline: float | None = None,
+             idempotency_key: str | None = None, **kwargs) -> Any:
+        """``service.method(*args)`` over RPC, waiting no longer than the caller's deadline allows.
+        ``idempotency_key``: the service stores the result with the effect under that key, and
+        gives it again, without doing anything, to a call sent again with it."""
         timeout = self.rpc_timeout
         if deadline is not None:
             timeout = min(timeout, deadline - time.monotonic())
@@ -121,6 +128,9 @@ class Platform:
         proxy = self._proxy()
         # The standalone proxy's wait is its consumer's socket timeout: set it per call.
         self._local.standalone._reply_listener.queue_consumer.timeout = timeout
+        context_data = self._local.context_data     # one proxy per thread: this call's headers
+        if idempotency_key:
+            context_data[RPC_CONTEXT_KEY] = idempotency_key
         try:
             return getattr(getattr(proxy, service), method)(*args, **kwargs)
         except RpcTimeout:
@@ -134,6 +144,8 @@ class Platform:
             if isinstance(lost, TimeoutError):
                 raise                # the caller's deadline, answered as such
             raise Unavailable(f"{service}: the connection to the broker was lost ({type(lost).__name__})") from None
+        finally:
+            context_data.pop(RPC_CONTEXT_KEY, None)
 
     def _drop_proxy(self) -> None:
         standalone = getattr(self._local, "standalone", None)
@@ -178,11 +190,28 @@ class Platform:
                          dossier=dossier, result=result, detail=detail)
 
 
+IDEMPOTENCY_METADATA = "idempotency-key"
+
+
+def idempotency_key(context, unit: str) -> str | None:
+    """The call's key (metadata ``idempotency-key``), scoped to the caller's unit: two units'
+    systems may well pick the same key. None without one; a malformed one is refused."""
+    keys = [value for name, value in context.invocation_metadata() if name == IDEMPOTENCY_METADATA]
+    if not keys:
+        return None
+    key = keys[0].strip() if isinstance(keys[0], str) else ""
+    if not key or len(key) > MAX_KEY_LENGTH or not key.isascii() or not key.isprintable():
+        raise Invalid(IDEMPOTENCY_METADATA, f"must be 1 to {MAX_KEY_LENGTH} printable ASCII characters "
+                      "(e.g. a UUID), one per write")
+    return f"grpc:{unit}:{key}"
+
+
 class Caller:
     """Who is calling: their unit (from the token) and the call's deadline."""
 
-    def __init__(self, unit: str, credential: str, deadline: float | None):
+    def __init__(self, unit: str, credential: str, deadline: float | None, idempotency_key: str | None = None):
         self.unit, self.credential, self.deadline = unit, credential, deadline
+        self.idempotency_key = idempotency_key      # this unit's key of a write, None without one
         self.official = ""      # the acting official, from the request
         self.dossier = ""       # set by a handler whose request names no single dossier
         self.summary = ""       # what the call did, for the audit entry (e.g. a batch's outcomes)
@@ -204,7 +233,8 @@ class Answer:
                                         local_date(self.platform.now()))
         remaining = self.context.time_remaining()
         self.caller = Caller(self.unit, self.credential,
-                             self.started + remaining if remaining is not None else None)
+                             self.started + remaining if remaining is not None else None,
+                             idempotency_key(self.context, self.unit))
         return self.caller
 
 

@@ -44,7 +44,7 @@ def _code(request) -> str:
 
 def _act(platform: Platform, caller, code: str, action: str, body: dict | None = None) -> dict:
     return platform.call("intake", "act", caller.official, caller.unit, code, action, body,
-                         deadline=caller.deadline)
+                         deadline=caller.deadline, idempotency_key=caller.idempotency_key)
 
 
 class Servicer:
@@ -62,8 +62,11 @@ class DeskService(Servicer, desk_grpc.DeskServiceServicer):
         if not request.HasField("submission"):
             raise Invalid("submission", "is required")
         try:
+            # A check changes nothing; a receipt sent again with its key gives the same dossier.
+            key = caller.idempotency_key if method == "receive" else None
             return self.platform.call("intake", method, caller.official, caller.unit,
-                                      convert.submission(request.submission), deadline=caller.deadline)
+                                      convert.submission(request.submission), deadline=caller.deadline,
+                                      idempotency_key=key)
         except Invalid as refusal:      # the desk names the submission's fields; the request nests them
             raise Invalid(f"submission.{refusal.field}", refusal.reason, refusal.details) from None
 
@@ -129,7 +132,8 @@ class AgencyService(Servicer, agency_grpc.AgencyServiceServicer):
     def _act(self, request, caller, action: str, step: int | None = None, body: dict | None = None):
         _official(request, caller)
         view = self.platform.call("routing", "act", caller.official, caller.unit, required(request.code, "code"),
-                                  action, step, body, deadline=caller.deadline)
+                                  action, step, body, deadline=caller.deadline,
+                                  idempotency_key=caller.idempotency_key)
         return convert.workflow(view)
 
     @staticmethod
@@ -196,7 +200,7 @@ class PaymentService(Servicer, payment_grpc.PaymentServiceServicer):
         if request.reference:
             payment["reference"] = request.reference
         result = self.platform.call("fees", "pay", caller.official, caller.unit, required(request.code, "code"),
-                                    payment, deadline=caller.deadline)
+                                    payment, deadline=caller.deadline, idempotency_key=caller.idempotency_key)
         return payment_pb.RecordPaymentResponse(recorded=bool(result.get("recorded")),
                                                 outstanding=result.get("outstanding") or 0,
                                                 detail=convert.struct(result))

@@ -5,7 +5,9 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 from motcua.contracts.codes import code_counter_table
 from motcua.runtime.catalogue import catalogue_tables
+from motcua.runtime.audit import audit_table
 from motcua.runtime.db import service_metadata
+from motcua.runtime.idempotency import idempotency_table
 from motcua.runtime.inbox import inbox_table
 from motcua.runtime.outbox import outbox_table
 
@@ -92,4 +94,7 @@ book_counters = Table(
 code_counters = code_counter_table(metadata)
 outbox = outbox_table(metadata)
 processed_events = inbox_table(metadata)
+# HTTP writes: their idempotency keys with the answers given, and their hash-chained audit log.
+idempotency_keys = idempotency_table(metadata)
+audit_log = audit_table(metadata)
 catalogue_procedures, catalogue_units = catalogue_tables(metadata)

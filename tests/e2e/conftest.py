@@ -26,6 +26,24 @@ def wait_healthy(url: str, process: subprocess.Popen, timeout: float = 30) -> No
     raise AssertionError(f"{url} not healthy after {timeout} s")
 
 
+def timer_runs(service, entrypoint: str) -> float:
+    """How many times the process's timer ``entrypoint`` has finished (its calls on /metrics)."""
+    lines = requests.get(service.url + "/metrics", timeout=5).text.splitlines()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith("motcua_entrypoint_calls_total{")
+               and f'entrypoint="{entrypoint}"' in line)
+
+
+def ran_again(services, entrypoint: str, times: int = 2, timeout: float = 20) -> None:
+    """Wait until each process's timer ``entrypoint`` has finished ``times`` more runs, the last of
+    them begun after this call: the positive marker after which a check of "nothing happened" holds."""
+    start = {service.url: timer_runs(service, entrypoint) for service in services}
+    deadline = time.monotonic() + timeout
+    while not all(timer_runs(s, entrypoint) >= start[s.url] + times for s in services):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{entrypoint} did not run {times} more times in {timeout} s")
+        time.sleep(0.1)
+
+
 def run_cli(args, env, check=True):
     result = subprocess.run([sys.executable, "-m", "apps.cli", *args], env=env, cwd=ROOT,
                             capture_output=True, text=True, timeout=120)

@@ -2,19 +2,25 @@
 received the working day before, what is due today and what is overdue (issue 5).
 
 In a module of its own: its notify runs on the moved clock, and no other notify may claim the digest."""
-import time
 from urllib.parse import quote
 
 import requests
 from sqlalchemy import text
 
-from tests.e2e.conftest import ServiceProcess
+from tests.e2e.conftest import ServiceProcess, ran_again
 from tests.e2e.test_intake_desk import APPLICANT, DOCUMENTS, MARITAL_STATUS, wait_for
 from tests.e2e.test_notify import Fake
 
 WARD_5 = "000.05.20.H29"
 DESK = {"X-Official": quote("Trần Văn Bình"), "X-Unit": WARD_5}
 HEAD = "truong.phuong5@example.gov.vn"
+
+
+def digests_queued(engine) -> int:
+    """Digest messages notify recorded (before any is sent): what "no digest" is read from."""
+    with engine.connect() as connection:
+        return connection.execute(text("SELECT count(*) FROM notify.messages WHERE template = 'daily_digest'")
+                                  ).scalar_one()
 
 
 def test_the_digest_goes_once_at_the_start_of_a_working_day(process_env, catalog_process, clock, engine, tmp_path):
@@ -37,21 +43,21 @@ def test_the_digest_goes_once_at_the_start_of_a_working_day(process_env, catalog
             for _ in range(2)]
         wait_for(lambda: all(requests.get(f"{notify.url}/api/v1/dossiers/{c}/messages", headers=DESK,
                                           timeout=5).status_code == 200 for c in codes), timeout=20)
-        time.sleep(1)
-        assert [m for m in smtp.lines() if m["to"] == HEAD] == []
+        ran_again([notify], "daily_digest")           # checks that began after: none queued a digest
+        assert digests_queued(engine) == 0 and [m for m in smtp.lines() if m["to"] == HEAD] == []
         clock("2026-03-05T07:25:00+07:00")            # Thursday, before the digest's hour: nothing
-        time.sleep(1.5)
-        assert [m for m in smtp.lines() if m["to"] == HEAD] == []
+        ran_again([notify], "daily_digest")
+        assert digests_queued(engine) == 0 and [m for m in smtp.lines() if m["to"] == HEAD] == []
         clock("2026-03-05T07:31:00+07:00")            # the appointment of both (3 working days) is today
         digest = wait_for(lambda: [m for m in smtp.lines() if m["to"] == HEAD], timeout=20)
-        time.sleep(1.5)                               # several more checks: still one digest
-        assert len([m for m in smtp.lines() if m["to"] == HEAD]) == 1
+        ran_again([notify], "daily_digest")           # several more checks: still one digest
+        assert digests_queued(engine) == 1 and len([m for m in smtp.lines() if m["to"] == HEAD]) == 1
         body = digest[0]["body"]
         assert all(code in body for code in codes)
         assert "05/03/2026" in body
         clock("2026-03-07T08:00:00+07:00")            # Saturday: no digest
-        time.sleep(1.5)
-        assert len([m for m in smtp.lines() if m["to"] == HEAD]) == 1
+        ran_again([notify], "daily_digest")
+        assert digests_queued(engine) == 1 and len([m for m in smtp.lines() if m["to"] == HEAD]) == 1
     finally:
         notify.stop()
         intake.stop()
@@ -103,8 +109,8 @@ def test_a_busy_desk_gets_counts_and_n_codes_and_a_broken_template_fails_once_fo
                                                "day = '2026-03-06'"), {"u": WARD_5}).all()
         [(state, reason)] = wait_for(failed_row, timeout=20)
         assert state == "failed" and "daily_digest, email" in reason
-        time.sleep(1.5)                               # several more checks: not tried again, nothing sent
-        assert len([m for m in smtp.lines() if m["to"] == HEAD]) == 1
+        ran_again([notify], "daily_digest")           # several more checks: not tried again, nothing sent
+        assert digests_queued(engine) == 1 and len([m for m in smtp.lines() if m["to"] == HEAD]) == 1
         assert len(failed_row()) == 1
         assert "digest failed to render" in notify.log_path.read_text()
     finally:

@@ -75,7 +75,7 @@ def statuses_held(fake, code) -> list[tuple[str, str]]:
 
 
 def test_a_whole_life_reaches_the_portal_in_order_through_an_outage_and_a_reconciliation(stack, catalog_process,
-                                                                                        clock):
+                                                                                        clock, engine):
     fake, intake, routing = stack["fake"], stack["intake"], stack["routing"]
     url, _ = catalog_process
     code = receive_land_transfer(intake, url)
@@ -131,8 +131,13 @@ def test_a_whole_life_reaches_the_portal_in_order_through_an_outage_and_a_reconc
     period = ["portal", "reconcile", "--from", "2026-03-02", "--to", "2026-03-12"]
     dry = run_cli([*period, "--dry-run"], stack["env"])
     assert "missing at the portal: 1" in dry.stdout and f"{code}:2" in dry.stdout
-    time.sleep(1)
-    assert f"{code}:2" not in dict(statuses_held(fake, code))          # a dry run queues nothing
+    # A dry run queues nothing: the command has returned, and its row is still as the sync left it
+    # (sent, never re-sent), so nothing can go to the portal for it.
+    with engine.connect() as connection:
+        row = connection.execute(text("SELECT state, resends FROM portal.sync_rows WHERE code = :c AND seq = 2"),
+                                 {"c": code}).one()
+    assert tuple(row) == ("sent", 0)
+    assert f"{code}:2" not in dict(statuses_held(fake, code))
     done = run_cli(period, stack["env"])
     assert "missing at the portal: 1; queued again: 1" in done.stdout, done.stdout
     wait_for(lambda: f"{code}:2" in dict(statuses_held(fake, code)), timeout=20)

@@ -2,7 +2,6 @@
 time moved through the shared clock file (issue 4, done when)."""
 import io
 import json
-import time
 from urllib.parse import quote
 
 import pytest
@@ -12,7 +11,7 @@ from sqlalchemy import text
 
 from motcua.contracts.events import new_event
 from tests.conftest import EventTap, dead_letters
-from tests.e2e.conftest import amqp, ServiceProcess, run_cli
+from tests.e2e.conftest import amqp, ran_again, ServiceProcess, run_cli
 from tests.e2e.test_intake_desk import APPLICANT, publish, wait_for
 
 DISTRICT = "000.00.20.H29"
@@ -140,7 +139,13 @@ def test_an_inter_agency_land_procedure_finishes_on_time(stack, catalog_process,
     assert code in slip_text and "Chi cục Thuế" in slip_text
 
 
-def test_overdue_at_the_tax_office_is_detected_once_with_two_replicas(stack, catalog_process, clock):
+def outbox_types(engine, code) -> list[str]:
+    with engine.connect() as connection:
+        return list(connection.execute(text("SELECT type FROM routing.outbox WHERE envelope->'payload'->>'code' = :c "
+                                            "ORDER BY seq"), {"c": code}).scalars())
+
+
+def test_overdue_at_the_tax_office_is_detected_once_with_two_replicas(stack, catalog_process, clock, engine):
     intake, (routing, other) = stack
     url, _ = catalog_process
     tap = EventTap(amqp(), "dossier.#")
@@ -154,8 +159,13 @@ def test_overdue_at_the_tax_office_is_detected_once_with_two_replicas(stack, cat
         assert act(routing, code, f"steps/{tax_step}/acceptance", TAX_OFFICER).status_code == 200
         # The tax office sits on it: the step's deadline (5/3) passes, then the dossier's (16/3).
         clock("2026-03-17T08:00:00+07:00")
-        time.sleep(3)    # several scans of both replicas
-        events = [e for e in tap.drain(expect=1, settle=1.0) if e["payload"].get("code") == code]
+        wait_for(lambda: routed(routing, code)["overdue_at"])
+        ran_again((routing, other), "scan")     # both replicas scanned twice more: none announced it again
+        assert outbox_types(engine, code).count("dossier.overdue") == 1
+        assert outbox_types(engine, code).count("dossier.step_overdue") == 1
+        events = []
+        wait_for(lambda: events.extend(e for e in tap.drain(settle=0) if e["payload"].get("code") == code)
+                 or {"dossier.overdue", "dossier.step_overdue"} <= {e["type"] for e in events})
     finally:
         tap.close()
     overdue = [e for e in events if e["type"] == "dossier.overdue"]
@@ -189,7 +199,7 @@ def test_overdue_at_the_tax_office_is_detected_once_with_two_replicas(stack, cat
     assert f'motcua_apologies_total{{agency="{TAX}"}} 1.0' in metrics
 
 
-def test_an_overdue_dossier_without_apology_is_flagged_after_a_working_day(stack, catalog_process, clock):
+def test_an_overdue_dossier_without_apology_is_flagged_after_a_working_day(stack, catalog_process, clock, engine):
     intake, (routing, _) = stack
     url, _ = catalog_process
     clock("2026-03-02T10:00:00+07:00")
@@ -199,13 +209,14 @@ def test_an_overdue_dossier_without_apology_is_flagged_after_a_working_day(stack
     try:
         clock("2026-03-17T08:00:00+07:00")        # overdue detected on 17/3
         wait_for(lambda: routed(routing, code)["overdue_at"])
-        time.sleep(1)
-        assert not [e for e in tap.drain(settle=0.5) if e["type"] == "dossier.apology_missing"
-                    and e["payload"]["code"] == code]
+        ran_again(stack[1], "scan")                   # later scans of the same day: not yet missing
+        assert "dossier.apology_missing" not in outbox_types(engine, code)
         clock("2026-03-18T08:00:00+07:00")        # a working day later, still no apology
-        time.sleep(1.5)
-        missing = [e for e in tap.drain(expect=1, settle=1.0)
-                   if e["type"] == "dossier.apology_missing" and e["payload"]["code"] == code]
+        wait_for(lambda: "dossier.apology_missing" in outbox_types(engine, code))
+        ran_again(stack[1], "scan")                   # and once only
+        assert outbox_types(engine, code).count("dossier.apology_missing") == 1
+        missing = wait_for(lambda: [e for e in tap.drain(settle=0)
+                                    if e["type"] == "dossier.apology_missing" and e["payload"]["code"] == code])
     finally:
         tap.close()
     assert len(missing) == 1 and missing[0]["payload"]["agency"] == LAND_REGISTRY

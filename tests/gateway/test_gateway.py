@@ -169,7 +169,8 @@ def test_a_resent_batch_changes_nothing(stack, token, engine):
     before = actions()
     assert outcomes(ward.publish(batch)) == ["EVENT_OUTCOME_DUPLICATE"] * 2
     assert outcomes(ward.publish(batch[1:])) == ["EVENT_OUTCOME_DUPLICATE"]
-    time.sleep(1)
+    # The answer is the marker: an event is applied before its outcome is answered, and a duplicate
+    # is answered without applying anything; nothing of it can land later.
     assert actions() == before
     with engine.connect() as connection:
         rows = connection.execute(text("SELECT outcome FROM gateway.unit_events WHERE dossier = :c"),
@@ -465,3 +466,43 @@ def test_a_crashed_gateway_loses_no_event_of_the_feeds(stack, token, engine):
         positions = connection.execute(text("SELECT position FROM gateway.feed WHERE unit = :u ORDER BY position"),
                                        {"u": WARD_5}).scalars().all()
     assert positions == list(range(1, len(positions) + 1))
+
+
+def test_a_write_retried_with_its_idempotency_key_is_done_once(stack, token, engine):
+    """A unit system whose answer was lost sends the call again with its ``idempotency-key``: the
+    same answer, one dossier; the key with another request is refused naming it (issue 16)."""
+    from motcua.v1 import desk_service_pb2 as desk_pb
+    from motcua_client.client import submission
+    ward = client_for(stack, token(WARD_3))
+    key = uuid.uuid4().hex
+
+    def receive(body, with_key=key):
+        request = desk_pb.ReceiveDossierRequest(official=OFFICIAL, submission=submission(body))
+        return ward.desk.ReceiveDossier(request, metadata=ward.metadata + (("idempotency-key", with_key),),
+                                        timeout=15)
+
+    def count() -> int:
+        with engine.connect() as connection:
+            return connection.execute(text("SELECT count(*) FROM intake.dossiers")).scalar_one()
+
+    before = count()
+    first = receive(dossier())
+    again = receive(dossier())
+    assert again.SerializeToString() == first.SerializeToString()
+    assert again.dossier.code == first.dossier.code and count() == before + 1
+    with pytest.raises(grpc.RpcError) as other:
+        receive(dossier(applicant={**APPLICANT, "name": "Lê Văn Tám"}))
+    assert other.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "idempotency-key" in other.value.details()
+    with pytest.raises(grpc.RpcError) as malformed:
+        receive(dossier(), with_key="k" * 201)
+    assert malformed.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "idempotency-key" in malformed.value.details()
+    assert count() == before + 1
+
+    refuse = desk_pb.RefuseDossierRequest(official=OFFICIAL, code=first.dossier.code, reason="Thiếu giấy tờ")
+    metadata = ward.metadata + (("idempotency-key", key + "-refuse"),)
+    refused = ward.desk.RefuseDossier(refuse, metadata=metadata, timeout=15)
+    assert ward.desk.RefuseDossier(refuse, metadata=metadata, timeout=15) == refused     # not "already refused"
+    with pytest.raises(grpc.RpcError) as without_key:
+        ward.desk.RefuseDossier(refuse, metadata=ward.metadata, timeout=15)
+    assert without_key.value.code() == grpc.StatusCode.FAILED_PRECONDITION

@@ -214,7 +214,7 @@ def test_a_proxy_whose_broker_node_went_away_is_replaced(monkeypatch):
     made = []
 
     class Standalone:
-        def __init__(self, config, timeout):
+        def __init__(self, config, timeout, context_data=None):
             self.config, self.stopped = config, False
             self._reply_listener = SimpleNamespace(queue_consumer=SimpleNamespace(timeout=None))
             made.append(self)

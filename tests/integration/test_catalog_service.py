@@ -39,10 +39,16 @@ def test_publishing_the_catalogue_publishes_every_procedure_once(catalog, catalo
     events = tap.drain(expect=len(report["published"]))
     assert sorted(e["payload"]["code"] for e in events) == sorted(p["code"] for p in catalogue_data["procedures"])
     assert {e["unit"] for e in events} == {"000.00.20.H29"}
-    # The same file again changes nothing and publishes nothing.
+    # The same file again changes nothing and publishes nothing: once a change published after it
+    # (the marker) has arrived, nothing came before it (the relay publishes in the outbox's order).
     again = catalog.publish(catalogue_data)
     assert again["published"] == [] and again["unchanged"] == len(catalogue_data["procedures"])
-    assert tap.drain(expect=0, settle=1.0) == []
+    changed = copy.deepcopy(catalogue_data)
+    marker = changed["procedures"][0]
+    marker["name"] += " (sửa)"
+    assert [p["code"] for p in catalog.publish(changed)["published"]] == [marker["code"]]
+    assert [(e["payload"]["code"], e["payload"]["version"]) for e in tap.drain(expect=1, settle=0)] == \
+        [(marker["code"], 2)]
 
 
 def test_a_change_is_a_new_version_and_every_version_stays_readable(catalog, catalogue_data):

@@ -49,6 +49,17 @@ def wait_until(predicate, timeout=15.0):
     return predicate()
 
 
+def only_the_marker_is_dead_lettered(amqp_uri):
+    """Nothing more was dead-lettered: a poison marker published now reaches the dead-letter queue
+    first (its queue hands it over after everything before it), instead of waiting a while for
+    nothing to come."""
+    marker = new_event("test.noted", {"note": f"poison-marker-{uuid.uuid4()}"}, ps.UNIT)
+    publish_raw(amqp_uri, marker.to_json(), "test.noted")
+    dead = dead_letters(amqp_uri, timeout=15)
+    assert [json.loads(d.body)["id"] for d in dead] == [marker.id], [d.headers.get("x-dead-letter-reason")
+                                                                      for d in dead]
+
+
 def duplicates_recognised():
     return inbox.DUPLICATES.labels("platform_test", "test.noted")._value.get()
 
@@ -58,13 +69,10 @@ def test_a_single_event_at_low_load_goes_at_once_alone(container_factory, servic
     container = container_factory(ps.PlatformTestService, service_config)
     container.start()
     note = f"alone-{uuid.uuid4()}"
-    started = time.monotonic()
     publish_raw(service_config["AMQP_URI"], new_event("test.noted", {"note": note}, ps.UNIT).to_json(), "test.noted")
     assert wait_until(lambda: notes(platform_schema, note) == {f"handled:{note}": 1})
-    waited = time.monotonic() - started
+    # Alone in its batch: no waiting for a batch to fill (how fast: bench/timings.py single_event).
     assert batches == [1]
-    # No waiting for a batch to fill nor for a timer: handled as soon as it arrived.
-    assert waited < 1.0, f"a single event took {waited:.2f} s"
 
 
 def test_what_waits_on_the_queue_is_handled_in_batches_each_once(container_factory, service_config,
@@ -107,7 +115,7 @@ def test_a_poison_message_in_a_batch_is_dead_lettered_alone(container_factory, s
     alone = [notes_[0] for notes_ in ps.ATTEMPTS if len(notes_) == 1]
     assert set(with_poison) <= set(alone)
     assert sum(batches) == 30
-    assert dead_letters(service_config["AMQP_URI"], timeout=0.5) == []
+    only_the_marker_is_dead_lettered(service_config["AMQP_URI"])
 
 
 def test_an_event_that_must_wait_is_held_alone_and_the_rest_of_its_batch_goes_on(
@@ -134,7 +142,7 @@ def test_an_event_that_must_wait_is_held_alone_and_the_rest_of_its_batch_goes_on
     assert wait_until(lambda: notes(platform_schema, f"later-{run}") == {f"handled:later-{run}": 1})
     assert [f"later-{run}"] in ps.ATTEMPTS                 # held, then tried alone
     assert set(notes(platform_schema, f"wait-{run}").values()) == {1}
-    assert dead_letters(service_config["AMQP_URI"], timeout=0.5) == []
+    only_the_marker_is_dead_lettered(service_config["AMQP_URI"])
 
 
 def test_a_batch_redelivered_after_a_crash_between_commit_and_acknowledgement_changes_nothing(
@@ -161,4 +169,4 @@ def test_a_batch_redelivered_after_a_crash_between_commit_and_acknowledgement_ch
     assert wait_until(lambda: duplicates_recognised() - before == 40), duplicates_recognised() - before
     assert set(notes(platform_schema, f"crash-{run}").values()) == {1}
     assert len(notes(platform_schema, f"crash-{run}")) == 40
-    assert dead_letters(service_config["AMQP_URI"], timeout=0.5) == []
+    only_the_marker_is_dead_lettered(service_config["AMQP_URI"])

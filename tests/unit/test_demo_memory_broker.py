@@ -70,12 +70,10 @@ def test_rpc_replies_and_events_work_in_one_process(containers):
     with ServiceRpcProxy("caller", CONFIG) as caller:
         # service -> service RPC and the standalone proxy's reply both need the content_type fix
         assert caller.call("xin chào") == {"echo": "xin chào"}
-        started = time.monotonic()
         answers = [caller.call(i) for i in range(10)]
-        elapsed = time.monotonic() - started
     assert answers == [{"echo": i} for i in range(10)]
-    # 10 round trips of two hops each: with the 1 s default polling this takes over 10 s
-    assert elapsed < 5
+    # How fast (10 round trips; over 10 s with the 1 s default polling): bench/timings.py memory_rpc.
+    # The lowered polling itself is test_install_lowers_polling_and_is_idempotent's.
     deadline = time.monotonic() + 5
     while len(received) < 11 and time.monotonic() < deadline:
         eventlet.sleep(0.01)
