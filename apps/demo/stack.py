@@ -133,6 +133,8 @@ class Stack:
             "OUTBOX_MARK_SECONDS": 0,
             "SMS_GATEWAY_URL": f"{providers_url}/sms", "SMS_GATEWAY_KEY": "demo", "OFFICIALS_FILE": str(officials),
             **self.pii,
+            # A simulated day's writes of an official come in seconds: no per-official write rate.
+            "HTTP_WRITE_RATE_PER_MINUTE": 10**9, "HTTP_WRITE_BURST": 10**6,
         }
         if memory_broker.is_memory(self.amqp_uri):
             overrides["TRANSPORT_OPTIONS"] = {"polling_interval": memory_broker.DEFAULT_POLLING_INTERVAL}

@@ -26,7 +26,7 @@ from motcua.runtime.outbox import OutboxRelay
 from motcua.runtime.pii import PiiKeys
 from motcua.runtime.ratelimit import RateLimiter
 from motcua.runtime.rpc import rpc
-from motcua.runtime.web import answer, http, json_body, official
+from motcua.runtime.web import answer, http, json_body, official, retry_later
 from services.intake import forms, handlers, models, page_dates, printing, store
 from services.intake.unit_of_work import SqlDossierRepository, SqlUnitOfWork
 from services.intake.views import summary
@@ -234,7 +234,7 @@ class IntakeService(PlatformService):
         allowed, wait = self.status_limiter.allow(client)
         if allowed:
             return None
-        return error_response(429, f"too many requests: try again in {int(wait) + 1} s", "rate")
+        return retry_later(error_response(429, f"too many requests: try again in {int(wait) + 1} s", "rate"), wait)
 
     @http("GET", "/api/v1/status/<string:code>")
     def http_status(self, request, code):

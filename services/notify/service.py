@@ -7,7 +7,6 @@ of a dossier for its officials, template management, the providers' delivery rep
 """
 from __future__ import annotations
 
-import json
 from functools import lru_cache
 from datetime import datetime, time, timedelta
 from pathlib import Path
@@ -26,7 +25,7 @@ from motcua.runtime.observability import DatabaseGauge, PlatformService, error_r
 from motcua.runtime.outbox import OutboxRelay
 from motcua.runtime.pii import PiiKeys
 from motcua.runtime.timer import configured_timer
-from motcua.runtime.web import http, official
+from motcua.runtime.web import body_text, http, json_body, official
 from services.notify import dispatch, metrics, models, store, templates, zalo
 from services.notify.handlers import (Consume, DigestQueued, SaveTemplate, SendDigest, delivery_report, handle,
                                       handle_events)
@@ -304,10 +303,10 @@ class NotifyService(PlatformService):
         except Refusal as refusal:
             return error_response(refusal.status, str(refusal), refusal.field)
         try:
-            body = json.loads(request.get_data(as_text=True) or "{}")
-        except ValueError as exc:
-            return error_response(400, f"body: is not valid JSON: {exc}", "body")
-        if not isinstance(body, dict) or not isinstance(body.get("body"), str):
+            body = json_body(request)
+        except Invalid as refusal:
+            return error_response(refusal.status, str(refusal), refusal.field)
+        if not isinstance(body.get("body"), str):
             return error_response(400, "body: a template needs its text in \"body\"", "body")
         try:
             saved = handle("notify.save_template", SaveTemplate(key, channel, body.get("subject"), body["body"],
@@ -324,7 +323,7 @@ class NotifyService(PlatformService):
     def http_delivery_report(self, request):
         """The SMS gateway's report: delivered or failed at the handset."""
         try:
-            command = delivery_report(request.get_data(as_text=True), self.now())
+            command = delivery_report(body_text(request), self.now())
         except Invalid as refusal:
             return error_response(400, str(refusal), refusal.field)
         try:
