@@ -28,10 +28,13 @@ tools: .tools/node_modules/.bin/buf
 .tools/node_modules/.bin/buf:
 	npm install --prefix .tools --no-save --no-audit --no-fund @bufbuild/buf@$(BUF_VERSION)
 
-up: install services proto
-	$(BIN)/motcua migrate
-	$(BIN)/motcua catalog load
-	exec $(BIN)/motcua up
+# The personal-data keys of this machine's database: made once, kept
+# in .pii.env (git-ignored); losing it loses the stored ID and phone numbers.
+up: install services proto .pii.env
+	set -a && . ./.pii.env && set +a && $(BIN)/motcua migrate && $(BIN)/motcua catalog load && exec $(BIN)/motcua up
+
+.pii.env:
+	$(BIN)/motcua pii keys > $@
 
 test: install services proto tools
 	$(BIN)/python -m pytest

@@ -4,6 +4,8 @@
     motcua up [--one-process] [SERVICE ...]  every built service, each its own process (--one-process: the
                                   nameko services in one, the gateway in its own); Ctrl-C stops them all
     motcua migrate [SERVICE ...]  apply every service's migrations
+    motcua pii keys [--key-id k1]  a new set of the keys sealing ID and phone numbers (PII_KEYS, ...)
+    motcua pii rotate [SERVICE ...] [--all] [--batch N]  seal every stored number again under PII_ACTIVE_KEY
     motcua due-date --received 2026-02-13T10:00 --limit "3 working days"
     motcua calendar show YEAR [--format json]  every day off and make-up working day, with its source
     motcua catalog check FILE     validate a catalogue file; names file, entry, field and reason
@@ -58,6 +60,20 @@ def _config(spec: ServiceSpec) -> dict:
         raise UsageError(str(exc)) from None
 
 
+def _run_config(spec: ServiceSpec) -> dict:
+    """The config of a service about to run: one that keeps ID or phone numbers needs its keys (a
+    usage error naming the settings, not a traceback from the container)."""
+    from motcua.runtime.config import ConfigError
+    from motcua.runtime.pii import keyring
+    config = _config(spec)
+    if hasattr(_models(spec.name), "sealed"):
+        try:
+            keyring(config)
+        except ConfigError as exc:
+            raise UsageError(f"{spec.name}: {exc}") from None
+    return config
+
+
 # --- run / up / migrate ----------------------------------------------------------------------
 
 def cmd_run(args) -> int:
@@ -75,14 +91,14 @@ def cmd_run(args) -> int:
     if len(specs) > 1:
         from apps import together
         for each in specs:
-            _config(each)                      # a bad config is a usage error before anything starts
+            _run_config(each)                  # a bad config is a usage error before anything starts
         configure_logging("+".join(each.name for each in specs))
         return together.run([each.name for each in specs])
     from nameko.cli.run import run
 
     from apps.together import service_class
 
-    config = _config(spec)
+    config = _run_config(spec)
     configure_logging(spec.name)
     run([service_class(spec)], config)
     return 0
@@ -92,7 +108,7 @@ def _run_gateway(spec: ServiceSpec) -> int:
     from motcua.runtime.logs import configure_logging
     from services.gateway.server import serve
 
-    config = _config(spec)
+    config = _run_config(spec)
     configure_logging(spec.name)
     return serve(config)
 
@@ -100,7 +116,7 @@ def _run_gateway(spec: ServiceSpec) -> int:
 def cmd_up(args) -> int:
     names = list(dict.fromkeys(args.services or list(SERVICES)))
     for name in names:
-        _service(name)
+        _run_config(_service(name))      # a missing setting (the personal-data keys) before anything starts
     # --one-process: the nameko services share one process (`motcua run A B ...`); the gateway
     # keeps its own (grpcio cannot run under eventlet).
     groups = [[name] for name in names]
@@ -153,10 +169,64 @@ def cmd_migrate(args) -> int:
 
     for name in args.services or list(SERVICES):
         spec = _service(name)
-        url = database_url(_config(spec))
-        upgrade(spec.directory / "migrations", url)
+        config = _config(spec)
+        upgrade(spec.directory / "migrations", database_url(config), service_config=config)
         print(f"{name}: migrated to head", file=sys.stderr)
     return 0
+
+
+# --- pii: the keys that seal ID and phone numbers --------------------------------------------
+
+def cmd_pii_keys(args) -> int:
+    from motcua.runtime.pii import new_settings
+    for name, value in new_settings(args.key_id).items():
+        print(f"{name}={value}")
+    print("keep these as a secret: without them the stored ID and phone numbers cannot be read", file=sys.stderr)
+    return 0
+
+
+def cmd_pii_rotate(args) -> int:
+    """Seal every stored ID and phone number again under PII_ACTIVE_KEY (after adding a new key as the
+    active one, keeping the old in PII_KEYS until this has run in every service that keeps them)."""
+    from motcua.contracts.pii import PiiError
+    from motcua.runtime.config import ConfigError
+    from motcua.runtime.db import database_url, make_engine
+    from motcua.runtime.pii import SealedColumns, keyring, reseal_json, reseal_rows
+
+    names = args.services or [name for name in SERVICES if hasattr(_models(name), "sealed")]
+    for name in names:
+        models = _models(name)
+        if not hasattr(models, "sealed"):
+            raise UsageError(f"{name} keeps no ID or phone numbers")
+        config = _config(_service(name))
+        try:
+            ring = keyring(config)
+        except ConfigError as exc:
+            raise UsageError(f"{name}: {exc}") from None
+        engine = make_engine(database_url(config), pool_size=1, application_name="motcua-pii-rotate")
+        try:
+            with engine.connect() as connection:
+                for spec in models.sealed:
+                    def progress(done, total, table=spec.table):
+                        print(f"  {table}: {done}/{total} rows read", file=sys.stderr)
+                    if isinstance(spec, SealedColumns):
+                        changed = reseal_rows(connection, spec, ring, everything=args.all, batch=args.batch,
+                                              commit=True, progress=progress)
+                    else:
+                        changed = reseal_json(connection, spec, ring, batch=args.batch, commit=True,
+                                              progress=progress)
+                    connection.commit()
+                    print(f"{spec.table}: {changed} row(s) sealed under key {ring.active}")
+        except PiiError as exc:     # a value sealed under a key PII_KEYS no longer holds, or altered
+            raise UsageError(f"{name}: {exc}") from None
+        finally:
+            engine.dispose()
+    return 0
+
+
+def _models(name: str):
+    import importlib
+    return importlib.import_module(f"services.{_service(name).name}.models")
 
 
 # --- due-date --------------------------------------------------------------------------------
@@ -739,6 +809,18 @@ def build_parser() -> argparse.ArgumentParser:
     migrate = commands.add_parser("migrate", help="apply every service's migrations")
     migrate.add_argument("services", nargs="*")
     migrate.set_defaults(handler=cmd_migrate)
+
+    pii = commands.add_parser("pii", help="the keys sealing citizens' ID and phone numbers at rest")
+    pii_commands = pii.add_subparsers(dest="pii_command", required=True, parser_class=_Parser)
+    pii_keys = pii_commands.add_parser("keys", help="print a new set of PII_KEYS, PII_ACTIVE_KEY, PII_HASH_KEY")
+    pii_keys.add_argument("--key-id", default="k1", help="the new key's id (default k1)")
+    pii_keys.set_defaults(handler=cmd_pii_keys)
+    rotate = pii_commands.add_parser("rotate", help="seal every stored number again under PII_ACTIVE_KEY")
+    rotate.add_argument("services", nargs="*", help="default: every service that keeps them")
+    rotate.add_argument("--all", action="store_true",
+                        help="every row, not only those under another key (after a new PII_HASH_KEY: the digests)")
+    rotate.add_argument("--batch", type=int, default=500, help="rows per transaction (default 500)")
+    rotate.set_defaults(handler=cmd_pii_rotate)
 
     due = commands.add_parser("due-date", help="the appointment date of a dossier")
     due.add_argument("--received", required=True, help="ISO date-time of receipt, local time (Asia/Ho_Chi_Minh)")

@@ -28,9 +28,13 @@ from motcua.runtime import broker  # noqa: E402
 from apps.registry import SERVICES  # noqa: E402
 from motcua.runtime.db import make_engine  # noqa: E402
 from motcua.runtime.migrations import upgrade  # noqa: E402
+from motcua.runtime.pii import new_settings  # noqa: E402
 from tests.fakes import oidc_provider  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
+# The personal-data keys of every service under test (in-process and real processes): one set per
+# session, so what one service seals (intake's events) the others open.
+PII_SETTINGS = new_settings("t1")
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL",
                                    "postgresql+psycopg2://motcua@127.0.0.1:5432/motcua_test")
 
@@ -60,7 +64,8 @@ def service_config(rabbit_config, database_url):
     """A nameko config for a service under test: its own vhost, the test database, a free port;
     officials signed in by the session's OpenID provider (tests/fakes/officials.py)."""
     return {**rabbit_config, "DATABASE_URL": database_url, "OUTBOX_POLL_SECONDS": 0.2,
-            "WEB_SERVER_ADDRESS": f"127.0.0.1:{find_free_port()}", **oidc_provider.provider().settings()}
+            "WEB_SERVER_ADDRESS": f"127.0.0.1:{find_free_port()}", **PII_SETTINGS,
+            **oidc_provider.provider().settings()}
 
 
 class EventTap:
@@ -131,7 +136,7 @@ def dead_letters(amqp_uri: str, timeout: float = 5.0, expect: int = 1) -> list:
 def cli_env(database_url, rabbit_config):
     """Environment for real processes of the CLI and the services."""
     return {**os.environ, "DATABASE_URL": database_url, "AMQP_URI": rabbit_config["AMQP_URI"],
-            "LOG_FORMAT": "json", "PYTHONPATH": str(ROOT)}
+            "LOG_FORMAT": "json", "PYTHONPATH": str(ROOT), **PII_SETTINGS}
 
 
 @pytest.fixture

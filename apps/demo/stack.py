@@ -25,6 +25,7 @@ from apps.registry import SERVICES as ALL_SERVICES, DEFAULT_CATALOGUE
 from apps.together import ServiceMetrics, metric_owners, service_class, with_own_metrics
 from motcua.runtime.config import load_config
 from motcua.runtime.db import make_engine
+from motcua.runtime.pii import SETTINGS as PII_SETTINGS, new_settings
 from apps.demo import memory_broker
 from apps.demo.providers import Providers, officials_file
 
@@ -107,6 +108,10 @@ class Stack:
         if not self.database_url:
             self.database_url, self.pg_server = embedded_database(self.workdir / "pg")
         self.engine = make_engine(self.database_url, pool_size=2, application_name="motcua-demo")
+        # The personal-data keys: the environment's, else a fresh set for this run (its embedded
+        # database goes with it); the report never shows a sealed value, so it stays the same.
+        self.pii = ({name: self.environ[name] for name in PII_SETTINGS}
+                    if all(self.environ.get(name) for name in PII_SETTINGS) else new_settings("demo"))
         self._migrate()
         self._load_catalogue(catalogue_file or DEFAULT_CATALOGUE)
         addresses = choose_addresses(self.environ)
@@ -130,6 +135,9 @@ class Stack:
             # X-Official/X-Unit headers, not an identity provider (README, "Sign-in").
             "AUTH_MODE": "dev-headers",
             "SMS_GATEWAY_URL": f"{providers_url}/sms", "SMS_GATEWAY_KEY": "demo", "OFFICIALS_FILE": str(officials),
+            **self.pii,
+            # A simulated day's writes of an official come in seconds: no per-official write rate.
+            "HTTP_WRITE_RATE_PER_MINUTE": 10**9, "HTTP_WRITE_BURST": 10**6,
         }
         if memory_broker.is_memory(self.amqp_uri):
             overrides["TRANSPORT_OPTIONS"] = {"polling_interval": memory_broker.DEFAULT_POLLING_INTERVAL}
@@ -151,7 +159,7 @@ class Stack:
     def _migrate(self) -> None:
         from motcua.runtime.migrations import upgrade
         for spec in SERVICES.values():
-            upgrade(spec.directory / "migrations", self.database_url)
+            upgrade(spec.directory / "migrations", self.database_url, service_config=self.pii)
 
     @staticmethod
     def _unit_codes(path: Path) -> list[str]:

@@ -64,7 +64,7 @@ _AGENCY = {SPECIALIST: ROUTED, UNIT_HEAD: ROUTED}
 HTTP_RULES: tuple[Rule, ...] = (
     # every service: probes and scraping stay open (behind the cluster's network policy)
     *(_public(service, "GET", path) for service in ("catalog", "intake", "routing", "fees", "notify", "portal")
-      for path in ("/health", "/metrics")),
+      for path in ("/health", "/metrics", "/openapi.json")),     # the API's description is no one's data
     # catalog: the public catalogue, its page and its API
     _public("catalog", "GET", "/"),
     _public("catalog", "GET", "/thu-tuc/<string:code>"),

@@ -5,6 +5,12 @@ Every event crosses the broker as this envelope (JSON):
 Producers validate before writing to their outbox; consumers validate again on receipt,
 so a malformed event is caught on both sides and never reaches domain code.
 The vocabulary is one list, ``SCHEMAS``: add a type (or a new version of one) here.
+
+A field that is not in the schema (of the envelope or of the payload) is refused, not ignored:
+producers build every event against these same schemas (``new_event``), so an unknown field means
+a producer speaks a version this consumer does not know (a new field is a new version, as
+``dossier.supplement_received`` 2), and dropping it silently would lose what it says; it also
+keeps personal data that no consumer needs from travelling (engineering guide, §3).
 """
 from __future__ import annotations
 
@@ -26,13 +32,44 @@ _TYPE = re.compile(r"^[a-z]+(\.[a-z_]+)+$")
 _UNIT = re.compile(r"^\d{3}\.\d{2}\.\d{2}\.H\d{2}$")
 
 
-class EventInvalid(ValueError):
-    """An event that breaks the contract; ``field`` names the offending part."""
+# Why a message is not an event, in a few words (the dead letters' metric label; bounded).
+INVALID_KINDS = ("too_large", "not_json", "not_object", "envelope", "unknown_type", "payload")
+UNKNOWN_TYPE = "unknown"
 
-    def __init__(self, field: str, reason: str):
+
+class EventInvalid(ValueError):
+    """An event that breaks the contract; ``field`` names the offending part, ``kind`` (one of
+    ``INVALID_KINDS``) what sort of break it is, and ``event_type`` the type the message claims if
+    the contract knows it (else ``"unknown"``: the label stays bounded whatever a sender writes)."""
+
+    def __init__(self, field: str, reason: str, kind: str | None = None):
         super().__init__(f"{field}: {reason}")
         self.field = field
         self.reason = reason
+        self.kind = kind or ("payload" if field.startswith("payload") else "envelope")
+        self.event_type = UNKNOWN_TYPE
+
+
+def shown(value: Any) -> str:
+    """A value quoted in a reason: short, and never a long run of digits or text (a reason goes
+    to logs and dead letters; an ID or phone number cut in half would escape the masking)."""
+    if value is None or isinstance(value, bool):
+        return repr(value)
+    if isinstance(value, (int, float)):
+        return repr(value) if abs(value) < 10**6 else f"a number of {len(str(int(abs(value))))} digits"
+    if isinstance(value, str):
+        return repr(value) if len(value) <= 40 else f"a string of {len(value)} characters"
+    if isinstance(value, (list, tuple)):
+        return f"a list of {len(value)} items"
+    if isinstance(value, dict):
+        return f"an object of {len(value)} fields"
+    return f"a {type(value).__name__}"
+
+
+def _name(key: Any) -> str:
+    """A field name from a message, quoted in a reason: bounded."""
+    key = str(key)
+    return key if len(key) <= 40 else key[:40] + "…"
 
 
 # --- payload schemas -------------------------------------------------------------------
@@ -76,6 +113,10 @@ KINDS: dict[str, tuple[Callable[[Any], bool], str]] = {
 class Field:
     kind: str
     required: bool = True
+    # An object's own fields (``nested``), or the kind of a list's items (``list_of``): what a
+    # consumer reads inside them is checked like the rest, before any handler runs.
+    schema: "Schema | None" = None
+    items: str | None = None
 
 
 @dataclass(frozen=True)
@@ -83,28 +124,48 @@ class Schema:
     fields: Mapping[str, Field]
     description: str = ""
 
-    def validate(self, payload: Any) -> None:
+    def validate(self, payload: Any, path: str = "payload") -> None:
         if not isinstance(payload, dict):
-            raise EventInvalid("payload", "must be an object")
-        unknown = sorted(set(payload) - set(self.fields))
+            raise EventInvalid(path, "must be an object")
+        unknown = sorted(str(key) for key in set(payload) - set(self.fields))
         if unknown:
-            raise EventInvalid(f"payload.{unknown[0]}", "is not part of this event's schema")
+            raise EventInvalid(f"{path}.{_name(unknown[0])}", "is not part of this event's schema")
         for name, spec in self.fields.items():
+            where = f"{path}.{name}"
             if name not in payload or payload[name] is None:
                 if spec.required:
-                    raise EventInvalid(f"payload.{name}", "is required")
+                    raise EventInvalid(where, "is required")
                 continue
+            value = payload[name]
             check, expected = KINDS[spec.kind]
-            if not check(payload[name]):
-                raise EventInvalid(f"payload.{name}", f"must be {expected}, got {payload[name]!r}")
+            if not check(value):
+                raise EventInvalid(where, f"must be {expected}, got {shown(value)}")
+            if spec.schema is not None:
+                spec.schema.validate(value, where)
+            if spec.items is not None:
+                check, expected = KINDS[spec.items]
+                for i, item in enumerate(value):
+                    if not check(item):
+                        raise EventInvalid(f"{where}[{i}]", f"must be {expected}, got {shown(item)}")
 
 
-def schema(doc: str, /, **fields: str) -> Schema:
+def _field(kind: "str | Field") -> Field:
+    return kind if isinstance(kind, Field) else Field(kind.rstrip("?"), required=not kind.endswith("?"))
+
+
+def schema(doc: str, /, **fields: "str | Field") -> Schema:
     """``schema("...", code="str", note="str?")``: a trailing ``?`` marks an optional field."""
-    return Schema(
-        {name: Field(kind.rstrip("?"), required=not kind.endswith("?")) for name, kind in fields.items()},
-        doc,
-    )
+    return Schema({name: _field(kind) for name, kind in fields.items()}, doc)
+
+
+def nested(required: bool = True, /, **fields: "str | Field") -> Field:
+    """An object field with fields of its own: ``applicant=nested(name="str", phone="str?")``."""
+    return Field("object", required, schema=schema("", **fields))
+
+
+def list_of(items: str, required: bool = True) -> Field:
+    """A list whose items are all of one kind: ``conditions=list_of("str", False)``."""
+    return Field("list", required, items=items)
 
 
 # (type, version) -> payload schema. The single list of events of the platform.
@@ -140,12 +201,17 @@ SCHEMAS: dict[tuple[str, int], Schema] = {
     ),
     ("dossier.received", 1): schema(
         "The desk received a complete dossier (status 2): the clock runs from here. ``applicant`` holds "
-        "only the name and the contacts notify needs; ``quantities`` the pages and copies fees needs; "
+        "only the name and the contacts notify needs (the phone sealed, ``motcua.contracts.pii``: opened "
+        "only by a service with the keys); ``quantities`` the pages and copies fees needs; "
         "``notifications`` (optional) the citizen's choice, ``{channels: [email | sms | zalo], optional: bool}``: "
         "a consumer that does not know a channel leaves it out; without it notify uses SMS.",
         code="str", procedure_code="str", procedure_version="int", channel="str", received_at="instant",
-        appointment_date="date", time_limit="str", handling_agency="unit", applicant="object",
-        quantities="object", secret="str", conditions="list?", notifications="object?",
+        appointment_date="date", time_limit="str", handling_agency="unit",
+        # What intake writes (``Dossier`` in services/intake/dossier.py), no more: the ID number and
+        # address stay at the desk.
+        applicant=nested(name="str", phone="str?", email="str?"),
+        quantities=nested(pages="int?", copies="int?"), secret="str", conditions=list_of("str", False),
+        notifications=nested(False, channels=list_of("str"), optional="bool?"),
     ),
     ("dossier.refused", 1): schema(
         "The desk refused the dossier (status 3, Mẫu 03). ``received``: it had been received (the other "
@@ -290,6 +356,12 @@ class Envelope:
 
 
 _ENVELOPE_KEYS = {"id", "type", "version", "occurred_at", "unit", "correlation_id", "payload"}
+KNOWN_TYPES = frozenset(type_ for type_, _ in SCHEMAS)
+
+
+def type_label(value: Any) -> str:
+    """A metric's event type label: a type of the contract, else ``"unknown"``."""
+    return value if isinstance(value, str) and value in KNOWN_TYPES else UNKNOWN_TYPE
 
 
 def validate(envelope: Envelope) -> Envelope:
@@ -297,42 +369,65 @@ def validate(envelope: Envelope) -> Envelope:
     try:
         uuid.UUID(envelope.id)
     except (ValueError, TypeError, AttributeError):
-        raise EventInvalid("id", f"must be a UUID, got {envelope.id!r}") from None
+        raise EventInvalid("id", f"must be a UUID, got {shown(envelope.id)}") from None
     if not isinstance(envelope.type, str) or not _TYPE.match(envelope.type):
-        raise EventInvalid("type", f"must look like owner.fact, got {envelope.type!r}")
+        raise EventInvalid("type", f"must look like owner.fact, got {shown(envelope.type)}")
     if not isinstance(envelope.version, int) or isinstance(envelope.version, bool) or envelope.version < 1:
-        raise EventInvalid("version", f"must be a positive integer, got {envelope.version!r}")
+        raise EventInvalid("version", f"must be a positive integer, got {shown(envelope.version)}")
     if not isinstance(envelope.occurred_at, datetime) or envelope.occurred_at.tzinfo is None:
         raise EventInvalid("occurred_at", "must be a date-time with a time zone")
     if not isinstance(envelope.unit, str) or not _UNIT.match(envelope.unit):
-        raise EventInvalid("unit", f"must be a unit code like 000.00.20.H29, got {envelope.unit!r}")
-    if not isinstance(envelope.correlation_id, str) or not envelope.correlation_id.strip():
-        raise EventInvalid("correlation_id", "must be a non-empty string")
+        raise EventInvalid("unit", f"must be a unit code like 000.00.20.H29, got {shown(envelope.unit)}")
+    # At most 100 characters, as the services cut it (``observability``): it is bound to every log line.
+    if (not isinstance(envelope.correlation_id, str) or not envelope.correlation_id.strip()
+            or len(envelope.correlation_id) > 100):
+        raise EventInvalid("correlation_id", "must be a non-empty string of at most 100 characters")
     known = SCHEMAS.get((envelope.type, envelope.version))
     if known is None:
-        raise EventInvalid("type", f"unknown event {envelope.type} version {envelope.version}")
+        raise EventInvalid("type", f"unknown event {shown(envelope.type)} version {shown(envelope.version)}",
+                           "unknown_type")
     known.validate(envelope.payload)
     return envelope
 
 
-def parse(raw: bytes | str | Mapping) -> Envelope:
-    """Read an envelope from JSON text or a decoded mapping, validating everything."""
-    if isinstance(raw, (bytes, str)):
+def parse(raw: bytes | str | Mapping, max_bytes: int | None = None) -> Envelope:
+    """Read an envelope from JSON text (UTF-8 bytes or a string) or a decoded mapping, validating
+    everything. ``max_bytes``: a longer text is refused before it is read."""
+    if isinstance(raw, (bytes, bytearray, str)):
+        size = len(raw) if not isinstance(raw, str) else len(raw.encode("utf-8", "surrogatepass"))
+        if max_bytes is not None and size > max_bytes:
+            raise EventInvalid("body", f"is {size} bytes, over the limit of {max_bytes}", "too_large")
+        if not isinstance(raw, str):
+            try:
+                raw = bytes(raw).decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise EventInvalid("body", f"is not UTF-8 text (byte {exc.start})", "not_json") from None
         try:
             raw = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise EventInvalid("body", f"is not valid JSON: {exc}") from None
+        except ValueError as exc:
+            raise EventInvalid("body", f"is not valid JSON: {exc}", "not_json") from None
+        except RecursionError:
+            raise EventInvalid("body", "is JSON nested too deep to read", "not_json") from None
     if not isinstance(raw, Mapping):
-        raise EventInvalid("body", "must be a JSON object")
+        raise EventInvalid("body", "must be a JSON object", "not_object")
+    event_type = raw.get("type")
+    try:
+        return _envelope(raw)
+    except EventInvalid as invalid:
+        invalid.event_type = type_label(event_type)
+        raise
+
+
+def _envelope(raw: Mapping) -> Envelope:
     missing = sorted(_ENVELOPE_KEYS - set(raw))
     if missing:
         raise EventInvalid(missing[0], "is required")
-    unknown = sorted(set(raw) - _ENVELOPE_KEYS)
+    unknown = sorted(str(key) for key in set(raw) - _ENVELOPE_KEYS)
     if unknown:
-        raise EventInvalid(unknown[0], "is not part of the envelope")
+        raise EventInvalid(_name(unknown[0]), "is not part of the envelope")
     occurred_at = raw["occurred_at"]
     if not _is_instant(occurred_at):
-        raise EventInvalid("occurred_at", f"must be an ISO date-time with a time zone, got {occurred_at!r}")
+        raise EventInvalid("occurred_at", f"must be an ISO date-time with a time zone, got {shown(occurred_at)}")
     return validate(Envelope(
         id=raw["id"], type=raw["type"], version=raw["version"],
         occurred_at=datetime.fromisoformat(occurred_at), unit=raw["unit"],

@@ -26,6 +26,7 @@ import json
 import os
 import time
 from contextlib import contextmanager
+from types import SimpleNamespace
 from datetime import datetime, timedelta, timezone
 from typing import Callable, Iterator
 
@@ -37,10 +38,12 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.wrappers import Response
 
+from motcua.contracts.pii import KeyRing
 from motcua.contracts.refusals import Conflict, Invalid, Refusal
 from motcua.runtime import audit
 from motcua.runtime.db import Database, WRITE_ENVIRON_KEY, autocommit, run_after_commit
 from motcua.runtime.observability import error_response
+from motcua.runtime.pii import SETTINGS as PII_SETTINGS, keyring as pii_keyring
 
 log = structlog.get_logger("motcua.idempotency")
 
@@ -132,6 +135,7 @@ class Write:
         self.taken = False          # another request with the key committed first
         self.busy = False           # another request held the key longer than ``wait`` seconds
         self.wait = DEFAULT_WAIT_SECONDS
+        self.pii: KeyRing | None = None     # a service keeping ID or phone numbers: its answers stored sealed
 
     @contextmanager
     def join(self) -> Iterator[Session]:
@@ -187,7 +191,8 @@ class Write:
         if self.key is not None:
             headers = {name: response.headers[name] for name in KEPT_HEADERS if name in response.headers}
             session.execute(update(self.table).where(self.table.c.key == self.key).values(
-                status=response.status_code, headers=json.dumps(headers), body=response.get_data()))
+                status=response.status_code, headers=json.dumps(headers), body=seal_answer(response.get_data(),
+                                                                                           self.pii)))
         if entry is not None:
             audit.append(session, self.log, **entry)
         try:
@@ -282,19 +287,51 @@ def _dossier(request, response: Response) -> str:
     return ""
 
 
+# An answer stored with its key (intake's holds the applicant's ID and phone numbers) is kept sealed
+# in a service that has the personal-data keys, whole, so that it is given again byte for byte.
+ANSWER = "answer"
+
+
+def seal_answer(body: bytes | None, pii: KeyRing | None) -> bytes | None:
+    if not body or pii is None:
+        return body
+    return pii.seal(body.decode("utf-8", "surrogateescape"), ANSWER).encode("ascii")
+
+
+def open_answer(body: bytes | None, pii: KeyRing | None) -> bytes | None:
+    if not body or not body.startswith(b"pii1:") or pii is None:
+        return body
+    return pii.open(body.decode("ascii"), ANSWER).encode("utf-8", "surrogateescape")
+
+
+def seal_stored_answers(connection, table: str, pii: KeyRing) -> int:
+    """The answers a table (``schema.idempotency_keys``) holds in clear, sealed (a migration)."""
+    rows = connection.execute(text(f"SELECT key, body FROM {table} WHERE body IS NOT NULL")).all()
+    clear = [(key, bytes(body)) for key, body in rows if not bytes(body).startswith(b"pii1:")]
+    for key, body in clear:
+        connection.execute(text(f"UPDATE {table} SET body = :body WHERE key = :key"),
+                           {"key": key, "body": seal_answer(body, pii)})
+    return len(clear)
+
+
 class Store:
     """Where a service keeps its keys and its audit chain: its database (the fakes of the unit
     tests stand in for this)."""
 
-    def __init__(self, database: Database, keys: Table | None, log: Table | None):
-        self.database, self.keys, self.log = database, keys, log
+    def __init__(self, database: Database, keys: Table | None, log: Table | None, pii: KeyRing | None = None):
+        self.database, self.keys, self.log, self.pii = database, keys, log, pii
 
     def stored(self, key: str, now: datetime):
-        return stored(self.database.sessions, self.keys, key, now)
+        row = stored(self.database.sessions, self.keys, key, now)
+        if row is None or self.pii is None:
+            return row
+        return SimpleNamespace(**{**row._asdict(), "body": open_answer(row.body, self.pii)})
 
     def write(self, key: str | None, fingerprint_: str, now: datetime, ttl: timedelta) -> Write:
-        return Write(self.database.sessions, self.database.after_commit, table=self.keys, key=key,
-                     fingerprint=fingerprint_, now=now, ttl=ttl, log=self.log)
+        write = Write(self.database.sessions, self.database.after_commit, table=self.keys, key=key,
+                      fingerprint=fingerprint_, now=now, ttl=ttl, log=self.log)
+        write.pii = self.pii
+        return write
 
     def append_alone(self, entry: dict) -> None:
         """The audit entry of a write that committed nothing (refused, replayed, failed), in its own transaction."""
@@ -315,7 +352,9 @@ def store_of(container) -> Store | None:
     database = _database(container)
     if database is None or (keys is None and log_table is None):
         return None
-    return Store(database, keys, log_table)
+    config = container.config
+    return Store(database, keys, log_table,
+                 pii_keyring(config) if all(config.get(name) for name in PII_SETTINGS) else None)
 
 
 def around(entrypoint, request, call: Callable[[], Response], official_of, store: Store | None = None) -> Response:

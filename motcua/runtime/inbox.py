@@ -6,7 +6,9 @@ to the events exchange. The method receives a list of one or more validated ``En
 What cannot be handled goes to the dead-letter queue with the reason and is acknowledged, so
 the consumer keeps going:
 
-- a body that is not JSON, or breaks the envelope or the payload schema, or an unknown type;
+- a body over ``EVENT_MAX_BYTES`` (default 1 MiB; refused before it is decoded), a body that is
+  not UTF-8 JSON or not an object, or breaks the envelope or the payload schema, or an unknown
+  type or version: at once, never retried, before any handler runs;
 - a handler that raises an error that is not transient.
 
 A transient error (database or broker unreachable) puts the message back after a pause.
@@ -15,6 +17,7 @@ its effect: the event id is stored with the effect, so a redelivered event chang
 """
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from contextlib import contextmanager
@@ -25,6 +28,7 @@ from typing import Any
 import eventlet
 import structlog
 from kombu import Producer
+from kombu import pools as kombu_pools
 from nameko.exceptions import ContainerBeingKilled, RemoteError
 from nameko.messaging import Consumer, QueueConsumer
 from prometheus_client import Counter, Histogram
@@ -34,7 +38,7 @@ from sqlalchemy.dialects.postgresql import UUID, insert
 from sqlalchemy.orm import Session
 
 from motcua.runtime import broker
-from motcua.contracts.events import Envelope, EventInvalid, parse
+from motcua.contracts.events import INVALID_KINDS, UNKNOWN_TYPE, Envelope, EventInvalid, parse, type_label
 from motcua.runtime.logs import mask_text
 from motcua.runtime.observability import CORRELATION_KEY
 
@@ -44,10 +48,21 @@ CONSUMED = Counter("motcua_events_consumed_total", "Events handed to a handler, 
                    ["service", "type", "outcome"])
 DUPLICATES = Counter("motcua_events_duplicate_total",
                      "Redelivered events recognised by their id and not applied again.", ["service", "type"])
-DEAD_LETTERS = Counter("motcua_dead_letters_total", "Messages sent to the dead-letter queue, by reason.",
-                       ["service", "reason"])
+DEAD_LETTERS = Counter("motcua_dead_letters_total", "Messages sent to the dead-letter queue, by service, event "
+                       "type (a type of the contract, else unknown) and reason (too_large, not_json, not_object, "
+                       "envelope, unknown_type, payload, handler_error, waited_too_long; the gateway's signature "
+                       "and rejected, notify's undeliverable).", ["service", "type", "reason"])
 
+# The dead-letter queue's routing key and x-dead-letter-category header (coarser than the reason).
 DEAD_LETTER_CATEGORIES = ("undecodable", "invalid", "handler_error", "waited_too_long")
+DEFAULT_MAX_BYTES = 1024 * 1024
+
+
+def max_event_bytes(config: dict | None = None) -> int:
+    """``EVENT_MAX_BYTES`` from the config, else the environment: the largest event body a consumer
+    reads (the largest the platform writes, a whole catalogue's units, is far below the default)."""
+    value = (config or {}).get("EVENT_MAX_BYTES") or os.environ.get("EVENT_MAX_BYTES")
+    return int(value) if value else DEFAULT_MAX_BYTES
 
 
 class NotYet(Exception):
@@ -129,41 +144,101 @@ def first_time(session: Session, table: Table, envelope: Envelope) -> bool:
     return True
 
 
+def raw_body(body: bytes | str | None) -> bytes:
+    """A message's body as bytes: py-amqp hands a body with a ``content_encoding`` over as text."""
+    return body.encode("utf-8", "surrogatepass") if isinstance(body, str) else bytes(body or b"")
+
+
+_PROTOTYPES: dict[str, Any] = {}
+
+
+def _pooled(amqp_uri: str):
+    """A confirmed connection from the process's pool for that broker: a flood of malformed
+    messages would otherwise cost a connection (and its handshake) each."""
+    prototype = _PROTOTYPES.get(amqp_uri) or _PROTOTYPES.setdefault(amqp_uri, broker.confirmed_connection(amqp_uri))
+    return kombu_pools.connections[prototype].acquire(block=True, timeout=30)
+
+
 def dead_letter(amqp_uri: str, body: bytes | str, *, service: str, queue: str, reason: str,
-                category: str, headers: dict | None = None, config: dict | None = None) -> None:
-    """Publish a message that could not be handled to the dead-letter queue, with the reason."""
+                category: str, headers: dict | None = None, config: dict | None = None,
+                event_type: str = UNKNOWN_TYPE, kind: str | None = None) -> None:
+    """Publish a message that could not be handled to the dead-letter queue, with the reason
+    (personal data masked). ``kind``: the metric's reason, the category if not given."""
     reason = mask_text(reason)[:1000]
-    with broker.confirmed_connection(amqp_uri) as connection:
+    kind = kind or category
+
+    def publish(connection) -> None:
         channel = connection.default_channel
         broker.declare_topology(channel, config)
         Producer(channel, exchange=broker.dead_letter_exchange).publish(
-            body.encode("utf-8") if isinstance(body, str) else bytes(body),
+            raw_body(body),
             routing_key=f"{service}.{category}",
             delivery_mode=2,
             content_type="application/octet-stream", content_encoding="binary",
             headers={**(headers or {}), "x-dead-letter-reason": reason,
-                     "x-dead-letter-category": category, "x-dead-letter-service": service,
-                     "x-dead-letter-queue": queue},
+                     "x-dead-letter-category": category, "x-dead-letter-kind": kind,
+                     "x-dead-letter-service": service, "x-dead-letter-queue": queue},
             retry=True, retry_policy={"max_retries": 3},
         )
-    DEAD_LETTERS.labels(service, category).inc()
-    log.warning("message dead-lettered", queue=queue, category=category, reason=reason)
+
+    with _pooled(amqp_uri) as connection:
+        try:
+            publish(connection)
+        except Exception:
+            # A pooled connection the broker dropped (a restart, a failover): its state is dropped
+            # (it reconnects when next used) and this letter goes on a new connection.
+            connection.collect()
+            with broker.confirmed_connection(amqp_uri) as fresh:
+                publish(fresh)
+    DEAD_LETTERS.labels(service, type_label(event_type), kind).inc()
+    log.warning("message dead-lettered", queue=queue, category=category, kind=kind, reason=reason)
 
 
 class EventQueueConsumer(QueueConsumer):
-    """nameko's queue consumer for the event queues: a body kombu cannot decode is dead-lettered,
-    not dropped; each queue's prefetch is ``EVENT_PREFETCH`` (default 300), so that what waits
-    on the broker can be taken in batches."""
+    """nameko's queue consumer for the event queues: a body over ``EVENT_MAX_BYTES`` is
+    dead-lettered before kombu decodes it (a huge JSON would hold the process's memory and CPU),
+    a body kombu cannot decode is dead-lettered, not dropped; each queue's prefetch is
+    ``EVENT_PREFETCH`` (default 300), so that what waits on the broker can be taken in batches."""
 
     @property
     def prefetch_count(self) -> int:
         return int(self.container.config.get("EVENT_PREFETCH") or DEFAULT_PREFETCH)
 
+    def get_consumers(self, consumer_cls, channel):
+        consumers = super().get_consumers(consumer_cls, channel)
+        limit = max_event_bytes(self.container.config)
+        for provider, consumer in self._consumers.items():
+            # kombu hands ``on_message`` the message undecoded (then it calls no callback itself).
+            consumer.on_message = partial(self._on_raw_message, provider, consumer, limit)
+        return consumers
+
+    def _on_raw_message(self, provider, consumer, limit: int, message) -> None:
+        body = raw_body(message.body)
+        if len(body) > limit:
+            # Kept in the dead letter up to the limit: enough to see what it was.
+            self._reject(provider, message, f"body: is {len(body)} bytes, over the limit of {limit} (EVENT_MAX_BYTES)",
+                         "invalid", "too_large", body=body[:limit], headers={"x-original-size": len(body)})
+            return
+        try:
+            body = message.decode()
+        except Exception as exc:      # kombu's and the serializer's errors: not JSON, not UTF-8, too deep...
+            self._reject(provider, message, f"body: undecodable ({message.content_type}): "
+                                            f"{type(exc).__name__}: {str(exc)[:200]}", "undecodable", "not_json")
+            return
+        consumer.receive(body, message)
+
+    def _reject(self, provider, message, reason: str, category: str, kind: str, *, body=None, headers=None):
+        CONSUMED.labels(self.container.service_name, provider.event_type, "invalid").inc()
+        dead_letter(self.amqp_uri, message.body if body is None else body, service=self.container.service_name,
+                    queue=provider.queue_name, reason=reason, category=category, config=self.container.config,
+                    event_type=provider.event_type, kind=kind, headers=headers)
+        self.ack_message(message)
+
     def on_decode_error(self, message, exc):
         queue = (message.delivery_info or {}).get("routing_key", "?")
         dead_letter(self.amqp_uri, message.body, service=self.container.service_name, queue=queue,
                     reason=f"undecodable body ({message.content_type}): {exc}", category="undecodable",
-                    config=self.container.config)
+                    config=self.container.config, kind="not_json")
         message.ack()
 
 
@@ -220,8 +295,8 @@ class EventConsumer(Consumer):
         for outcome in ("handled", "invalid", "retried", "failed"):
             CONSUMED.labels(service, self.event_type, outcome)
         DUPLICATES.labels(service, self.event_type)
-        for category in DEAD_LETTER_CATEGORIES:
-            DEAD_LETTERS.labels(service, category)
+        for reason in (*INVALID_KINDS, "handler_error", "waited_too_long"):
+            DEAD_LETTERS.labels(service, type_label(self.event_type), reason)
         BATCH_SIZES.labels(service, self.event_type)
         super().setup()
 
@@ -229,18 +304,22 @@ class EventConsumer(Consumer):
         """Does this queue take events of that type? (One type, unless a subclass binds a pattern.)"""
         return event_type == self.event_type
 
-    def _dead_letter(self, message, reason: str, category: str) -> None:
+    def _dead_letter(self, message, reason: str, category: str, event_type: str, kind: str | None = None) -> None:
         dead_letter(self.amqp_uri, message.body, service=self.container.service_name, queue=self.queue_name,
-                    reason=reason, category=category, config=self.container.config)
+                    reason=reason, category=category, config=self.container.config,
+                    event_type=event_type, kind=kind)
 
     def handle_message(self, body, message):
         try:
             envelope = parse(body)
             if not self.accepts(envelope.type):
-                raise EventInvalid("type", f"this queue takes {self.event_type}, got {envelope.type}")
+                wrong = EventInvalid("type", f"this queue takes {self.event_type}, got {envelope.type}")
+                wrong.event_type = type_label(envelope.type)
+                raise wrong
         except EventInvalid as invalid:
+            # Dead-lettered at once: no retry can mend it, and no handler sees it.
             CONSUMED.labels(self.container.service_name, self.event_type, "invalid").inc()
-            self._dead_letter(message, str(invalid), "invalid")
+            self._dead_letter(message, str(invalid), "invalid", invalid.event_type, invalid.kind)
             self.queue_consumer.ack_message(message)
             return
         self.waiting.append(_Delivery(envelope, message))
@@ -316,7 +395,8 @@ class EventConsumer(Consumer):
                             min(REQUEUE_PAUSE_SECONDS, self.wait_seconds / 4))
                 return
             CONSUMED.labels(service, self.event_type, "failed").inc()
-            self._dead_letter(delivery.message, f"waited {self.wait_seconds:.0f} s: {error}", "waited_too_long")
+            self._dead_letter(delivery.message, f"waited {self.wait_seconds:.0f} s: {error}", "waited_too_long",
+                              delivery.envelope.type)
             self._settled([delivery], handled=False)
             return
         if transient(error):
@@ -324,7 +404,8 @@ class EventConsumer(Consumer):
             self._later(lambda: self.queue_consumer.requeue_message(delivery.message))
             return
         CONSUMED.labels(service, self.event_type, "failed").inc()
-        self._dead_letter(delivery.message, f"handler failed: {type(error).__name__}: {error}", "handler_error")
+        self._dead_letter(delivery.message, f"handler failed: {type(error).__name__}: {error}", "handler_error",
+                          delivery.envelope.type)
         self._settled([delivery], handled=False)
 
     def _later(self, action, seconds: float = REQUEUE_PAUSE_SECONDS) -> None:

@@ -14,9 +14,13 @@ from typing import Any
 
 import structlog
 
-CCCD = re.compile(r"(?<!\d)\d{12}(?!\d)")
-# Vietnamese phone numbers: 0 or +84/84, then 9 digits, possibly separated by spaces, dots or dashes.
-PHONE = re.compile(r"(?<![\d+])(?:\+84|84|0)(?:[ .-]?\d){9}(?!\d)")
+# Between digits, as people type numbers and URLs carry them (a desk's search ``?q=0903+123+456``):
+# a space, a dot, an encoded space ('+', %20); in a phone number also a dash (not in an ID number:
+# a dossier code's ``29-260213-0001`` has twelve digits too).
+_GAP = r"(?:[ .+]|%20)?"
+CCCD = re.compile(rf"(?<!\d)\d(?:{_GAP}\d){{11}}(?!\d)")
+# Vietnamese phone numbers: 0 or +84/84, then 9 digits, possibly separated as above.
+PHONE = re.compile(r"(?<![\d+])(?:\+84|84|0)(?:(?:[ .+-]|%20)?\d){9}(?!\d)")
 EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 # The status-lookup secret in a URL (access logs of the public status page).
 SECRET_PARAM = re.compile(r"(secret=)[^&\s\"']+")

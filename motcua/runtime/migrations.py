@@ -15,15 +15,17 @@ from sqlalchemy import MetaData, text
 from motcua.runtime.db import make_engine
 
 
-def alembic_config(migrations_dir: str | Path, url: str) -> Config:
+def alembic_config(migrations_dir: str | Path, url: str, service_config: dict | None = None) -> Config:
     config = Config()
     config.set_main_option("script_location", str(migrations_dir))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    # A migration that converts rows reads its settings (the personal-data keys) from here.
+    config.attributes["service_config"] = service_config
     return config
 
 
-def upgrade(migrations_dir: str | Path, url: str, revision: str = "head") -> None:
-    command.upgrade(alembic_config(migrations_dir, url), revision)
+def upgrade(migrations_dir: str | Path, url: str, revision: str = "head", service_config: dict | None = None) -> None:
+    command.upgrade(alembic_config(migrations_dir, url, service_config), revision)
 
 
 def run_migrations(metadata: MetaData) -> None:

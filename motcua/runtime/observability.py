@@ -21,7 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, His
 from prometheus_client.core import GaugeMetricFamily
 from werkzeug.wrappers import Response
 
-from motcua.runtime import broker
+from motcua.runtime import broker, openapi
 from motcua.runtime.clock import clock_from_config
 from motcua.runtime.db import Database
 
@@ -192,6 +192,13 @@ class PlatformService:
     @http("GET", "/metrics")
     def metrics(self, request):
         return Response(generate_latest(REGISTRY), mimetype=CONTENT_TYPE_LATEST)
+
+    @http("GET", "/openapi.json")
+    def openapi(self, request):
+        document = openapi.document(type(self))
+        if document is None:
+            return error_response(404, f"{self.name} has no OpenAPI document")
+        return json_response(document)
 
     @http("GET", "/health")
     def health(self, request):

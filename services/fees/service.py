@@ -17,14 +17,14 @@ from werkzeug.wrappers import Response
 from motcua.contracts.actors import Actor
 from motcua.contracts.events import Envelope
 from motcua.contracts.periods import parse_period
-from motcua.contracts.refusals import NotFound, Refusal
+from motcua.contracts.refusals import Invalid, NotFound, Refusal
 from motcua.runtime.catalogue import CatalogueReadModel, catalogue_consumer
 from motcua.runtime.clock import Clock
 from motcua.runtime.inbox import about, event_consumer, first_time
 from motcua.runtime.observability import DatabaseGauge, PlatformService, error_response, json_response
 from motcua.runtime.outbox import OutboxRelay
 from motcua.runtime.rpc import rpc
-from motcua.runtime.web import answer, http, json_body, official, report_unit
+from motcua.runtime.web import answer, body_text, http, json_body, no_nul, official, report_unit
 from services.fees import domain, forms, models, store
 from services.fees.account import receipt_view
 from services.fees.handlers import (HANDLERS, QUESTIONS, CancelReceipt, CloseCash, GatewayCallback, ImportSettlement,
@@ -95,7 +95,7 @@ class FeesService(PlatformService):
         """``make(actor, body)`` is the command of an official's request."""
         def call():
             actor = official(request)
-            body = (request.get_data(as_text=True) if raw_body else json_body(request) if with_body else None)
+            body = (body_text(request) if raw_body else json_body(request) if with_body else None)
             command = make(actor, body)
             result = self._handle(command)
             if request.method == "POST" and isinstance(result, dict):
@@ -189,9 +189,13 @@ class FeesService(PlatformService):
         if not params and request.data:
             try:
                 params = json.loads(request.get_data(as_text=True))
-            except ValueError:
+            except (ValueError, RecursionError):
                 params = {}
         params = {str(k): str(v) for k, v in params.items()} if isinstance(params, dict) else {}
+        try:
+            no_nul(params)          # kept as evidence in a JSONB column, which cannot hold a NUL
+        except Invalid as refusal:
+            return error_response(refusal.status, str(refusal), refusal.field)
         try:
             result = self._handle(GatewayCallback(params, self._merchant_secrets(),
                                                   int(self.config.get("GATEWAY_MAX_AGE_SECONDS", 900))))

@@ -20,8 +20,8 @@ from prometheus_client import Counter, Histogram
 
 from motcua.runtime import broker
 from motcua.contracts.refusals import Invalid, Refusal
-from motcua.contracts.events import EventInvalid, parse
-from motcua.runtime.inbox import dead_letter
+from motcua.contracts.events import EventInvalid, parse, shown
+from motcua.runtime.inbox import dead_letter, max_event_bytes, raw_body
 from services.gateway import feed, ingest
 
 log = structlog.get_logger("motcua.gateway")
@@ -86,6 +86,7 @@ class Worker(ConsumerMixin):
         self.connection = Connection(broker.amqp_uri(config), heartbeat=30)
         self.config, self.platform = config, platform
         self.amqp_uri = broker.amqp_uri(config)
+        self.max_bytes = max_event_bytes(config)
         self.thread = threading.Thread(target=self.run, name=self.name, daemon=True)
 
     def start(self) -> "Worker":
@@ -101,9 +102,14 @@ class Worker(ConsumerMixin):
     def is_alive(self) -> bool:
         return self.thread.is_alive()
 
-    def _dead_letter(self, message, queue: str, reason: str, category: str) -> None:
-        dead_letter(self.amqp_uri, message.body, service="gateway", queue=queue, reason=reason, category=category,
-                    config=self.config, headers={"routing_key": message.delivery_info.get("routing_key", "")})
+    def _dead_letter(self, message, queue: str, reason: str, category: str, *, event_type: str = "unknown",
+                     kind: str | None = None) -> None:
+        body = raw_body(message.body)
+        headers = {"routing_key": message.delivery_info.get("routing_key", "")}
+        if kind == "too_large":     # kept up to the limit: enough to see what it was
+            body, headers["x-original-size"] = body[:self.max_bytes], len(body)
+        dead_letter(self.amqp_uri, body, service="gateway", queue=queue, reason=reason, category=category,
+                    config=self.config, headers=headers, event_type=event_type, kind=kind)
         message.ack()
 
     def _retry_later(self, message, exc: Exception) -> None:
@@ -122,10 +128,10 @@ class FeedWorker(Worker):
 
     def on_message(self, message):
         try:
-            envelope = parse(message.body)
+            envelope = parse(message.body, self.max_bytes)
         except EventInvalid as exc:
             FEED_EVENTS.labels("invalid").inc()
-            self._dead_letter(message, FEED_QUEUE, str(exc), "invalid")
+            self._dead_letter(message, FEED_QUEUE, str(exc), "invalid", event_type=exc.event_type, kind=exc.kind)
             return
         try:
             with self.platform.transaction() as session:
@@ -152,19 +158,30 @@ class UnitEventsWorker(Worker):
     def on_message(self, message):
         routing_key = message.delivery_info.get("routing_key", "")
         unit, _, kind = routing_key.rpartition(".")
+        size = len(raw_body(message.body))
+        if size > self.max_bytes:
+            self._dead_letter(message, UNIT_EVENTS_QUEUE, f"{routing_key[:100]}: body: is {size} bytes, over the "
+                              f"limit of {self.max_bytes} (EVENT_MAX_BYTES)", "invalid", kind="too_large")
+            return
         try:
             data = json.loads(message.body)
+        except (ValueError, RecursionError) as exc:    # not UTF-8, not JSON, nested too deep
+            self._dead_letter(message, UNIT_EVENTS_QUEUE, f"{routing_key[:100]}: body: is not JSON: "
+                              f"{type(exc).__name__}: {str(exc)[:200]}", "invalid", kind="not_json")
+            return
+        try:
             if not isinstance(data, dict):
                 raise Invalid("body", "must be a JSON object")
             if data.setdefault("type", kind) != kind:
-                raise Invalid("type", f"is {data['type']!r} but the routing key says {kind!r}")
-        except (ValueError, Refusal) as exc:
-            self._dead_letter(message, UNIT_EVENTS_QUEUE, f"{routing_key}: {exc}", "invalid")
+                raise Invalid("type", f"is {shown(data['type'])} but the routing key says {shown(kind)}")
+        except Refusal as exc:
+            self._dead_letter(message, UNIT_EVENTS_QUEUE, f"{routing_key[:100]}: {exc}", "invalid",
+                              kind="not_object" if exc.field == "body" else "envelope")
             return
         try:
             outcome = ingest_one(self.platform, unit, data, "amqp", self._routing)
         except ingest.BadSignature as refused:  # counted and logged: kept aside with the reason, nothing done
-            self._dead_letter(message, UNIT_EVENTS_QUEUE, f"{routing_key}: {refused}", "signature")
+            self._dead_letter(message, UNIT_EVENTS_QUEUE, f"{routing_key[:100]}: {refused}", "signature")
             return
         except Exception as exc:  # the database or routing is away: the unit's event waits
             self._retry_later(message, exc)

@@ -6,6 +6,7 @@ from typing import Any
 
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
+from motcua.contracts.pii import KeyRing, open_payload
 from motcua.contracts.refusals import Invalid
 from motcua.v1 import (agency_service_pb2 as agency_pb, catalogue_service_pb2 as catalogue_pb, dossier_pb2,
                        event_service_pb2 as event_pb)
@@ -131,7 +132,9 @@ def unit_event(message) -> dict:
     return data
 
 
-def feed_event(row) -> event_pb.SubscribeResponse:
+def feed_event(row, pii: KeyRing) -> event_pb.SubscribeResponse:
+    """A line of a unit's feed; the numbers it keeps sealed (only the receiving desk's lines hold
+    any: ``feed.payload_for``) go to the desk's system opened, over its TLS connection."""
     return event_pb.SubscribeResponse(position=row.position, event=event_pb.FeedEvent(
         id=str(row.event_id), type=row.type, dossier_code=row.dossier, occurred_at=timestamp(row.occurred_at),
-        payload=struct(row.payload)))
+        payload=struct(open_payload(row.payload, pii))))

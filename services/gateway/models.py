@@ -4,6 +4,7 @@ from sqlalchemy import (BigInteger, Column, DateTime, Index, Table, Text, Unique
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
 from motcua.runtime.db import service_metadata
+from motcua.runtime.pii import SealedJson
 
 metadata = service_metadata("gateway")
 
@@ -73,3 +74,7 @@ feed_heads = Table(
     Column("unit", Text, primary_key=True),
     Column("position", BigInteger, nullable=False),
 )
+
+# The receiving desk's lines of the feed hold the applicant's phone as intake's event carries it,
+# sealed: what `motcua pii rotate` seals again under the active key.
+sealed = (SealedJson("gateway.feed", ("unit", "position"), "payload"),)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from contextlib import contextmanager
+from functools import cached_property
 from datetime import datetime, timezone
 from typing import Any, Callable
 
@@ -28,6 +29,7 @@ from motcua.contracts.refusals import Conflict, Forbidden, Invalid, NotFound, Re
 from motcua.runtime.idempotency import MAX_KEY_LENGTH, RPC_CONTEXT_KEY
 from motcua.runtime.inbox import transient
 from motcua.runtime.keys import key_files
+from motcua.runtime.pii import keyring
 from motcua.runtime.observability import ENTRYPOINT_CALLS, ENTRYPOINT_SECONDS, ENTRYPOINTS_IN_FLIGHT
 from services.gateway import audit, credentials
 
@@ -89,6 +91,12 @@ class Platform:
         self._proxies: list[ClusterRpcProxy] = []
         self._lock = threading.Lock()
         self._units: dict[str, tuple[float, dict | None]] = {}     # unit -> (when asked, catalogue entry)
+
+    @cached_property
+    def pii(self):
+        """The personal-data keys: the desk's feed keeps the applicant's phone sealed (read when first
+        needed: the token and audit commands work without them; ``serve`` asks at start)."""
+        return keyring(self.config)
 
     @contextmanager
     def transaction(self):

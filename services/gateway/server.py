@@ -264,7 +264,7 @@ class EventService(Servicer, event_grpc.EventServiceServicer):
                 with self.platform.transaction() as session:
                     rows = feed.after(session, caller.unit, position, types)
                 for row in rows:
-                    yield convert.feed_event(row)
+                    yield convert.feed_event(row, self.platform.pii)
                     position = row.position
                 if not rows:
                     time.sleep(self.poll_seconds)
@@ -342,6 +342,7 @@ def http_server(address: str, platform: Platform) -> ThreadingHTTPServer:
 
 def serve(config: dict) -> int:
     platform = Platform(config)
+    platform.pii            # no start without the personal-data keys (a ConfigError naming them)
     server, health_servicer = build_server(config, platform)
     address = str(config.get("GRPC_ADDRESS", "0.0.0.0:50051"))
     if listen(server, address, config.get("TLS_CERT_FILE"), config.get("TLS_KEY_FILE")) == 0:

@@ -9,6 +9,8 @@ from datetime import date
 from typing import Any, Iterable, Mapping, Sequence
 
 from motcua.contracts.calendar import parse_time_limit
+from motcua.contracts.documents import Presented, parse_documents  # noqa: F401 (the desk's documents)
+from motcua.contracts.documents import count_field as _count, mapping_field as _mapping, text_field as _text
 from motcua.contracts.reorganisations import dissolved
 from motcua.contracts.refusals import Conflict, Forbidden, Invalid, NotFound, Refusal  # noqa: F401 (the desk's refusals)
 from motcua.contracts.text import fold
@@ -16,7 +18,6 @@ from motcua.contracts.vocabulary import (
     CHANNELS,
     DOCUMENT_FORM_STRENGTH,
     DOCUMENT_FORM_VI,
-    DOCUMENT_FORMS,
 )
 
 # The desk's refusals: a field, a reason, an HTTP status; nothing changed.
@@ -39,41 +40,6 @@ class Applicant:
     email: str | None = None
 
 
-@dataclass(frozen=True)
-class Presented:
-    name: str
-    form: str
-    count: int
-
-
-def _text(data: Mapping, key: str, field: str, *, required: bool = True, max_length: int = 500) -> str | None:
-    value = data.get(key)
-    if value is None or (isinstance(value, str) and not value.strip()):
-        if required:
-            raise Invalid(field, "is required")
-        return None
-    if not isinstance(value, str):
-        raise Invalid(field, f"must be text, got {type(value).__name__}")
-    value = " ".join(value.split())
-    if len(value) > max_length:
-        raise Invalid(field, f"is longer than {max_length} characters")
-    return value
-
-
-def _mapping(data: Any, field: str) -> Mapping:
-    if not isinstance(data, Mapping):
-        raise Invalid(field, "must be an object")
-    return data
-
-
-def _count(value: Any, field: str, *, minimum: int = 1, maximum: int = 1000) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise Invalid(field, f"must be a whole number, got {value!r}")
-    if not minimum <= value <= maximum:
-        raise Invalid(field, f"must be from {minimum} to {maximum}, got {value}")
-    return value
-
-
 def parse_applicant(data: Any) -> Applicant:
     data = _mapping(data, "applicant")
     id_number = _text(data, "id_number", "applicant.id_number")
@@ -89,21 +55,6 @@ def parse_applicant(data: Any) -> Applicant:
     return Applicant(name=_text(data, "name", "applicant.name", max_length=200),
                      id_number=id_number, address=_text(data, "address", "applicant.address"),
                      phone=phone, email=email)
-
-
-def parse_documents(data: Any, field: str = "documents") -> list[Presented]:
-    if not isinstance(data, list):
-        raise Invalid(field, "must be a list of documents")
-    documents = []
-    for index, item in enumerate(data):
-        where = f"{field}[{index}]"
-        item = _mapping(item, where)
-        form = item.get("form")
-        if form not in DOCUMENT_FORMS:
-            raise Invalid(f"{where}.form", f"must be one of {', '.join(DOCUMENT_FORMS)}, got {form!r}")
-        documents.append(Presented(name=_text(item, "name", f"{where}.name"), form=form,
-                                   count=_count(item.get("count", 1), f"{where}.count")))
-    return documents
 
 
 def parse_channel(value: Any) -> str:

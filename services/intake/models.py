@@ -4,12 +4,14 @@ from sqlalchemy import (BigInteger, Boolean, Column, Date, DateTime, ForeignKey,
 from sqlalchemy.dialects.postgresql import JSONB
 
 from motcua.contracts.codes import code_counter_table
+from motcua.contracts.pii import ID_NUMBER, PHONE
 from motcua.runtime.catalogue import catalogue_tables
 from motcua.runtime.audit import audit_table
 from motcua.runtime.db import service_metadata
 from motcua.runtime.idempotency import idempotency_table
 from motcua.runtime.inbox import inbox_table
 from motcua.runtime.outbox import outbox_table
+from motcua.runtime.pii import SealedColumns, SealedJson
 
 metadata = service_metadata("intake")
 
@@ -25,9 +27,13 @@ dossiers = Table(
     Column("handling_agency", Text, nullable=False),
     Column("applicant_name", Text, nullable=False),
     Column("applicant_key", Text, nullable=False),             # folded name, for search
+    # The ID and phone numbers are sealed (motcua/contracts/pii.py, by the repository); a desk finds
+    # them by their keyed digests.
     Column("applicant_id_number", Text, nullable=False),
     Column("applicant_address", Text, nullable=False),
     Column("applicant_phone", Text, nullable=False),
+    Column("applicant_id_digest", Text, nullable=False),
+    Column("applicant_phone_digest", Text, nullable=False),
     Column("applicant_email", Text),
     Column("documents", JSONB, nullable=False),
     Column("sets", Integer, nullable=False),
@@ -65,7 +71,8 @@ Index("ix_dossiers_unit_received", dossiers.c.unit, dossiers.c.received_at)
 Index("ix_dossiers_unit_status", dossiers.c.unit, dossiers.c.status)
 Index("ix_dossiers_unit_appointment", dossiers.c.unit, dossiers.c.appointment_date)
 Index("ix_dossiers_applicant_key", dossiers.c.applicant_key)
-Index("ix_dossiers_applicant_id", dossiers.c.applicant_id_number)
+Index("ix_dossiers_applicant_id", dossiers.c.applicant_id_digest)
+Index("ix_dossiers_applicant_phone", dossiers.c.applicant_phone_digest)
 Index("ix_dossiers_book", dossiers.c.book_unit, dossiers.c.book_year, dossiers.c.book_line, unique=True)
 
 # Who did what and when, for every dossier (ISO 9001: every step recorded with actor and time).
@@ -98,3 +105,11 @@ processed_events = inbox_table(metadata)
 idempotency_keys = idempotency_table(metadata)
 audit_log = audit_table(metadata)
 catalogue_procedures, catalogue_units = catalogue_tables(metadata)
+
+# The dossier's sealed columns (the repository seals and opens them) and their search digests.
+SEALED_DOSSIERS = SealedColumns("intake.dossiers", ("code",),
+                                {"applicant_id_number": ID_NUMBER, "applicant_phone": PHONE},
+                                {"applicant_id_digest": "applicant_id_number", "applicant_phone_digest": "applicant_phone"})
+# What holds ID or phone numbers, sealed: what `motcua pii rotate` seals again under the active key
+# (dossier.received's applicant phone in the outbox).
+sealed = (SEALED_DOSSIERS, SealedJson("intake.outbox", ("seq",), "envelope"))

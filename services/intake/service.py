@@ -23,9 +23,10 @@ from motcua.runtime.clock import Clock
 from motcua.runtime.inbox import event_consumer
 from motcua.runtime.observability import DatabaseGauge, PlatformService, error_response
 from motcua.runtime.outbox import OutboxRelay
+from motcua.runtime.pii import PiiKeys
 from motcua.runtime.ratelimit import RateLimiter
 from motcua.runtime.rpc import rpc
-from motcua.runtime.web import answer, http, json_body, official
+from motcua.runtime.web import answer, http, json_body, official, retry_later
 from services.intake import forms, handlers, models, page_dates, printing, store
 from services.intake.unit_of_work import SqlDossierRepository, SqlUnitOfWork
 from services.intake.views import summary
@@ -54,6 +55,7 @@ def open_dossiers(session, now):
 class IntakeService(PlatformService):
     name = "intake"
     outbox = OutboxRelay(models.outbox)
+    pii = PiiKeys()
     catalog = CatalogueReadModel()
     catalogue_events = catalogue_consumer()
     now = Clock()
@@ -65,7 +67,7 @@ class IntakeService(PlatformService):
 
     def _uow(self) -> SqlUnitOfWork:
         return SqlUnitOfWork(self.db, catalogue=_Catalogue(self.catalog), calendar=default_calendar(),
-                             emit=self.outbox, correlation_id=self.correlation_id,
+                             emit=self.outbox, pii=self.pii, correlation_id=self.correlation_id,
                              lines_per_volume=int(self.config.get("BOOK_LINES_PER_VOLUME", 1000)))
 
     def _handle(self, type_: str, actor: Actor | None = None, code: str | None = None, body=None, event=None):
@@ -140,8 +142,8 @@ class IntakeService(PlatformService):
         def search(session, now, actor):
             query = request.args.get("q", "").strip()
             if not query:
-                raise Invalid("q", "is required: a dossier code, a citizen ID number or a name")
-            return {"dossiers": [summary(row) for row in store.search(session, actor.unit, query)]}
+                raise Invalid("q", "is required: a dossier code, a citizen ID number, a phone number or a name")
+            return {"dossiers": [summary(row) for row in store.search(session, actor.unit, query, self.pii)]}
         return self._query(request, search)
 
     @http("GET", "/api/v1/due")
@@ -190,7 +192,7 @@ class IntakeService(PlatformService):
 
     def _form(self, request, code: str, form: str, fmt: str):
         def make(session, now, actor):
-            dossier = handlers.load_for_reading(_Reading(session), actor, code)
+            dossier = handlers.load_for_reading(_Reading(session, self.pii), actor, code)
             unit, parent = self._unit_and_parent(dossier.unit)
             if form == "mau-01":
                 if dossier.book_line is None:
@@ -232,7 +234,7 @@ class IntakeService(PlatformService):
         allowed, wait = self.status_limiter.allow(client)
         if allowed:
             return None
-        return error_response(429, f"too many requests: try again in {int(wait) + 1} s", "rate")
+        return retry_later(error_response(429, f"too many requests: try again in {int(wait) + 1} s", "rate"), wait)
 
     @http("GET", "/api/v1/status/<string:code>")
     def http_status(self, request, code):
@@ -337,8 +339,8 @@ def count(events) -> None:
 class _Reading:
     """A repository for reading only, in a query's transaction."""
 
-    def __init__(self, session):
-        self.dossiers = SqlDossierRepository(session)
+    def __init__(self, session, pii):
+        self.dossiers = SqlDossierRepository(session, pii)
 
 
 class _Catalogue:

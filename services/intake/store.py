@@ -2,12 +2,14 @@
 loaded and saved through ``unit_of_work``."""
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from motcua.contracts.calendar import OVERDUE, deadline_state
+from motcua.contracts.pii import ID_NUMBER, PHONE, KeyRing
 from motcua.contracts.text import fold
 from services.intake import models
 
@@ -36,12 +38,20 @@ def due(session: Session, unit: str, today: date) -> tuple[list, list]:
     return [r for r, is_late in zip(rows, late) if not is_late], [r for r, is_late in zip(rows, late) if is_late]
 
 
-def search(session: Session, unit: str, query: str, limit: int = 100) -> list:
-    """By dossier code (or its start), by citizen ID number, or by words of the applicant's name."""
+PHONE_QUERY = re.compile(r"^(?:\+84|0)[0-9]{9}$")
+
+
+def search(session: Session, unit: str, query: str, pii: KeyRing, limit: int = 100) -> list:
+    """By dossier code (or its start), by citizen ID number or phone number (their keyed digests:
+    the columns hold them sealed), or by words of the applicant's name."""
     query = query.strip()
     statement = select(d).where(d.c.unit == unit)
-    if query.isdigit() and len(query) == 12:
-        statement = statement.where(d.c.applicant_id_number == query)
+    number = re.sub(r"[ .-]", "", query)             # as typed: 079 203 001 234, 0903.123.456
+    if number.isascii() and number.isdigit() and len(number) == 12:
+        statement = statement.where(d.c.applicant_id_digest == pii.digest(number, ID_NUMBER))
+    elif PHONE_QUERY.match(number):
+        national = "0" + number[3:] if number.startswith("+84") else number     # as intake.domain stores it
+        statement = statement.where(d.c.applicant_phone_digest == pii.digest(national, PHONE))
     else:
         words = fold(query).split()
         statement = statement.where(or_(

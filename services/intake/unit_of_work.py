@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from motcua.contracts.calendar import WorkingCalendar
 from motcua.contracts.codes import increment, next_dossier_code
 from motcua.contracts.events import Envelope
+from motcua.contracts.pii import KeyRing, has_clear, seal_payload
 from motcua.runtime.inbox import first_time
 from services.intake import models
 from services.intake.dossier import CLOSED, Dossier, HistoryEntry
@@ -35,9 +36,24 @@ _HISTORY = (select(func.coalesce(func.json_agg(aggregate_order_by(func.json_buil
     .where(h.c.code == d.c.code).scalar_subquery().label("history"))
 
 
+SEALED = models.SEALED_DOSSIERS       # the dossier in memory holds the numbers; its row, them sealed
+
+
+def sealed_row(values: dict, pii: KeyRing) -> dict:
+    """Column values as stored: the ID and phone numbers sealed, their search digests beside them."""
+    row = dict(values)
+    for digest, column in SEALED.digests.items():
+        if column in row:
+            row[digest] = pii.digest(row[column], SEALED.columns[column])
+    for column, purpose in SEALED.columns.items():
+        if column in row:
+            row[column] = pii.seal(row[column], purpose)
+    return row
+
+
 class SqlDossierRepository:
-    def __init__(self, session: Session):
-        self.session = session
+    def __init__(self, session: Session, pii: KeyRing):
+        self.session, self.pii = session, pii
         self._loaded: dict[str, tuple[dict | None, int]] = {}   # code -> (columns as loaded, history length)
 
     def get(self, code: str, *, for_update: bool = True) -> Dossier | None:
@@ -50,6 +66,8 @@ class SqlDossierRepository:
         if row is None:
             return None
         values = {name: row[name] for name in Dossier.columns()}
+        for column, purpose in SEALED.columns.items():
+            values[column] = self.pii.open(values[column], purpose)
         history = [HistoryEntry(at=datetime.fromisoformat(e["at"]), actor=e["actor"], actor_unit=e["actor_unit"],
                                 action=e["action"], status_from=e["status_from"], status_to=e["status_to"],
                                 note=e["note"]) for e in row["history"]]
@@ -66,11 +84,12 @@ class SqlDossierRepository:
         loaded, saved_entries = self._loaded[dossier.code]
         current = dossier.row()
         if loaded is None:
-            self.session.execute(insert(d).values(**current))
+            self.session.execute(insert(d).values(**sealed_row(current, self.pii)))
         else:
             changed = {name: value for name, value in current.items() if value != loaded[name]}
             if changed:
-                self.session.execute(update(d).where(d.c.code == dossier.code).values(**changed, updated_at=func.now()))
+                self.session.execute(update(d).where(d.c.code == dossier.code)
+                                     .values(**sealed_row(changed, self.pii), updated_at=func.now()))
         entries = dossier.history[saved_entries:]
         if entries:
             self.session.execute(insert(h), [{"code": dossier.code, **dataclasses.asdict(e)} for e in entries])
@@ -97,16 +116,17 @@ class SqlUnitOfWork:
     exit commits, an exception rolls everything back (the counters' numbers too)."""
 
     def __init__(self, db, *, catalogue: Catalogue, calendar: WorkingCalendar,
-                 emit: Callable[[Session, Envelope], None], correlation_id: str | None = None,
+                 emit: Callable[[Session, Envelope], None], pii: KeyRing, correlation_id: str | None = None,
                  lines_per_volume: int = 1000):
         self.db, self.catalogue, self.calendar, self.lines_per_volume = db, catalogue, calendar, lines_per_volume
+        self.pii = pii
         self._emit, self.correlation_id = emit, correlation_id
         self.events: list[Envelope] = []      # written to the outbox by this unit of work
 
     def __enter__(self) -> SqlUnitOfWork:
         self._transaction = self.db.transaction()
         self.session = self._transaction.__enter__()
-        self.dossiers = SqlDossierRepository(self.session)
+        self.dossiers = SqlDossierRepository(self.session, self.pii)
         self.events = []
         return self
 
@@ -118,6 +138,8 @@ class SqlUnitOfWork:
         for event in dossier.events:
             if self.correlation_id:
                 event = dataclasses.replace(event, correlation_id=self.correlation_id)
+            if has_clear(event.payload):     # the applicant's phone, for notify: sealed in the outbox and on the wire
+                event = dataclasses.replace(event, payload=seal_payload(event.payload, self.pii))
             self._emit(self.session, event)
             self.events.append(event)
         dossier.events.clear()

@@ -25,11 +25,13 @@ from nameko.extensions import DependencyProvider
 from motcua.runtime import broker
 from motcua.runtime.db import Database, UnitOfWork, autocommit
 from motcua.runtime.inbox import dead_letter, transient
+from motcua.contracts.pii import PiiError
+from motcua.runtime.pii import keyring
 from motcua.runtime.rounds import Rounds
 from services.notify import channels as channel_module, metrics, store
 from services.notify.handlers import RecordFailure, RecordSent, handle
 from services.notify.messages import MessageFailed, MessageRetried, MessageSent, Policy
-from services.notify.repository import QUEUED, SentUnitOfWork, SqlUnitOfWork
+from services.notify.repository import QUEUED, SentUnitOfWork, SqlUnitOfWork, opened
 
 log = structlog.get_logger("motcua.notify")
 MESSAGES = metrics.MESSAGES      # kept here too: the counters' former home
@@ -47,6 +49,7 @@ class Dispatcher(DependencyProvider):
         self.poll = float(config.get("NOTIFY_POLL_SECONDS", 0.5))
         self.senders = GreenPool(int(config.get("NOTIFY_SENDERS", 8)))
         self.channels = channel_module.build_channels(config)
+        self.pii = keyring(config)
         self.amqp_uri = broker.amqp_uri(config)
         # kept-open SMTP connections unused for a while are closed after each round
         self.loop = Rounds("notify-dispatcher", self.round, poll=self.poll, full=CLAIM_LIMIT,
@@ -59,7 +62,7 @@ class Dispatcher(DependencyProvider):
         from motcua.runtime.clock import clock_from_config
         database = next(d for d in self.container.dependencies if isinstance(d, Database))
         self.engine = database.engine
-        self.uow = lambda: SqlUnitOfWork(UnitOfWork(database.sessions, database.after_commit))
+        self.uow = lambda: SqlUnitOfWork(UnitOfWork(database.sessions, database.after_commit), pii=self.pii)
         self.sent_uow = lambda: SentUnitOfWork(database.engine)
         self.now: Callable[[], datetime] = clock_from_config(self.container.config)
         self.loop.start(self.container)
@@ -83,6 +86,7 @@ class Dispatcher(DependencyProvider):
         with autocommit(self.engine) as connection:
             leased = store.claim(connection, now, now + timedelta(seconds=self.policy.lease_seconds),
                                  limit=CLAIM_LIMIT)
+        leased = [message for message in map(self._opened, leased) if message is not None]
         # Providers answer in milliseconds to seconds: recipients are served side by side, each
         # recipient's messages one after the other, in the order they were queued.
         in_turn: dict[str, list] = {}
@@ -91,6 +95,16 @@ class Dispatcher(DependencyProvider):
         for _ in self.senders.imap(self._deliver_in_turn, in_turn.values()):
             pass
         return len(leased)
+
+    def _opened(self, row):
+        """The leased message with its recipient opened (stored sealed); one that cannot be opened
+        (a key dropped from PII_KEYS too soon, an altered value) fails for good, with the reason,
+        and never holds up the others."""
+        try:
+            return opened(row, self.pii)
+        except PiiError as error:
+            self._failed(row, str(error), permanent=True)
+            return None
 
     def _deliver_in_turn(self, messages: list) -> None:
         """One recipient's messages in order, each recorded as sent before the next is sent."""

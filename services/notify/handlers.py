@@ -50,13 +50,15 @@ def delivery_report(raw: str, now: datetime) -> ReportDelivery:
     else is :class:`Invalid` naming the field at fault (nothing is read or written for it)."""
     try:
         body = json.loads(raw or "{}")
-    except ValueError:
+    except (ValueError, RecursionError):        # RecursionError: arrays nested thousands deep
         raise Invalid("body", "is not valid JSON") from None
     if not isinstance(body, dict):
         raise Invalid("body", f"must be a JSON object with id and status, not {type(body).__name__}")
     provider_id, status = body.get("id"), body.get("status")
     if not isinstance(provider_id, str):
         raise Invalid("id", "is required: the provider's message id, as text")
+    if "\x00" in provider_id:                   # PostgreSQL's text cannot hold it (a 500 before)
+        raise Invalid("id", "may not contain a NUL character")
     if not isinstance(status, str) or status not in ("delivered", "failed"):
         raise Invalid("status", "is required: delivered or failed")
     return ReportDelivery(provider_id, status, now)

@@ -186,6 +186,8 @@ class Context:
     template: Callable[[str, str], templates.Template] = lambda key, channel: templates.defaults()[(key, channel)]
     # message kind -> its ZNS template (data/zalo-templates.yml, or ZALO_TEMPLATES_FILE)
     zalo_template: Callable[[str], zalo.ZaloTemplate] = lambda key: zalo.load()[key]
+    # the applicant's phone number as intake's event carries it (sealed) -> the number
+    open_phone: Callable[[str | None], str | None] = lambda phone: phone
 
 
 class DossierMessages:
@@ -275,7 +277,7 @@ class DossierMessages:
             self.dossier = Dossier(
                 code=p["code"], unit=event.unit,
                 procedure=ctx.procedure_name(p["procedure_code"], p["procedure_version"]),
-                applicant_name=p["applicant"]["name"], phone=p["applicant"].get("phone"),
+                applicant_name=p["applicant"]["name"], phone=ctx.open_phone(p["applicant"].get("phone")),
                 email=p["applicant"].get("email"), secret=p["secret"], channels=list(settings["channels"]),
                 optional=settings["optional"], received_at=datetime.fromisoformat(p["received_at"]),
                 appointment_date=p["appointment_date"])

@@ -9,6 +9,7 @@ from motcua.runtime.db import service_metadata
 from motcua.runtime.idempotency import idempotency_table
 from motcua.runtime.inbox import inbox_table
 from motcua.runtime.outbox import outbox_table
+from motcua.runtime.pii import SealedColumns
 
 metadata = service_metadata("notify")
 
@@ -19,7 +20,7 @@ dossiers = Table(
     Column("unit", Text, nullable=False),
     Column("procedure", Text, nullable=False),
     Column("applicant_name", Text, nullable=False),
-    Column("phone", Text),
+    Column("phone", Text),                                 # sealed (motcua/contracts/pii.py)
     Column("email", Text),
     Column("secret", Text, nullable=False),
     Column("channels", JSONB, nullable=False),             # the citizen's choice: ["sms", "email", "zalo"]
@@ -48,7 +49,7 @@ messages = Table(
     Column("template", Text, nullable=False),
     Column("channel", Text, nullable=False),
     Column("audience", Text, nullable=False),              # citizen | official
-    Column("recipient", Text, nullable=False),             # an address: never logged
+    Column("recipient", Text, nullable=False),             # an address, sealed: never logged
     Column("subject", Text),
     Column("text", Text, nullable=False),
     Column("state", Text, nullable=False),                 # queued, sending, sent, delivered, failed
@@ -92,3 +93,7 @@ processed_events = inbox_table(metadata)
 idempotency_keys = idempotency_table(metadata)
 audit_log = audit_table(metadata)
 catalogue_procedures, catalogue_units = catalogue_tables(metadata)
+
+# What holds phone numbers (and every recipient), sealed: what `motcua pii rotate` seals again.
+sealed = (SealedColumns("notify.dossiers", ("code",), {"phone": "phone"}),
+          SealedColumns("notify.messages", ("id",), {"recipient": "recipient"}))

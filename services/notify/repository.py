@@ -17,6 +17,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from motcua.contracts.pii import PHONE, RECIPIENT, KeyRing
 from motcua.runtime.db import autocommit
 from motcua.runtime.inbox import first_time
 from services.notify import models, templates
@@ -27,12 +28,35 @@ _DOSSIER_FIELDS = [f.name for f in fields(Dossier)]
 _MESSAGE_FIELDS = [f.name for f in fields(Message)]
 
 
-def _dossier(row) -> Dossier:
-    return Dossier(**{name: getattr(row, name) for name in _DOSSIER_FIELDS})
+# The phone number and every recipient (a phone number, an e-mail address, a webhook) are stored
+# sealed (motcua/contracts/pii.py); the aggregate holds them clear: the same message's idempotency key
+# whatever key sealed it, and the dispatcher's one message in flight per recipient.
+
+def _dossier(row, pii: KeyRing) -> Dossier:
+    values = {name: getattr(row, name) for name in _DOSSIER_FIELDS}
+    return Dossier(**{**values, "phone": pii.open(values["phone"], PHONE)})
 
 
-def _message(row) -> Message:
-    return Message(**{name: getattr(row, name) for name in _MESSAGE_FIELDS})
+def _message(row, pii: KeyRing | None = None) -> Message:
+    values = {name: getattr(row, name) for name in _MESSAGE_FIELDS}
+    if pii is not None:
+        values["recipient"] = pii.open(values["recipient"], RECIPIENT)
+    return Message(**values)
+
+
+def _sealed(values: dict, pii: KeyRing) -> dict:
+    """Values of a dossier or message row as stored (only those present are sealed)."""
+    sealed = dict(values)
+    if "phone" in sealed:
+        sealed["phone"] = pii.seal(sealed["phone"], PHONE)
+    if "recipient" in sealed:
+        sealed["recipient"] = pii.seal(sealed["recipient"], RECIPIENT)
+    return sealed
+
+
+def opened(row, pii: KeyRing) -> Message:
+    """A message row as leased by the dispatcher, its recipient opened."""
+    return _message(row, pii)
 
 
 _INSERT_MESSAGES = (insert(m).on_conflict_do_nothing(index_elements=["idempotency_key"])
@@ -41,8 +65,8 @@ QUEUED = "notify_queued"     # session.info: a message was queued (the dispatche
 
 
 class SqlDossiers:
-    def __init__(self, session: Session):
-        self.session = session
+    def __init__(self, session: Session, pii: KeyRing):
+        self.session, self.pii = session, pii
         self.seen: list[DossierMessages] = []
         self._loaded: dict[int, tuple] = {}          # id(aggregate) -> (dossier as loaded, {message id: values})
         self._whole: dict[str, DossierMessages] = {}  # code -> the whole aggregate get() loaded
@@ -61,8 +85,8 @@ class SqlDossiers:
         query = select(d).where(d.c.code == code)
         row = self.session.execute(query.with_for_update() if lock else query).first()
         rows = self.session.execute(select(m).where(m.c.code == code).order_by(m.c.id)).all()
-        self._whole[code] = self._track(DossierMessages(code, _dossier(row) if row else None,
-                                                        [_message(r) for r in rows]))
+        self._whole[code] = self._track(DossierMessages(code, _dossier(row, self.pii) if row else None,
+                                                        [_message(r, self.pii) for r in rows]))
         return self._whole[code]
 
     def open_at(self, units: list[str]) -> list[str]:
@@ -78,7 +102,7 @@ class SqlDossiers:
         row = self.session.execute(select(m).where(where).with_for_update()).first()
         if row is None:
             return None
-        return self._track(DossierMessages(row.code, None, [_message(row)]))
+        return self._track(DossierMessages(row.code, None, [_message(row, self.pii)]))
 
     def with_message(self, message_id: int) -> DossierMessages | None:
         """The aggregate holding only that message (locked): what a sending attempt changes."""
@@ -92,16 +116,18 @@ class SqlDossiers:
         if aggregate.dossier is not None:
             now = asdict(aggregate.dossier)
             if dossier_before is None:
-                self.session.execute(insert(d).values(**now).on_conflict_do_nothing(index_elements=["code"]))
+                self.session.execute(insert(d).values(**_sealed(now, self.pii))
+                                     .on_conflict_do_nothing(index_elements=["code"]))
             else:
                 changed = {k: v for k, v in now.items() if dossier_before.get(k) != v}
                 if changed:
-                    self.session.execute(update(d).where(d.c.code == aggregate.dossier.code).values(**changed))
+                    self.session.execute(update(d).where(d.c.code == aggregate.dossier.code)
+                                         .values(**_sealed(changed, self.pii)))
         new = [message for message in aggregate.messages if message.id is None]
         if new:
             # One INSERT for them all; the key's unique index is the last guard against a
             # concurrent duplicate (a message it skips keeps no id).
-            rows = [{k: v for k, v in asdict(message).items() if k != "id"} for message in new]
+            rows = [_sealed({k: v for k, v in asdict(message).items() if k != "id"}, self.pii) for message in new]
             ids = dict(self.session.execute(_INSERT_MESSAGES, rows).all())
             for message in new:
                 message.id = ids.get(message.idempotency_key)
@@ -113,7 +139,7 @@ class SqlDossiers:
             before = messages_before.get(message.id, {})
             changed = {k: v for k, v in values.items() if before.get(k) != v}
             if changed:
-                self.session.execute(update(m).where(m.c.id == message.id).values(**changed))
+                self.session.execute(update(m).where(m.c.id == message.id).values(**_sealed(changed, self.pii)))
         self._loaded[id(aggregate)] = (asdict(aggregate.dossier) if aggregate.dossier else None,
                                        {msg.id: asdict(msg) for msg in aggregate.messages})
 
@@ -239,14 +265,14 @@ class SqlInbox:
 class SqlUnitOfWork:
     """``with uow: ... uow.commit()``: one transaction; leaving without commit rolls back."""
 
-    def __init__(self, sessions, templates: TemplateCache | None = None):
+    def __init__(self, sessions, templates: TemplateCache | None = None, *, pii: KeyRing):
         self.sessions = sessions                    # the service's motcua.runtime.db.UnitOfWork
-        self.template_cache = templates
+        self.template_cache, self.pii = templates, pii
 
     def __enter__(self) -> Self:
         self._transaction = self.sessions.transaction()
         self.session = self._transaction.__enter__()
-        self.dossiers = SqlDossiers(self.session)
+        self.dossiers = SqlDossiers(self.session, self.pii)
         self.templates = SqlTemplates(self.session, self.template_cache)
         self.digests = SqlDigests(self.session)
         self.inbox = SqlInbox(self.session)

@@ -7,7 +7,6 @@ of a dossier for its officials, template management, the providers' delivery rep
 """
 from __future__ import annotations
 
-import json
 from functools import lru_cache
 from datetime import datetime, time, timedelta
 from pathlib import Path
@@ -19,12 +18,14 @@ from nameko.extensions import DependencyProvider
 from motcua.contracts.calendar import TZ, default_calendar
 from motcua.runtime.catalogue import CatalogueReadModel, catalogue_consumer
 from motcua.runtime.clock import Clock
+from motcua.contracts.pii import PHONE, is_sealed
 from motcua.contracts.refusals import Invalid, NotFound, Refusal
 from motcua.runtime.inbox import event_consumer
 from motcua.runtime.observability import DatabaseGauge, PlatformService, error_response, json_response
 from motcua.runtime.outbox import OutboxRelay
+from motcua.runtime.pii import PiiKeys
 from motcua.runtime.timer import configured_timer
-from motcua.runtime.web import http, official
+from motcua.runtime.web import body_text, http, json_body, official
 from services.notify import dispatch, metrics, models, store, templates, zalo
 from services.notify.handlers import (Consume, DigestQueued, SaveTemplate, SendDigest, delivery_report, handle,
                                       handle_events)
@@ -105,6 +106,7 @@ def queue_age(session, now):
 class NotifyService(PlatformService):
     name = "notify"
     outbox = OutboxRelay(models.outbox)
+    pii = PiiKeys()
     dispatcher = dispatch.Dispatcher()
     catalog = CatalogueReadModel()
     catalogue_events = catalogue_consumer()
@@ -116,7 +118,7 @@ class NotifyService(PlatformService):
                               "(the queue's lag).", ["channel"], queue_age)
 
     def _uow(self) -> SqlUnitOfWork:
-        return SqlUnitOfWork(self.db, self.template_cache)
+        return SqlUnitOfWork(self.db, self.template_cache, pii=self.pii)
 
     def _context(self) -> Context:
         names: dict = {}
@@ -136,10 +138,14 @@ class NotifyService(PlatformService):
         quiet = str(self.config.get("QUIET_HOURS") or "21:00-07:00").split("-")
         zalo_templates = zalo.load(self.config.get("ZALO_TEMPLATES_FILE"))
         return Context(now=self.now(), unit_name=unit_name, procedure_name=procedure_name,
-                       zalo_template=zalo_templates.__getitem__,
+                       zalo_template=zalo_templates.__getitem__, open_phone=self._open_phone,
                        officials=load_officials(self.config.get("OFFICIALS_FILE")),
                        public_url=str(self.config.get("PUBLIC_STATUS_URL") or "http://localhost:8002"),
                        quiet_hours=(_clock_time(quiet[0], "QUIET_HOURS"), _clock_time(quiet[1], "QUIET_HOURS")))
+
+    def _open_phone(self, phone: str | None) -> str | None:
+        """intake's events carry the phone number sealed (one from an intake not yet upgraded, clear)."""
+        return self.pii.open(phone, PHONE) if is_sealed(phone) else phone
 
     # --- events --------------------------------------------------------------------------------
 
@@ -297,10 +303,10 @@ class NotifyService(PlatformService):
         except Refusal as refusal:
             return error_response(refusal.status, str(refusal), refusal.field)
         try:
-            body = json.loads(request.get_data(as_text=True) or "{}")
-        except ValueError as exc:
-            return error_response(400, f"body: is not valid JSON: {exc}", "body")
-        if not isinstance(body, dict) or not isinstance(body.get("body"), str):
+            body = json_body(request)
+        except Invalid as refusal:
+            return error_response(refusal.status, str(refusal), refusal.field)
+        if not isinstance(body.get("body"), str):
             return error_response(400, "body: a template needs its text in \"body\"", "body")
         try:
             saved = handle("notify.save_template", SaveTemplate(key, channel, body.get("subject"), body["body"],
@@ -317,7 +323,7 @@ class NotifyService(PlatformService):
     def http_delivery_report(self, request):
         """The SMS gateway's report: delivered or failed at the handset."""
         try:
-            command = delivery_report(request.get_data(as_text=True), self.now())
+            command = delivery_report(body_text(request), self.now())
         except Invalid as refusal:
             return error_response(400, str(refusal), refusal.field)
         try:

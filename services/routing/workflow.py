@@ -4,12 +4,13 @@ state machine and the rules of law, changes the workflow in memory and returns t
 causes; a unit of work saves the changes and those events together."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Callable, Mapping, Sequence
 
 from motcua.contracts.actors import Actor
 from motcua.contracts.calendar import TZ, WorkingCalendar, local_date
+from motcua.contracts.documents import parse_documents
 from motcua.contracts.events import Envelope, new_event
 from motcua.contracts.refusals import Conflict, Forbidden, Invalid, NotFound
 from motcua.contracts.remaining import OfficeHours, remaining_text
@@ -265,8 +266,8 @@ class Workflow:
         note = text_field(body, "note", required=False)
         step = self._held_step(actor, step_id, [HELD], "complete")
         if result == "needs_supplement":
-            documents = body.get("documents")
-            if not isinstance(documents, list) or not documents:
+            documents = [asdict(document) for document in parse_documents(body.get("documents"))]
+            if not documents:
                 raise Invalid("documents", "must list the documents the citizen has to add")
             reason = text_field(body, "reason")
             self._record(now, actor.name, actor.unit, "ask_supplement", step_id=step.id,

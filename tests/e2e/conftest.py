@@ -9,7 +9,7 @@ import pytest
 import requests
 from nameko.testing.utils import find_free_port
 
-from tests.conftest import ROOT
+from tests.conftest import PII_SETTINGS, ROOT
 from tests.fakes import oidc_provider
 
 
@@ -76,7 +76,7 @@ def vhost(rabbit_manager):
 @pytest.fixture(scope="module")
 def process_env(database_url, vhost):
     return {**os.environ, "DATABASE_URL": database_url, "LOG_FORMAT": "json", "PYTHONPATH": str(ROOT),
-            "AMQP_URI": amqp(), "EVENT_WAIT_SECONDS": "2", **oidc_provider.provider().settings()}
+            "AMQP_URI": amqp(), "EVENT_WAIT_SECONDS": "2", **PII_SETTINGS, **oidc_provider.provider().settings()}
 
 
 class ServiceProcess:

@@ -17,7 +17,7 @@ from sqlalchemy import text
 
 from motcua.contracts.events import new_event
 from motcua.runtime import broker
-from tests.conftest import ROOT
+from tests.conftest import PII_SETTINGS, ROOT
 from tests.e2e.conftest import ServiceProcess, run_cli
 from tests.e2e.rabbit import RabbitNode
 from tests.fakes import oidc_provider
@@ -46,7 +46,7 @@ def env(node, database_url, tmp_path_factory):
     clock = tmp_path_factory.mktemp("clock") / "now"
     clock.write_text("2026-03-02T09:00:00+07:00")
     return {**os.environ, "DATABASE_URL": database_url, "LOG_FORMAT": "json", "PYTHONPATH": str(ROOT),
-            "AMQP_URI": node.uri, "EVENT_WAIT_SECONDS": "2", "CLOCK_FILE": str(clock),
+            "AMQP_URI": node.uri, "EVENT_WAIT_SECONDS": "2", "CLOCK_FILE": str(clock), **PII_SETTINGS,
             **oidc_provider.provider().settings()}      # officials signed in (tests/fakes/officials.py)
 
 

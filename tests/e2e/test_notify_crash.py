@@ -11,7 +11,10 @@ from datetime import datetime, timedelta, timezone
 import requests
 from sqlalchemy import insert, select
 
+from motcua.contracts.pii import RECIPIENT
+from motcua.runtime.pii import keyring
 from services.notify import models
+from tests.conftest import PII_SETTINGS
 from tests.e2e.conftest import ServiceProcess
 from tests.e2e.test_intake_desk import APPLICANT, DOCUMENTS, MARITAL_STATUS, wait_for
 from tests.e2e.test_notify import Fake
@@ -20,6 +23,7 @@ from tests.fakes.officials import official_headers
 WARD_5 = "000.05.20.H29"
 DESK = official_headers("Trần Văn Bình", WARD_5)
 VN = timezone(timedelta(hours=7))
+PII = keyring(PII_SETTINGS)          # notify stores every recipient sealed
 
 
 def test_a_crash_between_sending_and_recording_sends_nothing_twice(process_env, catalog_process, clock, tmp_path):
@@ -68,7 +72,8 @@ def test_crashes_mid_round_send_again_at_most_the_message_each_sender_had_in_fli
     recipients = [f"cong.dan.{n}@example.vn" for n in range(6)]
     rows = [{"idempotency_key": f"crash-e2e:{turn}:{n}", "code": f"{WARD_5}-260303-{turn * 10 + n:04d}",
              "unit": WARD_5, "template": "received", "channel": "email", "audience": "citizen",
-             "recipient": recipient, "subject": "Thử nghiệm khởi động lại", "text": f"Thư {turn} gửi {recipient}",
+             "recipient": PII.seal(recipient, RECIPIENT), "subject": "Thử nghiệm khởi động lại",
+             "text": f"Thư {turn} gửi {recipient}",
              "state": "queued", "next_attempt_at": start, "created_at": start}
             for turn in range(8) for n, recipient in enumerate(recipients)]
     keys = {row["idempotency_key"] for row in rows}

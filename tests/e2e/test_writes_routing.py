@@ -127,9 +127,6 @@ def test_a_malformed_write_is_refused_naming_the_field_and_changes_nothing(stack
         refused(answer, status, field)
 
 
-@pytest.mark.xfail(strict=True, reason="routing takes any non-empty list as the documents of a supplement; intake, "
-                   "which makes the request from dossier.supplement_needed, refuses documents that are not objects "
-                   "(documents[0]: must be an object): reported in issue 16, to be decided in the contract")
 def test_documents_intake_cannot_read_are_refused_by_routing(stack, engine, workflows):
     """Last in the module: while routing accepts them, the held dossier is asked for a supplement."""
     with unchanged(engine, "routing"):

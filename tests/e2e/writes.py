@@ -6,7 +6,9 @@ what its outbox holds (the transactional outbox): no new outbox row, no event. O
 bookkeeping on rows already there (``published_at``, ``attempts``) is left out, as it may move at
 any moment for an event of an earlier, accepted write; so are routing's report roll-ups, which a
 background task folds from one table into the other every few seconds (they are derived from the
-saves of workflows and steps, which are compared)."""
+saves of workflows and steps, which are compared). The audit log is the one table a refusal adds
+to: an entry naming the refused call and its 4xx status, after the entries already there, which
+stay as they were."""
 from __future__ import annotations
 
 from contextlib import contextmanager
@@ -15,6 +17,8 @@ from sqlalchemy import text
 
 #: columns a background task updates on rows of earlier writes (the outbox relay)
 BOOKKEEPING = {"outbox": {"published_at", "attempts"}}
+#: tables a refused write appends its own entry to (every HTTP write is audited, refused ones too)
+AUDITED = ("audit_log",)
 #: tables a background task rewrites from what earlier writes saved
 DERIVED = {"routing": ("report_rollups", "report_rollup_changes")}
 
@@ -46,8 +50,22 @@ def unchanged(engine, *schemas: str, skip: tuple[str, ...] = ()):
     yield
     for schema in schemas:
         after = snapshot(engine, schema, skip)
-        changed = sorted(t for t in set(before[schema]) | set(after) if before[schema].get(t) != after.get(t))
+        changed = sorted(t for t in set(before[schema]) | set(after)
+                         if t not in AUDITED and before[schema].get(t) != after.get(t))
+        for table in AUDITED:
+            if table in after:
+                _only_refusals_appended(engine, schema, table, before[schema][table], after[table])
         assert not changed, f"refused, yet rows changed in {', '.join(f'{schema}.{t}' for t in changed)}"
+
+
+def _only_refusals_appended(engine, schema: str, table: str, before: list[tuple], after: list[tuple]) -> None:
+    added = set(after) - set(before)
+    assert set(before) <= set(after), f"refused, yet entries of {schema}.{table} changed or went"
+    if added:
+        with engine.connect() as connection:
+            statuses = connection.execute(text(
+                f'SELECT status FROM "{schema}"."{table}" ORDER BY seq DESC LIMIT :n'), {"n": len(added)}).scalars()
+            assert all(status >= 400 for status in statuses), f"an accepted write was audited in {schema}.{table}"
 
 
 def refused(answer, status: int, field: str) -> None:

@@ -8,6 +8,8 @@ from urllib.parse import quote
 
 from tests.fakes.oidc_provider import provider
 
+_SIGN_IN = None
+
 
 def official_headers(name: str, unit: str, role: str = "desk_officer", **claims) -> dict[str, str]:
     """The headers of a call by ``name`` (any Unicode) of ``unit`` acting as ``role`` (a role or a
@@ -23,3 +25,15 @@ def dev_headers(name: str, unit: str, role: str | None = None) -> dict[str, str]
     if role:
         headers["X-Roles"] = role
     return headers
+
+
+def signed_in(request):
+    """``request`` (a werkzeug Request built by a unit test) as the entry point leaves it once its
+    bearer token is verified: the acting official recorded (motcua.runtime.web.official)."""
+    global _SIGN_IN
+    from motcua.contracts.actors import Actor
+    from motcua.runtime import auth
+    if "Authorization" in request.headers:
+        _SIGN_IN = _SIGN_IN or auth.Authenticator.from_config(provider().settings())
+        request.environ[auth.ACTOR_KEY] = Actor(*_SIGN_IN.official(request.headers))
+    return request

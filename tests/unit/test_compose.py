@@ -31,6 +31,7 @@ DASHBOARDS = ["overview.json", "unit.json", "agencies.json", "fees.json", "notif
 CONDITIONS = {"service_started", "service_healthy", "service_completed_successfully"}
 # What .env.example must set (each documented by the comment lines above it).
 REQUIRED_SETTINGS = {"COMPOSE_PROJECT_NAME", "POSTGRES_PASSWORD", "GATEWAY_MERCHANTS", "SMTP_HOST",
+                     "PII_KEYS", "PII_ACTIVE_KEY", "PII_HASH_KEY",
                      "SMS_GATEWAY_URL", "SMS_GATEWAY_KEY", "GRAFANA_ADMIN_PASSWORD", "LOG_LEVEL",
                      *(f"{name.upper()}_PORT" for name in SERVICES)}
 # The monitoring services: the container port, and the configuration mounted (host -> container).

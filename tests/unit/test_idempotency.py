@@ -10,19 +10,16 @@ import pytest
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
 
-from motcua.contracts.actors import Actor
 from motcua.contracts.refusals import Conflict, Invalid
-from motcua.runtime import auth, idempotency
+from motcua.runtime import idempotency
 from motcua.runtime.db import WRITE_ENVIRON_KEY, UnitOfWork
 from motcua.runtime.idempotency import HEADER, REPLAYED_HEADER, KeyTaken
 from motcua.runtime.observability import error_response, json_response
 from motcua.runtime.web import answer, official, official_name_and_unit
-from tests.fakes.officials import official_headers
-from tests.fakes.oidc_provider import provider
+from tests.fakes.officials import official_headers, signed_in
 
 HOA = official_headers("Nguyễn Thị Hoa", "000.05.20.H29")
 BINH = official_headers("Trần Văn Bình", "000.05.20.H29")
-SIGN_IN = auth.Authenticator.from_config(provider().settings())
 
 
 class FakeDatabase:
@@ -97,10 +94,7 @@ def entrypoint(hours=None):
 def request(body=None, key=None, headers=HOA, method="POST", path="/api/v1/dossiers"):
     extra = {HEADER: key} if key is not None else {}
     environ = EnvironBuilder(method=method, path=path, json=body, headers={**headers, **extra}).get_environ()
-    req = Request(environ)
-    if "Authorization" in headers:      # signed in as the entry point does before this step
-        req.environ[auth.ACTOR_KEY] = Actor(*SIGN_IN.official(req.headers))
-    return req
+    return signed_in(Request(environ))      # as the entry point leaves it before this step
 
 
 def receive(req, *, refuse=False, status=201, code="000.05.20.H29-260213-0001", before=None):

@@ -59,7 +59,7 @@ def consumer(monkeypatch):
     consumer.setup()
     consumer.dead_lettered = []
     monkeypatch.setattr(consumer, "_dead_letter",
-                        lambda message, reason, category: consumer.dead_lettered.append((message, category)))
+                        lambda message, reason, category, *_: consumer.dead_lettered.append((message, category)))
     return consumer
 
 

@@ -679,6 +679,7 @@ def test_the_digest_figures_count_only_open_dossiers():
     ('{"id": "gw-7", "status": 3}', "status"), ('{"id": "gw-7", "status": ["delivered"]}', "status"),
     ('{"id": "gw-7", "status": {"x": 1}}', "status"), ('{"id": "gw-7"}', "status"),
     ('{"id": "gw-7", "status": "read"}', "status"),
+    ("[" * 100_000 + "]" * 100_000, "body"), ('{"id": "gw\\u0000-7", "status": "delivered"}', "id"),
 ])
 def test_a_malformed_delivery_report_is_refused_naming_the_field(raw, field):
     with pytest.raises(Invalid) as refused:

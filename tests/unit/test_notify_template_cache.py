@@ -7,9 +7,12 @@ from __future__ import annotations
 from contextlib import contextmanager
 from types import SimpleNamespace
 
+from motcua.runtime.pii import keyring, new_settings
 from services.notify import templates
 from services.notify.handlers import SaveTemplate, handle
 from services.notify.repository import SqlTemplates, SqlUnitOfWork, TemplateCache
+
+PII = keyring(new_settings())
 
 
 class Table:
@@ -84,7 +87,7 @@ def test_an_edit_saved_here_is_used_by_the_next_message():
         templates.defaults()["received", "sms"].body
     body = "Ho so {{ code }} da duoc tiep nhan. Hen tra: {{ appointment_date | ngay }}."
     handle("notify.save_template", SaveTemplate("received", "sms", None, body, "Trần Văn Bình"),
-           SqlUnitOfWork(Sessions(table), cache))
+           SqlUnitOfWork(Sessions(table), cache, pii=PII))
     assert SqlTemplates(Session(table), cache).get("received", "sms").body == body   # same instant
 
 
@@ -120,7 +123,7 @@ def test_a_failed_edit_changes_nothing_and_the_listing_always_reads_the_table():
     SqlTemplates(Session(table), cache).get("received", "sms")
     try:
         handle("notify.save_template", SaveTemplate("received", "sms", None, "{{ nope }}", "x"),
-               SqlUnitOfWork(Sessions(table), cache))
+               SqlUnitOfWork(Sessions(table), cache, pii=PII))
     except templates.TemplateInvalid:
         pass
     assert table.rows == {}

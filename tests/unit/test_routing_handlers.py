@@ -306,7 +306,9 @@ def test_a_refusal_by_an_agency_stops_the_dossier(uow):
 @pytest.mark.parametrize("body, field", [
     ({"result": "maybe"}, "result"), ({}, "result"), ({"result": 3}, "result"), ([], "body"),
     ({"result": "needs_supplement", "reason": "x"}, "documents"),
-    ({"result": "needs_supplement", "documents": ["Sổ đỏ"]}, "reason"),
+    ({"result": "needs_supplement", "documents": [{"name": "Sổ đỏ", "form": "original"}]}, "reason"),
+    ({"result": "needs_supplement", "documents": ["Sổ đỏ"], "reason": "x"}, "documents[0]"),
+    ({"result": "needs_supplement", "documents": [{"name": "Sổ đỏ", "form": "scan"}], "reason": "x"}, "documents[0].form"),
 ])
 def test_bad_completions_name_the_field_and_change_nothing(uow, body, field):
     sid = step_id(uow, LAND, 0)
@@ -321,11 +323,12 @@ def test_bad_completions_name_the_field_and_change_nothing(uow, body, field):
 def test_needs_supplement_asks_intake_and_keeps_the_step(uow):
     sid = step_id(uow, LAND, 0)
     run(uow, Accept(REGISTRY, CODE, sid), "02T10:00:00")
-    view = run(uow, Complete(REGISTRY, CODE, sid, {"result": "needs_supplement", "documents": ["Sổ đỏ"],
+    view = run(uow, Complete(REGISTRY, CODE, sid, {"result": "needs_supplement",
+                                                  "documents": [{"name": "Sổ đỏ", "form": "original"}],
                                                   "reason": "thiếu bản chính"}), "03T10:00:00")
     assert view["steps"][0]["state"] == "held"
     assert uow.outbox[-1].type == "dossier.supplement_needed"
-    assert uow.outbox[-1].payload["documents"] == ["Sổ đỏ"] and uow.outbox[-1].payload["official"] == REGISTRY.name
+    assert uow.outbox[-1].payload["documents"] == [{"name": "Sổ đỏ", "form": "original", "count": 1}] and uow.outbox[-1].payload["official"] == REGISTRY.name
 
 
 def test_supplement_requested_and_received_stop_and_restart_the_clock(uow):
