@@ -100,3 +100,21 @@ def test_no_built_service_declares_rules_outside_the_table():
     for spec in SERVICES.values():
         if spec.nameko:
             assert not getattr(service_class(spec), "extra_access_rules", ()), spec.name
+
+
+@pytest.mark.parametrize("service", ["catalog", "intake", "routing", "fees", "notify"])
+def test_the_openapi_documents_say_which_routes_need_no_sign_in_as_the_table_does(service):
+    import re
+    from pathlib import Path
+
+    import yaml
+    document = yaml.safe_load((Path(__file__).resolve().parents[2] / f"services/{service}/openapi.yml").read_text())
+    declared = {(method.upper(), re.sub(r"<(?:[a-z]+:)?([a-z_]+)>", r"{\1}", rule.path)): rule.public
+                for rule in access.HTTP_RULES if rule.service == service for method in (rule.method,)}
+    matched = 0
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            if isinstance(operation, dict) and (method.upper(), path) in declared:
+                matched += 1
+                assert (operation.get("security") == []) == declared[(method.upper(), path)], (method, path)
+    assert matched == len(declared), f"{len(declared) - matched} routes of the table not in {service}'s document"
