@@ -79,7 +79,7 @@ CASES = [
     (CANCEL, "receipt", {}, 400, "reason"),
     (CANCEL, "receipt", {"reason": 5}, 400, "reason"),
     (CANCEL, "receipt", {"reason": "  "}, 400, "reason"),
-    (CANCEL, "receipt", "[]", 400, "reason"),
+    (CANCEL, "receipt", "[]", 400, "body"),
     (CANCEL, "no receipt", {"reason": "Ghi sai số tiền"}, 404, "number"),
     ("/api/v1/cash-closings", None, "[]", 400, "body"),
     ("/api/v1/cash-closings", None, {"declared": 0}, 400, "day"),
@@ -104,7 +104,7 @@ def test_a_malformed_write_is_refused_naming_the_field_and_changes_nothing(stack
 
 @pytest.mark.parametrize("content, field", [
     (b"", "file"),
-    (b"\xff\xfe not text", "line 1"),
+    (b"\xff\xfe not text", "body"),
     (b"order,amount\nx,1\n", "line 1"),
     ((CSV_HEADER + "TX-1,{code},abc,VND,2026-03-02T09:10:00+07:00\n").encode(), "line 2"),
     ((CSV_HEADER + "TX-1,{code},1000,USD,2026-03-02T09:10:00+07:00\n").encode(), "line 2"),
