@@ -77,6 +77,32 @@ def _stale(spec: SealedColumns, ring: KeyRing, everything: bool) -> str:
     return "(" + " OR ".join(f"({c} IS NOT NULL AND {c} NOT LIKE '{prefix}')" for c in spec.columns) + ")"
 
 
+def _batches(connection, table: str, key: tuple[str, ...], columns: list[str], where: str, *, batch: int,
+             commit: bool, progress: Callable[[int, int], None] | None):
+    """The rows ``where`` holds (key columns, then ``columns``), in key order, ``batch`` at a time
+    (keyset pagination: a batch changed by the caller does not shift the next); after each batch
+    the caller has handled, one commit if ``commit``, then ``progress(done, total)``."""
+    key_list = ", ".join(key)
+    total = connection.execute(text(f"SELECT count(*) FROM {table} WHERE {where}")).scalar()
+    done, after = 0, None
+    while True:
+        params: dict[str, Any] = {"batch": batch}
+        condition = where
+        if after is not None:
+            condition += f" AND ({key_list}) > ({', '.join(f':after_{i}' for i in range(len(key)))})"
+            params.update({f"after_{i}": value for i, value in enumerate(after)})
+        rows = connection.execute(text(f"SELECT {key_list}, {', '.join(columns)} FROM {table} "
+                                       f"WHERE {condition} ORDER BY {key_list} LIMIT :batch"), params).all()
+        if not rows:
+            return
+        yield rows
+        done, after = done + len(rows), tuple(rows[-1][:len(key)])
+        if commit:
+            connection.commit()
+        if progress:
+            progress(done, total)
+
+
 def reseal_rows(connection, spec: SealedColumns, ring: KeyRing, *, everything: bool = False, batch: int = 500,
                 commit: bool = False, progress: Callable[[int, int], None] | None = None) -> int:
     """Seal every value of the table not sealed under the active key (clear, or an older key), and
@@ -86,21 +112,9 @@ def reseal_rows(connection, spec: SealedColumns, ring: KeyRing, *, everything: b
     read, so a row a service changed meanwhile keeps the service's (already current) values.
     ``commit``: one transaction per batch (a live system's rotation: short locks, resumable).
     ``progress(done, total)`` after each batch. Returns the rows changed."""
-    stale = _stale(spec, ring, everything)
-    key_list = ", ".join(spec.key)
-    total = connection.execute(text(f"SELECT count(*) FROM {spec.table} WHERE {stale}")).scalar()
-    done, after = 0, None
-    columns = list(spec.columns)
-    while True:
-        where = stale
-        params: dict[str, Any] = {"batch": batch}
-        if after is not None:
-            where += f" AND ({key_list}) > ({', '.join(f':after_{i}' for i in range(len(spec.key)))})"
-            params.update({f"after_{i}": value for i, value in enumerate(after)})
-        rows = connection.execute(text(f"SELECT {key_list}, {', '.join(columns)} FROM {spec.table} "
-                                       f"WHERE {where} ORDER BY {key_list} LIMIT :batch"), params).all()
-        if not rows:
-            break
+    done, columns = 0, list(spec.columns)
+    for rows in _batches(connection, spec.table, spec.key, columns, _stale(spec, ring, everything), batch=batch,
+                         commit=commit, progress=progress):
         for row in rows:
             keys, values = row[:len(spec.key)], dict(zip(columns, row[len(spec.key):]))
             clear = {c: (ring.open(v, spec.columns[c]) if is_sealed(v) else v) for c, v in values.items()}
@@ -113,11 +127,6 @@ def reseal_rows(connection, spec: SealedColumns, ring: KeyRing, *, everything: b
                 {**{f"key_{i}": v for i, v in enumerate(keys)}, **{f"old_{c}": v for c, v in values.items()},
                  **{f"new_{c}": v for c, v in new.items()}})
         done += len(rows)
-        after = tuple(rows[-1][:len(spec.key)])
-        if commit:
-            connection.commit()
-        if progress:
-            progress(done, total)
     return done
 
 
@@ -143,21 +152,11 @@ def reseal_json(connection, spec: SealedJson, ring: KeyRing, *, batch: int = 500
     """Seal under the active key every number of the column clear or under an older key. Returns
     the rows changed; ``commit`` and ``progress`` as in ``reseal_rows``."""
     import json
-    keys = ", ".join(spec.key)
     # Only rows naming such a field are read (an outbox holds mostly other events).
     holds = f"""{spec.column}::text ~ '"({'|'.join(PAYLOAD_FIELDS)})"'"""
-    total = connection.execute(text(f"SELECT count(*) FROM {spec.table} WHERE {holds}")).scalar()
-    changed, done, after = 0, 0, None
-    while True:
-        params: dict[str, Any] = {"batch": batch}
-        where = f"WHERE {holds}"
-        if after is not None:
-            where += f" AND ({keys}) > ({', '.join(f':after_{i}' for i in range(len(spec.key)))})"
-            params.update({f"after_{i}": value for i, value in enumerate(after)})
-        rows = connection.execute(text(f"SELECT {keys}, {spec.column} FROM {spec.table} {where} "
-                                       f"ORDER BY {keys} LIMIT :batch"), params).all()
-        if not rows:
-            return changed
+    changed = 0
+    for rows in _batches(connection, spec.table, spec.key, [spec.column], holds, batch=batch, commit=commit,
+                         progress=progress):
         for row in rows:
             value = row[len(spec.key)]
             if has_clear(value, ring):
@@ -169,11 +168,7 @@ def reseal_json(connection, spec: SealedJson, ring: KeyRing, *, batch: int = 500
                                     "old": json.dumps(value, ensure_ascii=False),
                                     "new": json.dumps(reseal_payload(value, ring), ensure_ascii=False)})
                 changed += 1
-        done, after = done + len(rows), tuple(rows[-1][:len(spec.key)])
-        if commit:
-            connection.commit()
-        if progress:
-            progress(done, total)
+    return changed
 
 
 def reseal(connection, specs, ring: KeyRing, **options) -> int:
