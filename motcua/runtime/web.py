@@ -72,8 +72,10 @@ class RequestLimits(SharedExtension):
 class HttpEntrypoint(HttpRequestHandler):
     """nameko's ``http`` entry point with the steps every request goes through before its handler
     (in this order): the body's size and the address's characters; the sign-in and the route's
-    roles (motcua/runtime/auth.py, before the body is read); the per-official rate of writes. A transient error (the database or the broker out of reach: a restart, a failover to
-    the standby) is a 503 with ``Retry-After``, not a 500: try again in a moment. Its transaction
+    roles (motcua/runtime/auth.py, before the body is read); the per-official rate of writes; the
+    idempotency key and the audit entry of a write (motcua/runtime/idempotency.py, one transaction
+    with the write's). A transient error (the database or the broker out of reach: a restart, a
+    failover to the standby) is a 503 with ``Retry-After``, not a 500: try again in a moment. Its transaction
     did not commit, unless the connection broke during the COMMIT itself (then the outcome is
     unknown; sent again, such a command meets the state it left, e.g. a 409 for a step already
     accepted)."""
